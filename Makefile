@@ -1,0 +1,53 @@
+# Two entry points, both doing all set-up on a fresh Debian 12 machine as root:
+#   make demo   set up, then run the main job on the built-in network-namespace lab
+#   make test   set up, then lint, type-check and run every test (lab tests included)
+# Set-up is idempotent: apt runs only when a package is missing, pip only when
+# pyproject.toml changed since the last install.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := frr frr-pythontools bird2 nftables libnftables1 conntrack iproute2 \
+                iputils-ping tcpdump procps psmisc
+PYTEST_ARGS ?=
+
+.PHONY: setup apt venv demo test lint typecheck unit clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(BIN)/dfagent demo
+
+lint: venv
+	$(BIN)/ruff check dfagent tests
+	$(BIN)/ruff format --check dfagent tests
+
+typecheck: venv
+	$(BIN)/mypy dfagent
+
+unit: venv
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+test: setup lint typecheck
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/dfagent lab down --all
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,14 @@
+"""`dfagent bench …`: benchmarks. Each benchmark is a command in its own module."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: measured figures for the speed and scale targets."""
+
+
+# Benchmarks register themselves on import (one module each, owned by their feature).
+from dfagent.cli import bench_decode  # noqa: E402,F401

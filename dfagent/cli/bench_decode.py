@@ -1,0 +1,1 @@
+"""`dfagent bench decode` (issue 3: being written)."""

@@ -1,0 +1,33 @@
+"""Entry point of the `dfagent` command; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from dfagent import __version__
+from dfagent.cli.bench import bench
+from dfagent.cli.decode import decode
+from dfagent.cli.lab import lab
+from dfagent.cli.linux import linux
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="dfagent")
+def cli() -> None:
+    """dfagent — keep live TCP connections on their server when the ECMP next-hop set changes.
+
+    It pins each new connection to the next hop ECMP chose for it: in kernel mode with
+    conntrack marks and one routing table per next hop, in mirror mode from mirrored SYNs.
+    Offline helpers: `decode` (debug a switch's mirror), `lab` (network-namespace labs),
+    `bench` (benchmarks).
+    """
+
+
+cli.add_command(lab)
+cli.add_command(decode)
+cli.add_command(bench)
+cli.add_command(linux)
+
+
+def main() -> None:
+    cli()
