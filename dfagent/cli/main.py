@@ -7,6 +7,7 @@ import click
 from dfagent import __version__
 from dfagent.cli.bench import bench
 from dfagent.cli.decode import decode
+from dfagent.cli.demo import demo
 from dfagent.cli.lab import lab
 from dfagent.cli.linux import linux
 
@@ -27,6 +28,7 @@ cli.add_command(lab)
 cli.add_command(decode)
 cli.add_command(bench)
 cli.add_command(linux)
+cli.add_command(demo)
 
 
 def main() -> None:
