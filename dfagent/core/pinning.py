@@ -1,0 +1,174 @@
+"""Kernel-mode bookkeeping: which next hops keep a mark, a rule and a routing table.
+
+Pure logic with the clock passed in. The runner observes the kernel (the ECMP set of each
+VIP, whether each next hop is alive, how many conntrack entries carry each mark) and calls
+:meth:`Planner.step`; it gets back the desired datapath state (:class:`Plan`) plus events to
+log, and makes the kernel match it.
+
+Rules of the game:
+
+* every next hop a VIP's route uses gets a mark (stable, see :mod:`dfagent.core.marks`), an
+  element in the nft next-hop map (so new connections record it), an ``ip rule`` and a table
+  routing the VIP via that next hop alone;
+* a next hop that leaves the ECMP set (*drained* or withdrawn) keeps its rule and table while
+  conntrack entries carry its mark; it leaves the nft map (no new connection can pick it
+  anyway); once no entry carries its mark for ``gc_grace`` seconds, everything is removed;
+* a *dead* next hop (link down, neighbour FAILED) is released at once: no rule (packets fall
+  back to the main table), its mark goes into the ``released`` set so the datapath clears it
+  from conntrack on the connection's next packet, and it leaves the map. It is removed once
+  no entry carries its mark, or comes back if it revives while still in an ECMP set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from dfagent.core.marks import MarkAllocator
+from dfagent.core.nexthops import NextHop
+
+ACTIVE = "active"  # in an ECMP set, alive
+DRAINED = "drained"  # out of every ECMP set, alive, pins kept
+DEAD = "dead"  # link down / neighbour failed: pins released
+
+
+@dataclass
+class NhRecord:
+    nexthop: NextHop
+    mark: int
+    vips: set[str] = field(default_factory=set)  # VIPs it has carried (routes in its table)
+    in_ecmp: bool = False
+    alive: bool = True
+    left_at: float | None = None  # when it left every ECMP set
+    pinned: int | None = None  # conntrack entries with its mark (last count)
+    zero_since: float | None = None
+
+    @property
+    def state(self) -> str:
+        if not self.alive:
+            return DEAD
+        return ACTIVE if self.in_ecmp else DRAINED
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "nexthop": str(self.nexthop),
+            "family": self.nexthop.family,
+            "ifname": self.nexthop.ifname,
+            "gateway": self.nexthop.gateway,
+            "mark": f"0x{self.mark:08x}",
+            "table": self.mark,
+            "state": self.state,
+            "vips": sorted(self.vips),
+            "pinned": self.pinned,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Desired datapath state."""
+
+    nh_map: dict[NextHop, int]  # elements of the nft next-hop maps
+    released: frozenset[int]  # marks cleared from conntrack on the next packet
+    rules: dict[int, int]  # mark → rule family (4/6); table id == mark
+    routes: frozenset[tuple[int, str, NextHop]]  # (table, vip, next hop)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # added, drained, returned, dead, revived, removed
+    nexthop: NextHop
+    mark: int
+    pinned: int | None = None
+
+
+class Planner:
+    def __init__(self, marks: MarkAllocator | None = None, gc_grace: float = 5.0) -> None:
+        self.marks = marks or MarkAllocator()
+        self.gc_grace = gc_grace
+        self.records: dict[NextHop, NhRecord] = {}
+
+    def adopt(self, nh: NextHop, vips: Iterable[str], now: float) -> None:
+        """Take over a next hop found in the kernel/state file at start (not yet observed)."""
+        rec = self.records.get(nh)
+        if rec is None:
+            rec = NhRecord(nh, self.marks.mark(nh), left_at=now)
+            self.records[nh] = rec
+        rec.vips.update(vips)
+
+    def step(
+        self,
+        now: float,
+        current: Mapping[str, Iterable[NextHop]],
+        alive: Callable[[NextHop], bool],
+        pinned: Mapping[int, int] | None,
+    ) -> tuple[Plan, list[Event]]:
+        """One reconcile round. ``pinned`` is None when conntrack was not counted this round."""
+        events: list[Event] = []
+        members: dict[NextHop, set[str]] = {}
+        for vip, nhs in current.items():
+            for nh in nhs:
+                members.setdefault(nh, set()).add(vip)
+
+        for nh, vips in members.items():
+            rec = self.records.get(nh)
+            if rec is None:
+                rec = NhRecord(nh, self.marks.mark(nh))
+                self.records[nh] = rec
+                events.append(Event("added", nh, rec.mark))
+            elif not rec.in_ecmp:
+                events.append(Event("returned", nh, rec.mark, rec.pinned))
+            rec.in_ecmp = True
+            rec.left_at = None
+            rec.vips.update(vips)
+
+        for nh, rec in list(self.records.items()):
+            if nh not in members and rec.in_ecmp:
+                rec.in_ecmp = False
+                rec.left_at = now
+                events.append(Event("drained", nh, rec.mark, rec.pinned))
+            if pinned is not None:
+                rec.pinned = pinned.get(rec.mark, 0)
+                if rec.pinned:
+                    rec.zero_since = None
+                elif rec.zero_since is None:
+                    rec.zero_since = now
+            was_alive = rec.alive
+            rec.alive = alive(nh)
+            if was_alive and not rec.alive:
+                events.append(Event("dead", nh, rec.mark, rec.pinned))
+            elif rec.alive and not was_alive:
+                events.append(Event("revived", nh, rec.mark, rec.pinned))
+            if self._collectable(rec, now):
+                del self.records[nh]
+                events.append(Event("removed", nh, rec.mark, rec.pinned))
+
+        return self.plan(), events
+
+    def _collectable(self, rec: NhRecord, now: float) -> bool:
+        if rec.in_ecmp:
+            return False  # still routed to (if dead: kept, released, until it revives or goes)
+        if rec.pinned != 0 or rec.zero_since is None:
+            return False  # pins left, or never counted
+        since = max(rec.zero_since, rec.left_at if rec.left_at is not None else rec.zero_since)
+        if not rec.alive:
+            return True  # dead and nothing pinned: nothing to wait for
+        return now - since >= self.gc_grace
+
+    def plan(self) -> Plan:
+        nh_map: dict[NextHop, int] = {}
+        released: set[int] = set()
+        rules: dict[int, int] = {}
+        routes: set[tuple[int, str, NextHop]] = set()
+        for nh, rec in self.records.items():
+            if not rec.alive:
+                released.add(rec.mark)
+                continue
+            if rec.in_ecmp:
+                nh_map[nh] = rec.mark
+            rules[rec.mark] = nh.family
+            for vip in rec.vips:
+                routes.add((rec.mark, vip, nh))
+        return Plan(nh_map, frozenset(released), rules, frozenset(routes))
+
+    def status(self) -> list[dict[str, object]]:
+        return [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.mark)]
