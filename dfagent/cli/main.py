@@ -33,3 +33,7 @@ cli.add_command(demo)
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

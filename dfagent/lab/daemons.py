@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,9 +26,8 @@ from dfagent.lab.netns import ns_argv
 
 FRR_DIR = Path(os.environ.get("DFAGENT_FRR_DIR", "/usr/lib/frr"))
 BIRD = "bird"
-_REJECTED = re.compile(
-    r"(No such command|Command incomplete|Ambiguous command|Error) on config line (\d+): (.*)"
-)
+# "No such command", "Command incomplete", "Command returned Warning Config Failed", …
+_REJECTED = re.compile(r"\] ([^\]\n]*?) on config line (\d+): (.*)")
 
 
 def frr_binary(daemon: str) -> Path:
@@ -45,13 +45,24 @@ def frr_dryrun(conf: Path, daemons: tuple[str, ...]) -> list[str]:
     """
     rejected: dict[int, list[str]] = defaultdict(list)
     texts: dict[int, str] = {}
-    for daemon in daemons:
-        proc = subprocess.run(
-            [str(frr_binary(daemon)), "-C", "-f", str(conf)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+    with tempfile.TemporaryDirectory(prefix="dfagent-dryrun-") as tmp:
+        # The daemons drop to user frr before reading: give them a copy they can read.
+        os.chmod(tmp, 0o755)
+        copy = Path(tmp) / "frr.conf"
+        shutil.copyfile(conf, copy)
+        copy.chmod(0o644)
+        outputs = [
+            subprocess.run(
+                [str(frr_binary(d)), "-C", "-f", str(copy)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            for d in daemons
+        ]
+    for proc in outputs:
+        if proc.returncode != 0:
+            return [f"dry run failed: {(proc.stderr or proc.stdout).strip()[-300:]}"]
         for m in _REJECTED.finditer(proc.stdout + proc.stderr):
             line = int(m.group(2))
             rejected[line].append(m.group(1))
