@@ -55,11 +55,14 @@ def list_cmd(as_json: bool) -> None:
 
 @lab.command()
 @click.argument("ref")
-def validate(ref: str) -> None:
+@click.option("--containerlab", is_flag=True, help="Validate for containerlab (any kind it knows).")
+def validate(ref: str, containerlab: bool) -> None:
     """Validate a topology (and lab.yaml) offline; every error with its path."""
     try:
         path = spec.resolve(ref)
-        if (path.parent / spec.SPEC_FILE).is_file():
+        if containerlab:
+            load_topology(path, runnable=False)
+        elif (path.parent / spec.SPEC_FILE).is_file():
             spec.load(str(path))
         else:
             load_topology(path)

@@ -161,8 +161,11 @@ def _frr_daemons(daemons_file: Path | None) -> tuple[str, ...]:
     return tuple(enabled)
 
 
-def parse(doc: Any, path: Path) -> Topology:
-    """Validate a loaded document; raise TopologyError with every problem found."""
+def parse(doc: Any, path: Path, runnable: bool = True) -> Topology:
+    """Validate a loaded document; raise TopologyError with every problem found.
+
+    `runnable=False` validates for containerlab only (any kind it knows, cEOS included).
+    """
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
         raise TopologyError(str(path), problems or [("", "top level must be a mapping")])
@@ -187,7 +190,7 @@ def parse(doc: Any, path: Path) -> Topology:
         if not kind:
             problems.append((f"{where}.kind", "node has no kind (set it or topology.defaults)"))
             continue
-        if kind not in RUNNABLE_KINDS:
+        if runnable and kind not in RUNNABLE_KINDS:
             problems.append(
                 (
                     f"{where}.kind",
@@ -253,7 +256,7 @@ def _parse_links(
     return links
 
 
-def load(path: Path) -> Topology:
+def load(path: Path, runnable: bool = True) -> Topology:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -262,4 +265,4 @@ def load(path: Path) -> Topology:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TopologyError(str(path), [("", f"not valid YAML: {exc}")]) from exc
-    return parse(doc, path)
+    return parse(doc, path, runnable)

@@ -145,3 +145,19 @@ def test_lab_yaml_problems_are_reported(tmp_path):
         "checks[1].expect",
         "checks[2].node",
     }
+
+
+CLAB_FILES = sorted((REPO / "containerlab").glob("*.clab.yml"))
+
+
+@pytest.mark.parametrize("path", CLAB_FILES, ids=[p.name for p in CLAB_FILES])
+def test_containerlab_topologies_validate(path):
+    topo = topology.load(path, runnable=False)
+    assert topo.links, "a containerlab topology without links"
+
+
+def test_ceos_is_valid_for_containerlab_but_not_runnable(tmp_path):
+    doc = {"name": "t", "topology": {"nodes": {"sw1": {"kind": "arista_ceos"}}}}
+    assert topology.parse(doc, tmp_path / "t.clab.yml", runnable=False).nodes["sw1"]
+    with pytest.raises(TopologyError, match="cannot run"):
+        topology.parse(doc, tmp_path / "t.clab.yml")
