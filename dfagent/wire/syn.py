@@ -59,6 +59,7 @@ from dfagent.wire.ip import (
     FRAG_LATER,
     PROTO_GRE,
     PROTO_TCP,
+    ipv4_checksum_ok,
     parse_ipv4,
     parse_ipv6,
 )
@@ -339,9 +340,11 @@ def _build_plans() -> None:
 
 
 _build_plans()
-_ETH4 = Struct("!B11xHBxHxxHxB2x4s4sHH8xBB").unpack_from  # 1st byte, ethertype + _IP4TCP
+_ETH4 = Struct("!12xHBxHxxHxB2x4s4sHH8xBB").unpack_from  # ethertype + _IP4TCP
 _ETHQ4 = Struct("!14xHHBxHxxHxB2x4s4sHH8xBB").unpack_from  # tci, ethertype + _IP4TCP
 _E3O = Struct("!HH6xH").unpack_from
+_OUT6 = Struct("!IHBx16s16xHH").unpack_from  # ver/tc/flow plen nh src | gre flags, proto
+_ETHER_LOOK = frozenset((0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100))  # as in erspan.py
 
 
 def decode_mirror(buf: bytes) -> Decoded:
@@ -358,7 +361,7 @@ def decode_mirror(buf: bytes) -> Decoded:
             and not frag & 0x3FFF
             and total == len(buf)
         ):
-            plan = _PLANS.get((gf & 0xB000) << 16 | gp)
+            plan = _PLANS.get(gf << 16 | gp)  # no plan for reserved bits: _fast_gre
             if plan is not None:
                 encap, kind, ko, eo, o = plan
                 key = _U32(buf, ko)[0] if ko else None
@@ -380,18 +383,44 @@ def decode_mirror(buf: bytes) -> Decoded:
                             o += 8
                         if h0 >> 12 != 2 or h5 & _ERSPAN_FT_MASK:
                             kind = -1
-                    b0, et, vihl, total, frag, proto, src, dst, sport, dport, doff, flags = _ETH4(
-                        buf, o
-                    )
+                    elif buf[o] & 0xD0 == 0x40:
+                        # ERSPAN I whose first byte could start an IPv4/IPv6 header. Raw IPv4
+                        # without options, with a valid checksum and no Ethernet look is taken
+                        # here (the Arista 7280R3 case); anything else is left to classify_88be.
+                        kind = -2
                     vlans = _NO_VLANS
-                    if et == 0x8100:
-                        tci, et, vihl, total, frag, proto, src, dst, sport, dport, doff, flags = (
-                            _ETHQ4(buf, o)
+                    if kind >= 0:
+                        et, vihl, total, frag, proto, src, dst, sport, dport, doff, flags = _ETH4(
+                            buf, o
                         )
-                        vlans = (tci & 0xFFF,)
-                    # ERSPAN I whose first byte could start an IPv4/IPv6 header: the slow path
-                    # tells Ethernet from raw IP.
-                    if kind < 0 or (kind == 0 and b0 & 0xD0 == 0x40):
+                        if et == 0x8100:
+                            (
+                                tci,
+                                et,
+                                vihl,
+                                total,
+                                frag,
+                                proto,
+                                src,
+                                dst,
+                                sport,
+                                dport,
+                                doff,
+                                flags,
+                            ) = _ETHQ4(buf, o)
+                            vlans = (tci & 0xFFF,)
+                    elif (
+                        kind == -2
+                        and buf[o] == 0x45
+                        and _U16(buf, o + 12)[0] not in _ETHER_LOOK
+                        and ipv4_checksum_ok(buf, o, 20)
+                    ):
+                        vihl, total, frag, proto, src, dst, sport, dport, doff, flags = _IP4TCP(
+                            buf, o
+                        )
+                        et = 0x0800
+                        encap = ENCAP_IP
+                    else:
                         et = 0
                 if (
                     et == 0x0800
@@ -405,9 +434,21 @@ def decode_mirror(buf: bytes) -> Decoded:
                         return SKIP_NOT_SYN
                     ev = (mirror, encap, key, session, vlans, 4, src, dst, sport, dport, False)
                     return _new(SynEvent, ev)
+                if et == 0x86DD:
+                    r = _fast_ip6(
+                        buf, o + (18 if vlans else 14), mirror, encap, key, session, vlans
+                    )
+                    if r is not None:
+                        return r
             r = _fast_gre(buf, _OUT4_LEN, mirror, gf, gp)
             if r is not None:
                 return r
+        elif vihl >> 4 == 6:
+            vtf, plen, nh, mirror6, gf, gp = _OUT6(buf, 0)
+            if nh == 47 and plen + 40 == len(buf) and not gf & 0x4C07:
+                r = _fast_gre(buf, 44, mirror6, gf, gp)
+                if r is not None:
+                    return r
     except (StructError, IndexError):
         pass
     return decode_slow(buf)
