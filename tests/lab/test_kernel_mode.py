@@ -1,0 +1,396 @@
+"""Kernel-mode pinning on a real kernel: client → router → three servers with an anycast VIP.
+
+Namespaces (all ``dfk-<run>-…``, always removed): ``c`` (client), ``r`` (router with a static
+multipath route to the VIP, v4 and v6, L4 hashing), ``s1``..``s3`` (the VIP on ``lo`` and a
+tiny TCP service answering its own name on every line). The client holds connections open
+and checks each one with a request/response round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+DFAGENT = str(Path(sys.executable).with_name("dfagent"))
+VIP4, VIP6 = "1.1.1.1", "2001:db8::1"
+PORT = 8080
+SERVERS = ("s1", "s2", "s3")
+
+SERVER_PY = r"""
+import asyncio, sys
+name = sys.argv[1].encode()
+async def serve(r, w):
+    try:
+        w.write(name + b"\n")
+        while await r.readline():
+            w.write(name + b"\n")
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def main():
+    s4 = await asyncio.start_server(serve, "0.0.0.0", 8080, reuse_address=True)
+    s6 = await asyncio.start_server(serve, "::", 8080, reuse_address=True)
+    print("ready", flush=True)
+    await asyncio.gather(s4.serve_forever(), s6.serve_forever())
+asyncio.run(main())
+"""
+
+# Holds connections; on "open N6 N4" opens them, on "check" asks each, prints one JSON line.
+CLIENT_PY = r"""
+import json, select, socket, sys, time
+conns = []
+def ask(socks, timeout):
+    res = [None] * len(socks)
+    pend = {}
+    for i, s in enumerate(socks):
+        if s is None:
+            res[i] = "closed"; continue
+        try:
+            s.sendall(b"?\n"); pend[s.fileno()] = (i, s, b"")
+        except OSError as e:
+            res[i] = "reset"
+    end = time.monotonic() + timeout
+    while pend and time.monotonic() < end:
+        r, _, _ = select.select([p[1] for p in pend.values()], [], [], max(0, end - time.monotonic()))
+        for s in r:
+            i, s, buf = pend[s.fileno()]
+            try:
+                d = s.recv(100)
+            except OSError:
+                d = None
+            if not d:
+                res[i] = "reset"; del pend[s.fileno()]; continue
+            buf += d
+            if b"\n" in buf:
+                res[i] = buf.split(b"\n")[0].decode(); del pend[s.fileno()]
+            else:
+                pend[s.fileno()] = (i, s, buf)
+    for i, s, _ in pend.values():
+        res[i] = "timeout"
+    return res
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == "open":
+        new = []
+        for fam, dst, n in ((socket.AF_INET, sys.argv[1], int(cmd[1])), (socket.AF_INET6, sys.argv[2], int(cmd[2]))):
+            for _ in range(n):
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                s.settimeout(3)
+                s.connect((dst, 8080))
+                s.settimeout(None)
+                s.recv(100)  # greeting
+                new.append(s)
+        names = ask(new, 3)
+        flows = [list(s.getsockname()[:2]) for s in new]
+        persist = cmd[3] == "keep" if len(cmd) > 3 else True
+        if persist:
+            conns.extend(new)
+        else:
+            for s in new: s.close()
+        out = {"names": names, "flows": flows}
+    elif cmd[0] == "check":
+        out = {"names": ask(conns, float(cmd[1]) if len(cmd) > 1 else 3)}
+    elif cmd[0] == "close":
+        for s in conns: s.close()
+        conns = []
+        out = {"names": []}
+    print(json.dumps(out), flush=True)
+"""
+
+
+def sh(cmd: str, check: bool = True) -> str:
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{cmd!r} failed: {p.stderr.strip()}")
+    return p.stdout
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    end = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < end:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or pred} (last: {last!r})")
+
+
+class Lab:
+    def __init__(self) -> None:
+        run = secrets.token_hex(2)
+        self.prefix = f"dfk-{run}"
+        self.ns = {n: f"{self.prefix}-{n}" for n in ("c", "r", *SERVERS)}
+        self.tmp = Path(tempfile.mkdtemp(prefix="dfk-"))
+        self.procs: list[subprocess.Popen[str]] = []
+        self.client: subprocess.Popen[str] | None = None
+        self.agent: subprocess.Popen[str] | None = None
+
+    def x(self, node: str, cmd: str, check: bool = True) -> str:
+        return sh(f"ip netns exec {self.ns[node]} {cmd}", check)
+
+    def build(self) -> None:
+        for ns in self.ns.values():
+            sh(f"ip netns add {ns}")
+            sh(f"ip -n {ns} link set lo up")
+        r = self.ns["r"]
+        sh(f"ip link add c0 netns {self.ns['c']} type veth peer name r0 netns {r}")
+        self.x("c", "ip addr add 10.0.0.2/24 dev c0")
+        self.x("c", "ip -6 addr add fd00::2/64 dev c0 nodad")
+        self.x("c", "ip link set c0 up")
+        self.x("c", "ip route add default via 10.0.0.1")
+        self.x("c", "ip -6 route add default via fd00::1")
+        self.x("r", "ip addr add 10.0.0.1/24 dev r0")
+        self.x("r", "ip -6 addr add fd00::1/64 dev r0 nodad")
+        self.x("r", "ip link set r0 up")
+        for k in (
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            # L4 hash of the 5-tuple only (policy 1 reuses the socket's txhash,
+            # which TCP re-rolls on a SYN retransmit; see field notes)
+            "net.ipv4.fib_multipath_hash_policy=3",
+            "net.ipv4.fib_multipath_hash_fields=0x0037",
+            "net.ipv6.fib_multipath_hash_policy=3",
+            "net.ipv6.fib_multipath_hash_fields=0x0037",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ):
+            self.x("r", f"sysctl -qw {k}")
+        for i, s in enumerate(SERVERS, 1):
+            sh(f"ip link add r{s} netns {r} type veth peer name eth0 netns {self.ns[s]}")
+            self.x("r", f"ip addr add 10.0.{i}.1/24 dev r{s}")
+            self.x("r", f"ip -6 addr add fd00:{i}::1/64 dev r{s} nodad")
+            self.x("r", f"ip link set r{s} up")
+            self.x(s, f"ip addr add 10.0.{i}.2/24 dev eth0")
+            self.x(s, f"ip -6 addr add fd00:{i}::2/64 dev eth0 nodad")
+            self.x(s, "ip link set eth0 up")
+            self.x(s, f"ip addr add {VIP4}/32 dev lo")
+            self.x(s, f"ip -6 addr add {VIP6}/128 dev lo")
+            self.x(s, f"ip route add default via 10.0.{i}.1")
+            self.x(s, f"ip -6 route add default via fd00:{i}::1")
+        self.set_members(SERVERS)
+        for i in range(1, len(SERVERS) + 1):  # resolve neighbours before the first SYN
+            self.x("r", f"ping -c1 -W2 10.0.{i}.2")
+            self.x("r", f"ping -6 -c1 -W2 fd00:{i}::2")
+        (self.tmp / "server.py").write_text(SERVER_PY)
+        (self.tmp / "client.py").write_text(CLIENT_PY)
+        for s in SERVERS:
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[s], sys.executable, str(self.tmp / "server.py"), s],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.procs.append(p)
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        self.client = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns["c"],
+                sys.executable,
+                str(self.tmp / "client.py"),
+                VIP4,
+                VIP6,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def set_members(self, members: tuple[str, ...]) -> None:
+        """The router's ECMP set for both VIPs (what BGP would install)."""
+        idx = {s: i for i, s in enumerate(SERVERS, 1)}
+        v4 = " ".join(f"nexthop via 10.0.{idx[s]}.2 dev r{s}" for s in members)
+        v6 = " ".join(f"nexthop via fd00:{idx[s]}::2 dev r{s}" for s in members)
+        self.x("r", f"ip route replace {VIP4}/32 {v4}")
+        self.x("r", f"ip -6 route replace {VIP6}/128 {v6}")
+
+    def client_cmd(self, line: str) -> dict[str, Any]:
+        assert self.client and self.client.stdin and self.client.stdout
+        self.client.stdin.write(line + "\n")
+        self.client.stdin.flush()
+        out = self.client.stdout.readline()
+        if not out:
+            raise RuntimeError("client died")
+        return dict(json.loads(out))
+
+    def open(self, n4: int, n6: int, keep: bool = True) -> list[str]:
+        return list(self.client_cmd(f"open {n4} {n6} {'keep' if keep else 'drop'}")["names"])
+
+    def check(self, timeout: float = 3.0) -> list[str]:
+        return list(self.client_cmd(f"check {timeout}")["names"])
+
+    def start_agent(self, *args: str) -> None:
+        log = open(self.tmp / "agent.log", "a")  # noqa: SIM115 - closed with the process
+        self.agent = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns["r"],
+                DFAGENT,
+                "linux",
+                *args,
+                "--state-dir",
+                str(self.tmp / "state"),
+                "--reconcile-interval",
+                "1",
+                "--gc-grace",
+                "1",
+            ],
+            stdout=log,
+            stderr=log,
+            text=True,
+        )
+
+    def stop_agent(self) -> None:
+        if self.agent is not None:
+            self.agent.terminate()
+            self.agent.wait(10)
+            self.agent = None
+
+    def dfagent(self, *args: str) -> str:
+        return self.x("r", f"{DFAGENT} linux {' '.join(args)} --state-dir {self.tmp / 'state'}")
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.dfagent("status", "--json")))
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Ruleset, rules and routes (link-local lines left out: they come and go)."""
+        cmds = {
+            "nft": "nft list ruleset",
+            "rule4": "ip -4 rule",
+            "rule6": "ip -6 rule",
+            "route4": "ip -4 route show table all",
+            "route6": "ip -6 route show table all",
+        }
+        return {
+            k: sorted(ln for ln in self.x("r", c).splitlines() if "fe80" not in ln)
+            for k, c in cmds.items()
+        }
+
+    def teardown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop_agent()
+        procs = [*self.procs, *([self.client] if self.client else [])]
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.kill()
+                p.wait(5)
+        for ns in self.ns.values():
+            sh(f"ip netns del {ns}", check=False)
+        sh(f"rm -rf {self.tmp}", check=False)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    lab = Lab()
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.teardown()
+
+
+def broken(before: list[str], after: list[str]) -> int:
+    return sum(1 for a, b in zip(before, after, strict=True) if a != b)
+
+
+def agent_ready(lab: Lab, nexthops: int = 6) -> bool:
+    try:
+        st = lab.status()
+    except RuntimeError:
+        return False
+    return st["rules"] >= nexthops and len(st["nft_nexthop_map"]) >= nexthops
+
+
+def test_without_pinning_connections_break(lab: Lab) -> None:
+    """The control: plain ECMP breaks connections when a next hop leaves (so tests can fail)."""
+    before = lab.open(30, 20)
+    assert set(before) == set(SERVERS), before
+    lab.set_members(("s2", "s3"))
+    after = lab.check()
+    print(f"plain ECMP: {broken(before, after)} of {len(before)} connections broke")
+    assert broken(before, after) > 0
+
+
+def test_kernel_mode(lab: Lab) -> None:
+    base = lab.snapshot()
+    lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+    wait_for(lambda: agent_ready(lab), what="agent rules and nft map")
+    marks0 = {n["nexthop"]: n["mark"] for n in lab.status()["nexthops"]}
+
+    before = lab.open(30, 20)
+    assert set(before) == set(SERVERS), before
+    on_s1 = [i for i, n in enumerate(before) if n == "s1"]
+
+    # 1. drain s1: it leaves the ECMP set but still answers → nothing breaks
+    lab.set_members(("s2", "s3"))
+    after = lab.check()
+    print(f"kernel mode, drain: {broken(before, after)} of {len(before)} broke")
+    assert broken(before, after) == 0, list(zip(before, after, strict=True))
+    fresh = lab.open(20, 10, keep=False)
+    assert "s1" not in fresh and set(fresh) <= {"s2", "s3"}
+    st = lab.status()
+    s1 = [n for n in st["nexthops"] if n["gateway"] in ("10.0.1.2", "fd00:1::2")]
+    assert len(s1) == 2 and all(n["state"] == "drained" and n["rule"] for n in s1), s1
+    assert sum(n["pinned"] for n in s1) == len(on_s1)
+
+    # 2. the agent restarts: the kernel keeps pinning meanwhile; the restart adopts state
+    lab.stop_agent()
+    assert broken(before, lab.check()) == 0
+    lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+    wait_for(lambda: agent_ready(lab, 4), what="agent back")
+    time.sleep(1.5)
+    st = lab.status()
+    assert {n["nexthop"]: n["mark"] for n in st["nexthops"]} == marks0
+    assert broken(before, lab.check()) == 0
+
+    # 3. s1 dies (its link goes down): its pins are released at once — those connections
+    #    are answered by a reset from the surviving servers instead of black-holing
+    lab.x("s1", "ip link set eth0 down")
+    wait_for(
+        lambda: all(
+            n["state"] == "dead" and not n["rule"]
+            for n in lab.status()["nexthops"]
+            if n["gateway"] in ("10.0.1.2", "fd00:1::2")
+        ),
+        what="s1 released",
+    )
+    after = lab.check(timeout=3)
+    assert all(after[i] == "reset" for i in on_s1), [after[i] for i in on_s1]
+    others = [i for i in range(len(before)) if i not in on_s1]
+    assert all(after[i] == before[i] for i in others)
+    # released and unpinned: s1's tables go away
+    wait_for(
+        lambda: (
+            not any(n["gateway"] in ("10.0.1.2", "fd00:1::2") for n in lab.status()["nexthops"])
+        ),
+        what="s1 removed",
+    )
+
+    # 4. cleanup leaves the router as it was
+    lab.x("s1", "ip link set eth0 up")
+    lab.set_members(SERVERS)
+    lab.stop_agent()
+    lab.dfagent("cleanup")
+    wait_for(lambda: "linkdown" not in lab.x("r", "ip route show table all"), what="carrier")
+    after_snap = lab.snapshot()
+    for key in base:
+        assert after_snap[key] == base[key], key
