@@ -66,7 +66,8 @@ def ask(socks, timeout):
             res[i] = "reset"
     end = time.monotonic() + timeout
     while pend and time.monotonic() < end:
-        r, _, _ = select.select([p[1] for p in pend.values()], [], [], max(0, end - time.monotonic()))
+        wait = max(0, end - time.monotonic())
+        r, _, _ = select.select([p[1] for p in pend.values()], [], [], wait)
         for s in r:
             i, s, buf = pend[s.fileno()]
             try:
@@ -87,7 +88,9 @@ for line in sys.stdin:
     cmd = line.split()
     if cmd[0] == "open":
         new = []
-        for fam, dst, n in ((socket.AF_INET, sys.argv[1], int(cmd[1])), (socket.AF_INET6, sys.argv[2], int(cmd[2]))):
+        todo = ((socket.AF_INET, sys.argv[1], int(cmd[1])),
+                (socket.AF_INET6, sys.argv[2], int(cmd[2])))
+        for fam, dst, n in todo:
             for _ in range(n):
                 s = socket.socket(fam, socket.SOCK_STREAM)
                 s.settimeout(3)
