@@ -1,12 +1,195 @@
-"""`dfagent decode FILE` (issue 3: being written)."""
+"""`dfagent decode FILE`: decode mirrored SYNs from a capture or a hex dump, offline.
+
+For people debugging their switch's mirror configuration. FILE is a pcap / pcapng capture
+(Ethernet, raw-IP or Linux cooked link type) taken on the collector, or a text file with one
+packet per line in hex (the outer IP packet; an Ethernet frame is recognised and stripped;
+spaces, colons and a leading 0x are ignored, blank lines and lines starting with # skipped).
+
+Output: a table, or with --json one JSON object per SYN; with --all also one line for every
+packet that is skipped or cannot be decoded. Exit 0 when the file was read (even when
+packets were bad), 2 when it could not be read.
+"""
 
 from __future__ import annotations
 
+import json
+import mmap
+import sys
+from collections.abc import Iterator
+from typing import Any
+
 import click
+
+from dfagent.wire import DecodeError, Skip, SynEvent, decode_mirror
+from dfagent.wire.ether import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VLAN_TPIDS
+from dfagent.wire.pcap import CaptureError, is_capture, iter_capture, strip_link
+
+_ETHER_TYPES = VLAN_TPIDS | {ETHERTYPE_IPV4, ETHERTYPE_IPV6}
+
+
+class UnreadableFile(Exception):
+    pass
+
+
+def _hex_packets(text: str) -> Iterator[bytes | Skip | DecodeError]:
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        s = s.replace(" ", "").replace(":", "").replace("\t", "")
+        if s[:2].lower() == "0x":
+            s = s[2:]
+        try:
+            pkt = bytes.fromhex(s)
+        except ValueError as e:
+            raise UnreadableFile(f"not a capture, and line {lineno} is not hex: {e}") from None
+        if (
+            len(pkt) >= 14
+            and pkt[0] >> 4 not in (4, 6)
+            and (pkt[12] << 8 | pkt[13]) in _ETHER_TYPES
+        ):
+            # an Ethernet frame (e.g. pasted from `tcpdump -xx`)
+            try:
+                yield strip_link(1, pkt)
+            except DecodeError as err:
+                yield err
+            continue
+        yield pkt
+
+
+def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
+    """Outer IP packets of the file, in order (a Skip or DecodeError for a link-layer
+    problem). Raises UnreadableFile before yielding anything when the file cannot be read."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed in the generator below)
+    except OSError as e:
+        raise UnreadableFile(f"cannot open {path}: {e.strerror or e}") from None
+    try:
+        size = f.seek(0, 2)
+        f.seek(0)
+        head = f.read(4)
+    except OSError as e:
+        f.close()
+        raise UnreadableFile(f"cannot read {path}: {e.strerror or e}") from None
+    if size == 0:
+        f.close()
+        return iter(())
+    if is_capture(head):
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        it = iter_capture(mm)  # type: ignore[arg-type]
+        try:
+            first = next(it, None)
+        except CaptureError as e:
+            mm.close()
+            f.close()
+            raise UnreadableFile(f"{path}: {e}") from None
+        return _capture_packets(f, mm, first, it)
+    try:
+        f.seek(0)
+        text = f.read().decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        raise UnreadableFile(f"{path}: neither a pcap/pcapng capture nor a hex text file") from None
+    finally:
+        f.close()
+    try:
+        packets = list(_hex_packets(text))  # validates the whole file before output starts
+    except UnreadableFile as e:
+        raise UnreadableFile(f"{path}: {e}") from None
+    return iter(packets)
+
+
+def _capture_packets(
+    f: Any, mm: mmap.mmap, first: tuple[int, bytes] | None, it: Iterator[tuple[int, bytes]]
+) -> Iterator[bytes | Skip | DecodeError]:
+    try:
+        if first is None:
+            return
+        rec: tuple[int, bytes] | None = first
+        while rec is not None:
+            linktype, frame = rec
+            try:
+                yield strip_link(linktype, frame)
+            except DecodeError as err:
+                yield err
+            try:
+                rec = next(it, None)
+            except CaptureError as e:
+                click.echo(f"warning: {e}; stopped reading", err=True)
+                return
+    finally:
+        mm.close()
+        f.close()
+
+
+def decode_packet(pkt: bytes | Skip | DecodeError) -> SynEvent | Skip | DecodeError:
+    if not isinstance(pkt, bytes):
+        return pkt
+    try:
+        return decode_mirror(pkt)
+    except DecodeError as err:
+        return err
+
+
+def result_json(n: int, r: SynEvent | Skip | DecodeError) -> dict[str, Any]:
+    if isinstance(r, SynEvent):
+        return {"n": n, **r.to_json()}
+    if isinstance(r, Skip):
+        return {"n": n, "skipped": r.reason}
+    return {"n": n, "error": str(r)}
+
+
+_HEADER = f"{'n':>6}  {'mirror':<18} {'encap':<8} {'gre_key':<10} {'session':<7} {'vlans':<9} flow"
+
+
+def _row(n: int, r: SynEvent | Skip | DecodeError) -> str:
+    if isinstance(r, SynEvent):
+        key = "-" if r.gre_key is None else f"0x{r.gre_key:x}"
+        sess = "-" if r.session is None else str(r.session)
+        vl = ",".join(map(str, r.vlans)) or "-"
+        src = r.src if r.family == 4 else f"[{r.src}]"
+        dst = r.dst if r.family == 4 else f"[{r.dst}]"
+        frag = "  (first fragment)" if r.fragment else ""
+        return (
+            f"{n:>6}  {r.mirror:<18} {r.encap:<8} {key:<10} {sess:<7} {vl:<9} "
+            f"{src}:{r.sport} → {dst}:{r.dport}{frag}"
+        )
+    if isinstance(r, Skip):
+        return f"{n:>6}  skipped: {r.reason}"
+    return f"{n:>6}  error: {r}"
 
 
 @click.command()
-@click.argument("path")
-def decode(path: str) -> None:
-    """Decode mirrored SYNs from a pcap or hex file."""
-    raise click.ClickException("decode: not implemented yet")
+@click.argument("path", metavar="FILE")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--all", "show_all", is_flag=True, help="Also list skipped and undecodable packets.")
+def decode(path: str, as_json: bool, show_all: bool) -> None:
+    """Decode mirrored TCP SYNs from a pcap/pcapng capture or a file of hex lines.
+
+    Shows, for each SYN, the mirroring switch (outer source), the encapsulation
+    (erspan1, erspan2, erspan3, teb, ip), GRE key, ERSPAN session, VLAN tags and the
+    connection. Exit 0 when the file was read, 2 when it could not be.
+    """
+    try:
+        packets = read_packets(path)
+    except UnreadableFile as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    counts = {"syn": 0, "skipped": 0, "error": 0}
+    if not as_json:
+        click.echo(_HEADER)
+    for n, pkt in enumerate(packets, 1):
+        r = decode_packet(pkt)
+        kind = "syn" if isinstance(r, SynEvent) else "skipped" if isinstance(r, Skip) else "error"
+        counts[kind] += 1
+        if kind != "syn" and not show_all:
+            continue
+        if as_json:
+            click.echo(json.dumps(result_json(n, r)))
+        else:
+            click.echo(_row(n, r))
+    if not as_json:
+        total = sum(counts.values())
+        click.echo(
+            f"{total} packets: {counts['syn']} SYNs, {counts['skipped']} skipped, "
+            f"{counts['error']} undecodable" + ("" if show_all else " (--all lists them)")
+        )
