@@ -110,6 +110,7 @@ def kernel(
 )
 @STATE_DIR_OPT
 @click.option("--reconcile-interval", default=5.0, show_default=True, type=float)
+@click.option("--gc-grace", default=5.0, show_default=True, type=float)
 @click.option("--size", "map_size", default=2_000_000, show_default=True, type=int)
 @click.option("--timeout", "pin_timeout", default=300, show_default=True, type=int)
 @click.option("-v", "--verbose", is_flag=True)
@@ -118,6 +119,7 @@ def map_cmd(
     nexthop_map: tuple[str, ...],
     state_dir: str,
     reconcile_interval: float,
+    gc_grace: float,
     map_size: int,
     pin_timeout: int,
     verbose: bool,
@@ -140,6 +142,7 @@ def map_cmd(
         _parse_vips(vips),
         state_dir=state_dir,
         reconcile_interval=reconcile_interval,
+        gc_grace=gc_grace,
         record=False,
         pin_maps=True,
         pin_map_size=map_size,

@@ -8,6 +8,7 @@ per-next-hop routing tables. :meth:`reconcile` observes the kernel, asks
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -289,6 +290,16 @@ class LinuxDatapath:
             state.save(self.cfg.state_dir, data)
         except OSError as exc:
             _log("state-save-failed", error=repr(exc))
+
+    def resolve_mark(self, family: int, nexthop: str | NextHop) -> int | None:
+        """Mark of an ECMP member (for map mode): ``nexthop`` is a gateway address,
+        ``gateway%ifname`` or a NextHop. Pass this to :class:`MapPinner` as its resolver."""
+        if isinstance(nexthop, NextHop):
+            return self.gateway_marks.get((nexthop.family, nexthop.gateway))
+        gw = nexthop.partition("%")[0]
+        with contextlib.suppress(ValueError):
+            gw = str(ipaddress.ip_address(gw))
+        return self.gateway_marks.get((family, gw))
 
     # ── the loop ────────────────────────────────────────────────────────────────
     def run(self, on_reconcile: Callable[[LinuxDatapath], None] | None = None) -> None:

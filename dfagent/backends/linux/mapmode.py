@@ -17,6 +17,7 @@ halves until the offending elements are found; a conflicting element is replaced
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,6 +27,8 @@ from typing import NamedTuple
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import T, pin_element, render_elements
 from dfagent.core.nexthops import NextHop
+
+_ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
 
 
 class PinItem(NamedTuple):
@@ -57,6 +60,30 @@ def resolver_from(marks: Mapping[tuple[int, str], int]) -> Resolver:
             return marks.get((nh.family, nh.gateway))
         gw = nh.partition("%")[0]
         return marks.get((family, gw))
+
+    return resolve
+
+
+def kernel_resolver(nft: Nft) -> Resolver:
+    """Resolve next hops from the kernel's ``nh4``/``nh6`` maps (kept by a datapath running in
+    another process, e.g. ``dfagent linux map``); re-read when a next hop is not found."""
+    table: dict[tuple[int, str], int] = {}
+
+    def load() -> None:
+        table.clear()
+        for mapname, fam in (("nh4", 4), ("nh6", 6)):
+            for key, value in nft.map_elements(mapname):
+                if isinstance(key, list) and len(key) == 2:
+                    table[(fam, str(key[1]))] = int(value)
+
+    inner = resolver_from(table)
+
+    def resolve(family: int, nh: str | NextHop) -> int | None:
+        got = inner(family, nh)
+        if got is None:
+            load()
+            got = inner(family, nh)
+        return got
 
     return resolve
 
@@ -165,16 +192,12 @@ class MapPinner:
     def lookup(self, src: str, dst: str, sport: int, dport: int) -> int | None:
         """The mark pinned for one flow in the kernel map, or None."""
         mapname, key = pin_element(src, dst, sport, dport, None)
-        try:
-            data = self.nft.run_json(f"get element {T} {mapname} {{ {key} }}")
+        try:  # nft 1.0.6 answers `get element` in text even in JSON mode
+            out = self.nft.run(f"get element {T} {mapname} {{ {key} }}")
         except NftError:
             return None
-        for item in data:
-            m = item.get("map")
-            if m:
-                for _k, v in m.get("elem", []):
-                    return int(v)
-        return None
+        m = _ELEM_MARK.search(out)
+        return int(m.group(1), 16) if m else None
 
 
 class MicroBatcher:

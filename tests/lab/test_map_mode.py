@@ -1,0 +1,125 @@
+"""Map mode on a real kernel: per-flow pins written through the MapPinner API.
+
+Same lab as the kernel-mode test. The egress of each flow is observed (here: the server that
+answered; in production the mirrored SYN's ERSPAN session), then pinned through
+``MapPinner.pin`` in a process inside the router namespace; draining a server breaks nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.test_kernel_mode import SERVERS, VIP4, VIP6, Lab, broken, wait_for
+
+pytestmark = pytest.mark.lab
+
+FEEDER_PY = r"""
+import json, sys
+from dfagent.backends.linux.nft import Nft
+from dfagent.backends.linux.mapmode import MapPinner, kernel_resolver
+nft = Nft()
+pinner = MapPinner(nft, kernel_resolver(nft), timeout=300)
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "pin":
+        st = pinner.pin([tuple(i) for i in req["items"]])
+        out = {"pinned": st.pinned, "unknown": st.unknown_nexthop, "replaced": st.replaced,
+               "failed": st.failed, "count": pinner.count()}
+    elif req["op"] == "unpin":
+        out = {"removed": pinner.unpin([tuple(i) for i in req["items"]]), "count": pinner.count()}
+    else:
+        out = {"mark": pinner.lookup(*req["flow"])}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Feeder:
+    def __init__(self, lab: Lab) -> None:
+        path = lab.tmp / "feeder.py"
+        path.write_text(FEEDER_PY)
+        self.p = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns["r"], sys.executable, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lab.procs.append(self.p)
+
+    def __call__(self, **req: object) -> dict[str, object]:
+        assert self.p.stdin and self.p.stdout
+        self.p.stdin.write(json.dumps(req) + "\n")
+        self.p.stdin.flush()
+        return dict(json.loads(self.p.stdout.readline()))
+
+
+@pytest.fixture
+def maplab() -> Iterator[Lab]:
+    lab = Lab()
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.teardown()
+
+
+GW = {
+    4: {s: f"10.0.{i}.2" for i, s in enumerate(SERVERS, 1)},
+    6: {s: f"fd00:{i}::2" for i, s in enumerate(SERVERS, 1)},
+}
+
+
+def test_map_mode(maplab: Lab) -> None:
+    lab = maplab
+    base = lab.snapshot()
+    lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+    wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
+    feed = Feeder(lab)
+
+    out = lab.client_cmd("open 30 20 keep")
+    before, flows = out["names"], out["flows"]
+    assert set(before) == set(SERVERS)
+    items = []
+    for name, (src, sport) in zip(before, flows, strict=True):
+        fam = 6 if ":" in src else 4
+        items.append([src, VIP6 if fam == 6 else VIP4, sport, 8080, GW[fam][name]])
+    # one unknown next hop is counted, not pinned
+    res = feed(op="pin", items=[*items, ["10.0.0.2", VIP4, 1, 8080, "192.0.2.9"]])
+    assert res["pinned"] == len(items) and res["unknown"] == 1 and res["failed"] == 0, res
+    # pinning again is idempotent; a changed next hop replaces the element
+    again = feed(op="pin", items=items[:5])
+    assert again["pinned"] == 5 and again["failed"] == 0, again
+    src, dst, sport, dport, _ = items[0]
+    assert feed(op="lookup", flow=[src, dst, sport, dport])["mark"] is not None
+
+    lab.set_members(("s2", "s3"))
+    after = lab.check()
+    print(f"map mode, drain: {broken(before, after)} of {len(before)} broke")
+    assert broken(before, after) == 0, list(zip(before, after, strict=True))
+    fresh = lab.open(20, 10, keep=False)
+    assert "s1" not in fresh
+
+    # the pins reached conntrack (ct mark set from the map): drained s1 keeps its table
+    st = lab.status()
+    s1 = [n for n in st["nexthops"] if n["gateway"] in (GW[4]["s1"], GW[6]["s1"])]
+    assert all(n["state"] == "drained" and n["rule"] for n in s1), s1
+    assert sum(n["pinned"] for n in s1) == before.count("s1")
+
+    # unpin removes elements (the conntrack mark still holds the connection)
+    rem = feed(op="unpin", items=items[:10])
+    assert rem["removed"] == 10
+    assert feed(op="lookup", flow=[src, dst, sport, dport])["mark"] is None
+    assert broken(before, lab.check()) == 0
+
+    lab.set_members(SERVERS)
+    lab.stop_agent()
+    lab.dfagent("cleanup")
+    time.sleep(0.2)
+    after_snap = lab.snapshot()
+    for key in base:
+        assert after_snap[key] == base[key], key
