@@ -359,7 +359,7 @@ def decode_mirror(buf: bytes) -> Decoded:
             and proto == 47
             and not gf & 0x4C07
             and not frag & 0x3FFF
-            and total == len(buf)
+            and total >= len(buf)  # a padded frame goes to the slow path, which trims it
         ):
             plan = _PLANS.get(gf << 16 | gp)  # no plan for reserved bits: _fast_gre
             if plan is not None:
@@ -445,7 +445,7 @@ def decode_mirror(buf: bytes) -> Decoded:
                 return r
         elif vihl >> 4 == 6:
             vtf, plen, nh, mirror6, gf, gp = _OUT6(buf, 0)
-            if nh == 47 and plen + 40 == len(buf) and not gf & 0x4C07:
+            if nh == 47 and plen + 40 >= len(buf) and not gf & 0x4C07:
                 r = _fast_gre(buf, 44, mirror6, gf, gp)
                 if r is not None:
                     return r
