@@ -11,5 +11,6 @@ def bench() -> None:
 
 
 # Benchmarks register themselves on import (one module each, owned by their feature).
+import dfagent.cli.bench_mirror  # noqa: E402,F401
 import dfagent.cli.bench_pinrate  # noqa: E402,F401
 from dfagent.cli import bench_decode  # noqa: E402,F401
