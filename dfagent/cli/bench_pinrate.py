@@ -55,6 +55,25 @@ def _percentile(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+def _count_present(nft: Any, flows: list[tuple[str, str, int, int, str]]) -> int:
+    """How many of these flows are in pin4: one `get element` for all (it fails if any is
+    missing; then halves). Each `get` makes nft 1.0.6 load the set, so keep the calls few."""
+    from dfagent.backends.linux.nft import NftError
+    from dfagent.backends.linux.ruleset import T
+
+    if not flows:
+        return 0
+    keys = ", ".join(f"{a} . {b} . {c} . {d}" for a, b, c, d, _ in flows)
+    try:
+        nft.run(f"get element {T} pin4 {{ {keys} }}")
+        return len(flows)
+    except NftError:
+        if len(flows) == 1:
+            return 0
+    mid = len(flows) // 2
+    return _count_present(nft, flows[:mid]) + _count_present(nft, flows[mid:])
+
+
 def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
     """Runs inside the throw-away namespace."""
     import ipaddress
@@ -130,11 +149,12 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
     # hold check: sample elements across the whole fill
     rnd = random.Random(7)
     sample = [0, flows - 1, *(rnd.randrange(flows) for _ in range(int(opts["hold_sample"])))]
+    # nft 1.0.6 crashes (SIGSEGV in libnftables) on a `get element` with ~1000 keys: chunks
     present = sum(
-        1 for i in sample if pinner.lookup(*_flow(i)[:4]) == 0x0DFA0001
+        _count_present(nft, [_flow(i) for i in sample[j : j + 50]])
+        for j in range(0, len(sample), 50)
     )
     slab = mem1["Slab"] - mem0["Slab"]
-    used = (mem0["MemAvailable"] - mem1["MemAvailable"])
     return {
         "flows": flows,
         "batch": batch,
@@ -161,7 +181,6 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
         "memory": {
             "slab_bytes": slab,
             "slab_bytes_per_flow": round(slab / flows, 1),
-            "memavailable_drop_bytes_per_flow": round(used / flows, 1),
         },
     }
 
@@ -173,7 +192,7 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--latency-syns", default=50_000, show_default=True, type=int)
 @click.option("--max-items", default=256, show_default=True, type=int)
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=float)
-@click.option("--hold-sample", default=500, show_default=True, type=int)
+@click.option("--hold-sample", default=1000, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
 def pin_rate(as_json: bool, **opts: Any) -> None:
     """Map mode: new pins/s, p99 SYN→pin latency, 1M-flow hold, kernel bytes per flow."""
@@ -214,7 +233,7 @@ def pin_rate(as_json: bool, **opts: Any) -> None:
         f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms\n"
         f"hold:     {hold['present']}/{hold['sampled']} sampled flows present "
         f"({hold['pinned']:,} pinned, map size {hold['map_size']:,})\n"
-        f"memory:   {mem['slab_bytes_per_flow']} B/flow kernel slab "
-        f"({mem['memavailable_drop_bytes_per_flow']} B/flow MemAvailable drop)\n"
+        f"memory:   {mem['slab_bytes_per_flow']} B/flow kernel slab growth "
+        f"(/proc/meminfo; other activity on the machine adds noise)\n"
         f"result:   {'OK' if res['ok'] else 'BELOW TARGET'}"
     )
