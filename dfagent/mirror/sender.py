@@ -11,6 +11,9 @@ Checksums (outer and inner IPv4, TCP) are filled in.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import ipaddress
 import socket
 from struct import Struct
@@ -274,3 +277,81 @@ class RawGreSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_Iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class MmsgBlaster:
+    """Send a fixed set of pre-built packets with sendmmsg(2) (via ctypes): one system call
+    per batch, so a Python sender is limited by the kernel rather than the interpreter.
+
+    `sock` is a connectionless socket (e.g. `RawGreSender.sock`), `dest` its destination.
+    """
+
+    def __init__(self, sock: socket.socket, dest: str, packets: list[bytes]) -> None:
+        if not packets:
+            raise ValueError("no packets")
+        self.fd = sock.fileno()
+        n = len(packets)
+        if sock.family == socket.AF_INET:
+            name = Struct("=HH4s8x").pack(socket.AF_INET, 0, socket.inet_aton(dest))
+        else:
+            name = Struct("=HHI16sI").pack(
+                socket.AF_INET6, 0, 0, socket.inet_pton(socket.AF_INET6, dest), 0
+            )
+        self._name = ctypes.create_string_buffer(name, len(name))
+        self._bufs = [ctypes.create_string_buffer(p, len(p)) for p in packets]
+        # twice the packets, so any window of up to n consecutive entries is contiguous
+        self._iov = (_Iovec * n)()
+        self._msgs = (_Mmsghdr * (2 * n))()
+        for i, b in enumerate(self._bufs):
+            self._iov[i].iov_base = ctypes.cast(b, ctypes.c_void_p)
+            self._iov[i].iov_len = len(packets[i])
+        for j in range(2 * n):
+            h = self._msgs[j].msg_hdr
+            h.msg_name = ctypes.cast(self._name, ctypes.c_void_p)
+            h.msg_namelen = len(name)
+            h.msg_iov = ctypes.pointer(self._iov[j % n])
+            h.msg_iovlen = 1
+        self.n = n
+        self._pos = 0
+
+    def send(self, count: int) -> tuple[int, int]:
+        """Send `count` packets (at most n per call to sendmmsg); return (sent, errors)."""
+        sent = errors = 0
+        size = ctypes.sizeof(_Mmsghdr)
+        base = ctypes.addressof(self._msgs)
+        while sent + errors < count:
+            k = min(count - sent - errors, self.n)
+            r = _libc.sendmmsg(self.fd, ctypes.c_void_p(base + self._pos * size), k, 0)
+            if r < 0:
+                err = ctypes.get_errno()
+                if err == errno.EINTR:
+                    continue
+                errors += 1  # e.g. ENOBUFS: count the first packet as lost, move on
+                r = 1
+            else:
+                sent += r
+            self._pos = (self._pos + r) % self.n
+        return sent, errors
