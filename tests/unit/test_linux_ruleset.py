@@ -1,0 +1,66 @@
+"""The rendered nft script against golden files (regenerate: DFAGENT_UPDATE_GOLDEN=1)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dfagent.backends.linux.ruleset import (
+    RulesetConfig,
+    nh_map_keys,
+    pin_element,
+    render_base,
+    render_elements,
+)
+from dfagent.core.nexthops import NextHop, parse_vip
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+VIPS = (parse_vip("1.1.1.1/32"), parse_vip("2001:db8::1/128"), parse_vip("1.1.2.0/24"))
+
+CASES = {
+    "kernel-mode.nft": RulesetConfig(VIPS),
+    "map-mode.nft": RulesetConfig(VIPS, record=False, pin_maps=True),
+    "empty-vips.nft": RulesetConfig(()),
+}
+
+
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(os.environ.get("DFAGENT_UPDATE_GOLDEN")) or bool(
+        request.config.getoption("--update-golden", default=False)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_render_base_golden(name: str, request: pytest.FixtureRequest) -> None:
+    text = render_base(CASES[name])
+    path = GOLDEN / name
+    if update_golden(request) or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_nexthop_map_keys() -> None:
+    assert nh_map_keys(NextHop(4, "eth1", "10.0.1.2"), []) == [("nh4", '"eth1" . 10.0.1.2')]
+    assert nh_map_keys(NextHop(6, "eth1", "fe80::1"), []) == [("nh6", '"eth1" . fe80::1')]
+    # RFC 5549: rt ip nexthop is the destination, so one key per /32 VIP
+    assert nh_map_keys(NextHop(4, "swp1", "fe80::1"), ["1.1.1.1/32", "1.1.2.0/24"]) == [
+        ("nh4", '"swp1" . 1.1.1.1')
+    ]
+
+
+def test_elements() -> None:
+    assert render_elements("add", "nh4", []) == ""
+    assert (
+        render_elements("delete", "released", ["0x0dfa0001"])
+        == "delete element inet dfagent released { 0x0dfa0001 }\n"
+    )
+    assert pin_element("10.0.0.2", "1.1.1.1", 40000, 80, 0x0DFA0001) == (
+        "pin4",
+        "10.0.0.2 . 1.1.1.1 . 40000 . 80 : 0x0dfa0001",
+    )
+    assert pin_element("fd00::2", "2001:db8::1", 1, 2, None) == (
+        "pin6",
+        "fd00::2 . 2001:db8::1 . 1 . 2",
+    )
