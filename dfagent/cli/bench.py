@@ -14,3 +14,4 @@ def bench() -> None:
 import dfagent.cli.bench_mirror  # noqa: E402,F401
 import dfagent.cli.bench_pinrate  # noqa: E402,F401
 from dfagent.cli import bench_decode  # noqa: E402,F401
+from dfagent.cli import bench_pcc  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""FRR: drive a running FRR through vtysh (drain, undrain)."""

@@ -1,0 +1,1 @@
+"""Benchmark harnesses that need a lab (the `dfagent bench …` commands drive them)."""

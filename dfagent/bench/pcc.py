@@ -1,0 +1,373 @@
+"""The broken-connection benchmark (per-connection consistency) on the resilient-ecmp lab.
+
+For each mode, on a fresh lab: open N long-lived TCP connections (v4 and v6) from the client
+to the VIP, then apply the event sequence — drain s1, s4 starts announcing, s2's BGP session
+goes down while s2 keeps serving, undrain s1 — and after each event ask every connection
+once (broken = reset, no answer, or a different server answered) and open fresh connections
+to see where new flows go.
+
+Modes: `ecmp` (plain Linux multipath, no dfagent), `resilient` (a Linux resilient nexthop
+group, the events applied to its members), `kernel` (dfagent kernel mode on lb), `map`
+(dfagent map mode fed by a mirror shim on lb).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dfagent.backends.frr.drain import FrrDrain
+from dfagent.lab import checks, runner, spec
+from dfagent.lab.errors import LabError
+from dfagent.lab.state import LabState
+
+LAB = "resilient-ecmp"
+VIP4, VIP6, PORT = "1.1.1.1", "2001:db8::1", 80
+SERVERS = {
+    f"s{n}": (f"10.2.{n}.2", f"fd00:2:{n}::2", f"eth{n + 1}", 65100 + n) for n in (1, 2, 3, 4)
+}
+MODES = ("ecmp", "resilient", "kernel", "map")
+# (event, servers in the ECMP set afterwards)
+EVENTS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("drain s1", frozenset({"s2", "s3"})),
+    ("s4 announces", frozenset({"s2", "s3", "s4"})),
+    ("s2 BGP down", frozenset({"s3", "s4"})),
+    ("undrain s1", frozenset({"s1", "s3", "s4"})),
+)
+INITIAL = frozenset({"s1", "s2", "s3"})
+# Nexthop object ids for the resilient mode, far above the ids zebra allocates.
+NH_BASE = {4: 90010, 6: 90020}
+NH_GROUP = {4: 90200, 6: 90201}
+Log = Callable[[str], None]
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    opened: int = 0
+    open_failed: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def broken_total(self) -> int:
+        return sum(e["broken"] for e in self.events)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "opened": self.opened,
+            "open_failed": self.open_failed,
+            "events": self.events,
+            "broken_total": self.broken_total,
+        }
+
+
+class Holder:
+    """The connection holder (dfagent.lab.conns) running in the client namespace."""
+
+    def __init__(self, state: LabState):
+        argv = runner.exec_argv(state, "client", [sys.executable, "-m", "dfagent.lab.conns"])
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+
+    def ask(self, cmd: str, **kw: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise LabError(f"connection holder died during {cmd!r}")
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        with contextlib.suppress(LabError, BrokenPipeError, OSError):
+            self.ask("quit")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class PccBench:
+    def __init__(self, connections: int, fresh: int = 60, log: Log = print):
+        self.n = connections
+        self.fresh = fresh
+        self.log = log
+        self.state: LabState | None = None
+        self.lab: spec.Lab | None = None
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.shim: subprocess.Popen[bytes] | None = None
+        self.rates: dict[str, float] = {}
+
+    # --- lab plumbing -------------------------------------------------------------------
+    def _on(self, node: str, argv: list[str], check: bool = True) -> str:
+        assert self.state is not None
+        proc = subprocess.run(
+            runner.exec_argv(self.state, node, argv), capture_output=True, text=True, timeout=60
+        )
+        if check and proc.returncode != 0:
+            raise LabError(f"{node}: {' '.join(argv)}: {(proc.stderr or proc.stdout).strip()}")
+        return proc.stdout
+
+    def _vtysh(self, node: str, *commands: str) -> None:
+        argv = ["vtysh"]
+        for c in commands:
+            argv += ["-c", c]
+        out = self._on(node, argv)
+        if "% " in out:
+            raise LabError(f"{node}: vtysh {commands}: {out.strip()}")
+
+    def _lab_up(self) -> None:
+        self.lab = spec.load(LAB)
+        runner.down(LAB)
+        self.state = runner.up(self.lab, log=False)
+        results = checks.run_checks(self.state, self.lab)
+        failed = [r for r in results if not r.ok]
+        if failed or len(results) != len(self.lab.checks):
+            raise LabError(f"{LAB} did not converge: {failed[0].name}: {failed[0].detail}")
+
+    def _lab_down(self) -> None:
+        for proc in (self.agent, self.shim):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.agent = self.shim = None
+        runner.down(LAB)
+        self.state = None
+
+    # --- routes -------------------------------------------------------------------------
+    def _bgp_servers(self) -> tuple[frozenset[str], frozenset[str]]:
+        """Servers in lb's BGP-installed VIP routes, v4 by gateway, v6 by interface."""
+        by_gw = {v[0]: s for s, v in SERVERS.items()}
+        by_dev = {v[2]: s for s, v in SERVERS.items()}
+        out = []
+        for fam, vip, key, index in (("-4", VIP4, "gateway", by_gw), ("-6", VIP6, "dev", by_dev)):
+            routes = json.loads(self._on("lb", ["ip", "-j", fam, "route", "show", vip]) or "[]")
+            found: set[str] = set()
+            for r in routes:
+                if r.get("protocol") != "bgp":
+                    continue
+                for nh in r.get("nexthops", [r]):
+                    if nh.get(key) in index:
+                        found.add(index[nh[key]])
+            out.append(frozenset(found))
+        return out[0], out[1]
+
+    def _wait_servers(self, want: frozenset[str], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            v4, v6 = self._bgp_servers()
+            if v4 == want and v6 == want:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"lb did not converge to {sorted(want)}: v4 {sorted(v4)} v6 {sorted(v6)}"
+                )
+            time.sleep(0.2)
+
+    # --- events -------------------------------------------------------------------------
+    def _drain(self) -> FrrDrain:
+        assert self.state is not None
+        return FrrDrain(runner.exec_argv(self.state, "lb", ["vtysh"]))
+
+    def _apply(self, event: str, mode: str, members: frozenset[str]) -> None:
+        if event == "drain s1":
+            self._drain().drain(SERVERS["s1"][:2])
+        elif event == "undrain s1":
+            self._drain().undrain(SERVERS["s1"][:2])
+        elif event == "s4 announces":
+            self._vtysh(
+                "s4", "configure terminal", f"router bgp {SERVERS['s4'][3]}",
+                "address-family ipv4 unicast", f"network {VIP4}/32", "exit-address-family",
+                "address-family ipv6 unicast", f"network {VIP6}/128",
+            )  # fmt: skip
+        elif event == "s2 BGP down":
+            v4, v6, _, asn = SERVERS["s2"]
+            self._vtysh(
+                "s2", "configure terminal", f"router bgp {asn}",
+                f"neighbor {v4[:-1]}1 shutdown", f"neighbor {v6[:-1]}1 shutdown",
+            )  # fmt: skip
+        if mode == "resilient":
+            self._resilient_members(members)
+
+    # --- modes --------------------------------------------------------------------------
+    def _resilient_setup(self) -> None:
+        for name, (v4, v6, dev, _) in SERVERS.items():
+            n = int(name[1:])
+            for fam, addr in ((4, v4), (6, v6)):
+                nh_id = str(NH_BASE[fam] + n)
+                self._on("lb", ["ip", "nexthop", "add", "id", nh_id, "via", addr, "dev", dev])
+        self._resilient_members(INITIAL, create=True)
+        # Metric 10 beats the BGP route's 20: the group carries the traffic, FRR keeps running.
+        for fam, vip in ((4, f"{VIP4}/32"), (6, f"{VIP6}/128")):
+            grp = str(NH_GROUP[fam])
+            self._on("lb", ["ip", f"-{fam}", "route", "add", vip, "nhid", grp, "metric", "10"])
+
+    def _resilient_members(self, members: frozenset[str], create: bool = False) -> None:
+        for fam in (4, 6):
+            ids = "/".join(str(NH_BASE[fam] + int(s[1:])) for s in sorted(members))
+            verb = "add" if create else "replace"
+            argv = ["ip", "nexthop", verb, "id", str(NH_GROUP[fam]), "group", ids]
+            self._on("lb", [*argv, "type", "resilient", "buckets", "128"])
+
+    def _agent_argv(self, mode: str) -> list[str]:
+        return _dfagent(
+            "linux", mode, "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128",
+            "--state-dir", self._state_dir(), "--reconcile-interval", "1",
+        )  # fmt: skip
+
+    def _start_agent(self, mode: str) -> None:
+        assert self.state is not None
+        argv = self._agent_argv(mode)
+        if mode == "map":
+            for name, (v4, v6, _, _) in SERVERS.items():
+                argv += ["--nexthop-map", f"{name[1:]}={v4}", "--nexthop-map", f"{name[1:]}={v6}"]
+        log = open(Path(self.state.run_dir) / f"agent-{mode}.log", "ab")  # noqa: SIM115
+        self.agent = subprocess.Popen(
+            runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
+        )
+        self._wait_agent(INITIAL)
+
+    def _wait_agent(self, servers: frozenset[str], timeout: float = 20) -> None:
+        """Until the agent has a mark for every next hop of the current ECMP set."""
+        if self.agent is None:
+            return
+        want = {(4, SERVERS[s][0]) for s in servers} | {(6, SERVERS[s][2]) for s in servers}
+        state_dir = self._state_dir()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.agent.poll() is not None:
+                raise LabError(f"the agent exited ({self.agent.returncode}): see {state_dir}/..")
+            status = _dfagent("linux", "status", "--json", "--no-count", "--state-dir", state_dir)
+            out = self._on("lb", status, check=False)
+            if want <= _marked_addresses(out):
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"agent never marked {sorted(want)}: {out[:500]}")
+            time.sleep(0.2)
+
+    def _measure_rates(self, holder: Holder, rounds: int = 5, seconds: float = 1.0) -> None:
+        """New connections/s through lb without and with kernel-mode pinning, interleaved
+        (without, with, without, …) so drift on a shared machine hits both alike; the
+        agent is stopped and its state removed (`linux cleanup`) between rounds."""
+        assert self.state is not None
+        without, with_ = [], []
+        for _ in range(rounds):
+            without.append(holder.ask("rate", addrs=[VIP4], port=PORT, seconds=seconds)["rate"])
+            self._start_agent("kernel")
+            with_.append(holder.ask("rate", addrs=[VIP4], port=PORT, seconds=seconds)["rate"])
+            self._stop_agent()
+            self._on("lb", _dfagent("linux", "cleanup", "--state-dir", self._state_dir()))
+        self.rates = {
+            "without": statistics.median(without),
+            "kernel": statistics.median(with_),
+            "ratio": statistics.median(w / wo for w, wo in zip(with_, without, strict=True)),
+        }
+        self.log(f"kernel: new connections/s without {without} with {with_}")
+
+    def _state_dir(self) -> str:
+        assert self.state is not None
+        return str(Path(self.state.run_dir) / "agent")
+
+    def _stop_agent(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGTERM)
+            try:
+                self.agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+        self.agent = None
+
+    def run_mode(self, mode: str) -> ModeResult:
+        res = ModeResult(mode)
+        self._lab_up()
+        assert self.state is not None
+        holder = Holder(self.state)
+        try:
+            if mode == "resilient":
+                self._resilient_setup()
+            elif mode == "kernel":
+                self._measure_rates(holder)
+            if mode in ("kernel", "map"):
+                self._start_agent(mode)
+            opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
+            res.opened, res.open_failed = opened["opened"], opened["failed"]
+            base = holder.ask("check")
+            self.log(f"{mode}: {res.opened} connections open {base['by_server']}")
+            broken_before = base["broken"]
+            for event, members in EVENTS:
+                self._apply(event, mode, members)
+                if mode != "resilient":
+                    self._wait_servers(members)
+                self._wait_agent(members)
+                time.sleep(1.0)  # let the drain/withdraw settle on every path
+                chk = holder.ask("check")
+                fresh = holder.ask("fresh", count=self.fresh)
+                ev = {
+                    "event": event,
+                    "alive": chk["alive"],
+                    "broken": chk["broken"] - broken_before,
+                    "broken_from": chk["broken_from"],
+                    "fresh": fresh["answers"],
+                    "fresh_errors": fresh["errors"],
+                }
+                broken_before = chk["broken"]
+                res.events.append(ev)
+                self.log(
+                    f"{mode}: {event:14} alive {ev['alive']:6}  broken {ev['broken']:6}  "
+                    f"fresh {ev['fresh']}"
+                )
+        finally:
+            holder.close()
+            self._lab_down()
+        return res
+
+    def run(self, modes: list[str]) -> dict[str, Any]:
+        results = {}
+        for mode in modes:
+            results[mode] = self.run_mode(mode).as_dict()
+        out: dict[str, Any] = {"connections": self.n, "modes": results}
+        if "without" in self.rates and "kernel" in self.rates:
+            out["new_connection_rate"] = {
+                "without_pinning": round(self.rates["without"], 1),
+                "kernel_mode": round(self.rates["kernel"], 1),
+                "ratio": round(self.rates["ratio"], 3),  # median of per-round ratios
+            }
+        return out
+
+
+def _dfagent(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dfagent.cli.main", *args]
+
+
+def _marked_addresses(status_json: str) -> set[tuple[int, str]]:
+    """Next hops with a mark and a rule in `dfagent linux status --json` output: v4 by
+    gateway, v6 by interface (v6 next hops are link-local, never asserted on)."""
+    try:
+        data = json.loads(status_json)
+    except json.JSONDecodeError:
+        return set()
+    found: set[tuple[int, str]] = set()
+    for nh in data.get("nexthops", []):
+        if nh.get("mark") is not None and nh.get("rule"):
+            fam = int(nh["family"])
+            found.add((fam, str(nh["gateway"] if fam == 4 else nh["ifname"])))
+    return found
+
+
+def root_required() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the pcc benchmark builds a lab: run it as root")

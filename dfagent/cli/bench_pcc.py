@@ -1,0 +1,65 @@
+"""`dfagent bench pcc`: broken connections when the ECMP set changes, per mode."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dfagent.bench.pcc import MODES, PccBench, root_required
+from dfagent.bench.pcc_chart import write_chart
+from dfagent.cli.bench import bench
+from dfagent.lab.errors import LabError
+
+
+@bench.command("pcc")
+@click.option("--connections", "-n", default=1000, show_default=True, help="Live connections.")
+@click.option(
+    "--modes",
+    default=",".join(MODES),
+    show_default=True,
+    help="Comma-separated: ecmp, resilient, kernel, map.",
+)
+@click.option("--fresh", default=60, show_default=True, help="New connections after each event.")
+@click.option("--chart", type=click.Path(dir_okay=False), help="Write a PNG chart here.")
+@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+def pcc(connections: int, modes: str, fresh: int, chart: str | None, as_json: bool) -> None:
+    """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
+    how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
+    undrained — with plain ECMP, a resilient nexthop group, and dfagent's kernel and map
+    modes."""
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in MODES]
+    if unknown:
+        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        root_required()
+        result = PccBench(connections, fresh=fresh, log=log).run(wanted)
+    except LabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if chart:
+        log(write_chart(result, chart))
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(format_table(result))
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['connections']} connections per mode"]
+    lines.append(f"{'mode':10} {'event':14} {'alive':>7} {'broken':>7}  fresh connections went to")
+    for mode, r in result["modes"].items():
+        for ev in r["events"]:
+            fresh = " ".join(f"{k}:{v}" for k, v in ev["fresh"].items())
+            lines.append(f"{mode:10} {ev['event']:14} {ev['alive']:7} {ev['broken']:7}  {fresh}")
+        lines.append(f"{mode:10} {'total':14} {'':7} {r['broken_total']:7}")
+    rate = result.get("new_connection_rate")
+    if rate:
+        lines.append(
+            f"new connections/s through lb: {rate['without_pinning']} without pinning, "
+            f"{rate['kernel_mode']} with kernel mode ({rate['ratio']:.0%})"
+        )
+    return "\n".join(lines)

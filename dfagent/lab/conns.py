@@ -1,0 +1,195 @@
+"""Hold many long-lived TCP connections to a lab service and check each one on demand.
+
+Runs inside a client namespace, driven over stdin/stdout with one JSON object per line:
+    {"cmd": "open", "addrs": ["1.1.1.1", "2001:db8::1"], "port": 80, "count": 1000}
+    {"cmd": "check"}          → {"alive": a, "broken": b, "by_server": {…}, "broken_from": {…}}
+    {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}
+    {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
+    {"cmd": "quit"}
+A connection is broken when a request on it gets a reset, no answer in time, or an answer
+from a server other than the one that answered first. Broken connections are closed and
+stay counted; later checks only look at the alive ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import resource
+import selectors
+import socket
+import struct
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+REQUEST = b"who\n"
+
+
+@dataclass
+class Conn:
+    sock: socket.socket
+    server: str = ""
+    buf: bytes = b""
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def _ask_all(conns: list[Conn], timeout: float) -> dict[int, str | None]:
+    """Send one request on every connection, gather one answer line each (None: failed)."""
+    sel = selectors.DefaultSelector()
+    result: dict[int, str | None] = {}
+    for i, c in enumerate(conns):
+        c.buf = b""
+        try:
+            c.sock.send(REQUEST)
+            sel.register(c.sock, selectors.EVENT_READ, i)
+        except OSError:
+            result[i] = None
+    deadline = time.monotonic() + timeout
+    while len(result) < len(conns) and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            i = key.data
+            c = conns[i]
+            try:
+                data = c.sock.recv(256)
+            except OSError:
+                data = b""
+            if not data:
+                result[i] = None
+                sel.unregister(c.sock)
+                continue
+            c.buf += data
+            if c.buf.endswith(b"\n"):
+                result[i] = c.buf.decode(errors="replace").strip()
+                sel.unregister(c.sock)
+    sel.close()
+    return {i: result.get(i) for i in range(len(conns))}
+
+
+def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> list[Conn]:
+    """Open `count` connections (spread over `addrs`) concurrently, non-blocking."""
+    sel = selectors.DefaultSelector()
+    pending: list[Conn] = []
+    for addr, _ in zip(itertools.cycle(addrs), range(count), strict=False):
+        s = socket.socket(_family(addr), socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((addr, port))
+        sel.register(s, selectors.EVENT_WRITE)
+        pending.append(Conn(s))
+    done: set[socket.socket] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < len(pending) and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            sel.unregister(key.fileobj)
+            done.add(key.fileobj)  # type: ignore[arg-type]
+    sel.close()
+    ok = []
+    for c in pending:
+        if c.sock in done and c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+            ok.append(c)
+        else:
+            c.sock.close()
+    return ok
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.alive: list[Conn] = []
+        self.broken = 0
+        self.broken_from: Counter[str] = Counter()
+        self.opened = 0
+        self.target: tuple[list[str], int] = ([], 0)
+
+    def open(self, addrs: list[str], port: int, count: int) -> dict[str, Any]:
+        self.target = (addrs, port)
+        conns: list[Conn] = []
+        failed = 0
+        for start in range(0, count, 500):  # batches keep the listen backlogs happy
+            batch = _connect_many(addrs, port, min(500, count - start), timeout=5)
+            failed += min(500, count - start) - len(batch)
+            answers = _ask_all(batch, timeout=5)
+            for i, c in enumerate(batch):
+                if answers[i]:
+                    c.server = str(answers[i])
+                    conns.append(c)
+                else:
+                    failed += 1
+                    c.sock.close()
+        self.alive += conns
+        self.opened += len(conns)
+        return {"opened": len(conns), "failed": failed, "by_server": self._by_server()}
+
+    def _by_server(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.server for c in self.alive).items()))
+
+    def check(self, timeout: float = 3.0) -> dict[str, Any]:
+        answers = _ask_all(self.alive, timeout)
+        still, broken_now = [], Counter[str]()
+        for i, c in enumerate(self.alive):
+            if answers[i] == c.server:
+                still.append(c)
+            else:
+                broken_now[c.server] += 1
+                c.sock.close()
+        self.alive = still
+        self.broken += sum(broken_now.values())
+        self.broken_from.update(broken_now)
+        return {
+            "alive": len(self.alive),
+            "broken": self.broken,
+            "broken_now": sum(broken_now.values()),
+            "by_server": self._by_server(),
+            "broken_from": dict(sorted(broken_now.items())),
+        }
+
+    def fresh(self, count: int) -> dict[str, Any]:
+        addrs, port = self.target
+        conns = _connect_many(addrs, port, count, timeout=5)
+        answers = _ask_all(conns, timeout=3)
+        for c in conns:
+            c.sock.close()
+        got = Counter(a for a in answers.values() if a)
+        return {"answers": dict(sorted(got.items())), "errors": count - sum(got.values())}
+
+    def rate(self, addrs: list[str], port: int, seconds: float) -> dict[str, Any]:
+        """Sequential new connections (connect, one request, close) per second. Closed
+        with RST (linger 0) so no TIME_WAIT piles up and later rounds run like earlier."""
+        n = errors = 0
+        end = time.monotonic() + seconds
+        start = time.monotonic()
+        linger = struct.pack("ii", 1, 0)
+        for addr in itertools.cycle(addrs):
+            if time.monotonic() >= end:
+                break
+            try:
+                with socket.create_connection((addr, port), timeout=2) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    s.sendall(REQUEST)
+                    if not s.recv(64):
+                        errors += 1
+                n += 1
+            except OSError:
+                errors += 1
+        return {"rate": n / (time.monotonic() - start), "errors": errors}
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    holder = Holder()
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req.pop("cmd")
+        if cmd == "quit":
+            break
+        reply = getattr(holder, cmd)(**req)
+        print(json.dumps(reply), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""resilient-ecmp lab: converged state, graceful drain through FRR, and the broken-connection
+benchmark at small N (kernel mode must break nothing; plain ECMP must break something, so
+this test can fail)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dfagent.backends.frr.drain import FrrDrain
+from dfagent.bench.pcc import PccBench
+from dfagent.lab import checks, runner, spec
+from dfagent.lab.state import load_state
+
+pytestmark = pytest.mark.lab
+LAB = "resilient-ecmp"
+
+
+@pytest.fixture
+def lab_up():
+    the_lab = spec.load(LAB)
+    runner.down(LAB)
+    state = runner.up(the_lab, log=False)
+    try:
+        yield state, the_lab
+    finally:
+        runner.down(LAB)
+    assert load_state(LAB) is None
+
+
+def _vip4_gateways(state) -> set[str]:
+    out = subprocess.run(
+        runner.exec_argv(state, "lb", ["ip", "-j", "route", "show", "1.1.1.1/32"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    route = json.loads(out)[0]
+    return {nh["gateway"] for nh in route.get("nexthops", [route])}
+
+
+def _wait_gateways(state, want: set[str], timeout: float = 20) -> set[str]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (seen := _vip4_gateways(state)) != want and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return seen
+
+
+def test_checks_hold_and_drain_moves_only_new_paths(lab_up):
+    state, the_lab = lab_up
+    results = checks.run_checks(state, the_lab)
+    assert [r.ok for r in results] == [True] * len(the_lab.checks), results
+
+    drain = FrrDrain(runner.exec_argv(state, "lb", ["vtysh"]))
+    assert drain.drained() == set()
+    drain.drain(["10.2.1.2", "fd00:2:1::2"])
+    drain.drain(["10.2.1.2"])  # idempotent
+    assert drain.drained() == {"10.2.1.2", "fd00:2:1::2"}
+    assert _wait_gateways(state, {"10.2.2.2", "10.2.3.2"}) == {"10.2.2.2", "10.2.3.2"}
+    # the drained server keeps its BGP session: drained is not down
+    summary = subprocess.run(
+        runner.exec_argv(state, "lb", ["vtysh", "-c", "show bgp summary json"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(summary)["ipv4Unicast"]["peers"]["10.2.1.2"]["state"] == "Established"
+
+    drain.undrain(["10.2.1.2", "fd00:2:1::2"])
+    assert drain.drained() == set()
+    want = {"10.2.1.2", "10.2.2.2", "10.2.3.2"}
+    assert _wait_gateways(state, want) == want
+
+
+@pytest.mark.slow
+def test_pcc_kernel_mode_breaks_nothing_where_ecmp_breaks_connections():
+    logs: list[str] = []
+    result = PccBench(connections=120, fresh=30, log=logs.append).run(["ecmp", "kernel"])
+    print("\n".join(logs))
+    ecmp, kernel = result["modes"]["ecmp"], result["modes"]["kernel"]
+    assert ecmp["opened"] == kernel["opened"] == 120
+    assert ecmp["broken_total"] > 0, "plain ECMP broke nothing: the benchmark measures nothing"
+    assert kernel["broken_total"] == 0, kernel["events"]
+    # every connection that survived was checked after the last event
+    assert kernel["events"][-1]["alive"] == 120
+    # drained and withdrawn servers get no new connections; the added one does
+    by_event = {e["event"]: e["fresh"] for e in kernel["events"]}
+    assert "s1" not in by_event["drain s1"]
+    assert "s4" in by_event["s4 announces"]
+    assert "s2" not in by_event["s2 BGP down"]
+    assert "s1" in by_event["undrain s1"]
+    rate = result["new_connection_rate"]
+    assert rate["without_pinning"] > 0 and rate["kernel_mode"] > 0
+
+
+def test_bench_pcc_cli_rejects_unknown_mode():
+    res = subprocess.run(
+        [sys.executable, "-m", "dfagent.cli.main", "bench", "pcc", "--modes", "ecmp,bogus"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "bogus" in res.stderr
