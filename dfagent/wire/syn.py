@@ -171,13 +171,19 @@ def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes) -> Decoded:
     flags, proto, key, _seq, p = parse_gre(buf, off, end)
     session: int | None = None
     if proto == PROTO_ERSPAN:
-        if flags & GRE_S and p < end and buf[p] >> 4 == 1:
+        if flags & GRE_S and (p >= end or buf[p] >> 4 not in (4, 6)):
+            # The S bit marks ERSPAN II; only a valid raw IP packet may stand in its place.
             session, _vlan, _cos, _en, _t, _index, p = parse_erspan2(buf, p, end)
             encap = ENCAP_ERSPAN2
             kind = PAYLOAD_ETHER
         else:
             kind = classify_88be(buf, p, end)
-            encap = ENCAP_ERSPAN1 if kind == PAYLOAD_ETHER else ENCAP_IP
+            if kind == PAYLOAD_ETHER:
+                if flags & GRE_S:
+                    raise DecodeError("erspan", p, "wrong type II version", str(buf[p] >> 4))
+                encap = ENCAP_ERSPAN1
+            else:
+                encap = ENCAP_IP
     elif proto == PROTO_ERSPAN3:
         session, _vlan, _ft, kind, p = parse_erspan3(buf, p, end)
         encap = ENCAP_ERSPAN3
