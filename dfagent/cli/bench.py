@@ -11,7 +11,9 @@ def bench() -> None:
 
 
 # Benchmarks register themselves on import (one module each, owned by their feature).
-import dfagent.cli.bench_mirror  # noqa: E402,F401
-import dfagent.cli.bench_pinrate  # noqa: E402,F401
-from dfagent.cli import bench_decode  # noqa: E402,F401
-from dfagent.cli import bench_pcc  # noqa: E402,F401
+from dfagent.cli import (  # noqa: E402
+    bench_decode,  # noqa: F401
+    bench_mirror,  # noqa: F401
+    bench_pcc,  # noqa: F401
+    bench_pinrate,  # noqa: F401
+)
