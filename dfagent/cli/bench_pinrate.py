@@ -192,7 +192,7 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
 @click.option("--latency-syns", default=50_000, show_default=True, type=int)
 @click.option("--max-items", default=256, show_default=True, type=int)
 @click.option("--max-delay-ms", default=2.0, show_default=True, type=float)
-@click.option("--hold-sample", default=1000, show_default=True, type=int)
+@click.option("--hold-sample", default=200, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
 def pin_rate(as_json: bool, **opts: Any) -> None:
     """Map mode: new pins/s, p99 SYN→pin latency, 1M-flow hold, kernel bytes per flow."""

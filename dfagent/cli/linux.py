@@ -73,12 +73,20 @@ def linux() -> None:
     type=float,
     help="Seconds a gone next hop with no pinned flow is kept before its table is removed.",
 )
+@click.option(
+    "--dead-hold",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a dead (released) next hop is remembered while entries still carry its mark.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def kernel(
     vips: tuple[str, ...],
     state_dir: str,
     reconcile_interval: float,
     gc_grace: float,
+    dead_hold: float,
     verbose: bool,
 ) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
@@ -94,6 +102,7 @@ def kernel(
         state_dir=state_dir,
         reconcile_interval=reconcile_interval,
         gc_grace=gc_grace,
+        dead_hold=dead_hold,
     )
     dp = LinuxDatapath(cfg)
     dp.start()

@@ -16,7 +16,9 @@ Rules of the game:
 * a *dead* next hop (link down, neighbour FAILED) is released at once: no rule (packets fall
   back to the main table), its mark goes into the ``released`` set so the datapath clears it
   from conntrack on the connection's next packet, and it leaves the map. It is removed once
-  no entry carries its mark, or comes back if it revives while still in an ECMP set.
+  no entry carries its mark or after ``dead_hold`` seconds (closed or idle connections never
+  send the packet that clears their mark), or comes back if it revives while still in an
+  ECMP set.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class NhRecord:
     left_at: float | None = None  # when it left every ECMP set
     pinned: int | None = None  # conntrack entries with its mark (last count)
     zero_since: float | None = None
+    dead_since: float | None = None
 
     @property
     def state(self) -> str:
@@ -82,9 +85,12 @@ class Event:
 
 
 class Planner:
-    def __init__(self, marks: MarkAllocator | None = None, gc_grace: float = 5.0) -> None:
+    def __init__(
+        self, marks: MarkAllocator | None = None, gc_grace: float = 5.0, dead_hold: float = 30.0
+    ) -> None:
         self.marks = marks or MarkAllocator()
         self.gc_grace = gc_grace
+        self.dead_hold = dead_hold
         self.records: dict[NextHop, NhRecord] = {}
 
     def adopt(self, nh: NextHop, vips: Iterable[str], now: float) -> None:
@@ -135,8 +141,10 @@ class Planner:
             was_alive = rec.alive
             rec.alive = alive(nh)
             if was_alive and not rec.alive:
+                rec.dead_since = now
                 events.append(Event("dead", nh, rec.mark, rec.pinned))
             elif rec.alive and not was_alive:
+                rec.dead_since = None
                 events.append(Event("revived", nh, rec.mark, rec.pinned))
             if self._collectable(rec, now):
                 del self.records[nh]
@@ -147,6 +155,10 @@ class Planner:
     def _collectable(self, rec: NhRecord, now: float) -> bool:
         if rec.in_ecmp:
             return False  # still routed to (if dead: kept, released, until it revives or goes)
+        if not rec.alive and rec.dead_since is not None and now - rec.dead_since >= self.dead_hold:
+            # entries of connections that never send again (closed, idle) keep the mark;
+            # with no rule left for it, forgetting the record harms nothing
+            return True
         if rec.pinned != 0 or rec.zero_since is None:
             return False  # pins left, or never counted
         since = max(rec.zero_since, rec.left_at if rec.left_at is not None else rec.zero_since)

@@ -141,7 +141,7 @@ class Lab:
         self.ns = {n: f"{self.prefix}-{n}" for n in ("c", "r", *SERVERS)}
         self.tmp = Path(tempfile.mkdtemp(prefix="dfk-"))
         self.procs: list[subprocess.Popen[str]] = []
-        self.client: subprocess.Popen[str] | None = None
+        self.clients: dict[str, subprocess.Popen[str]] = {}
         self.agent: subprocess.Popen[str] | None = None
 
     def x(self, node: str, cmd: str, check: bool = True) -> str:
@@ -200,21 +200,22 @@ class Lab:
             )
             self.procs.append(p)
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        self.client = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
-                self.ns["c"],
-                sys.executable,
-                str(self.tmp / "client.py"),
-                VIP4,
-                VIP6,
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        for node in ("c", "r"):  # "r": connections the router itself originates (egress)
+            self.clients[node] = subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.ns[node],
+                    sys.executable,
+                    str(self.tmp / "client.py"),
+                    VIP4,
+                    VIP6,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
 
     def set_members(self, members: tuple[str, ...]) -> None:
         """The router's ECMP set for both VIPs (what BGP would install)."""
@@ -224,22 +225,24 @@ class Lab:
         self.x("r", f"ip route replace {VIP4}/32 {v4}")
         self.x("r", f"ip -6 route replace {VIP6}/128 {v6}")
 
-    def client_cmd(self, line: str) -> dict[str, Any]:
-        assert self.client and self.client.stdin and self.client.stdout
-        self.client.stdin.write(line + "\n")
-        self.client.stdin.flush()
-        out = self.client.stdout.readline()
+    def client_cmd(self, line: str, node: str = "c") -> dict[str, Any]:
+        client = self.clients[node]
+        assert client.stdin and client.stdout
+        client.stdin.write(line + "\n")
+        client.stdin.flush()
+        out = client.stdout.readline()
         if not out:
             raise RuntimeError("client died")
         return dict(json.loads(out))
 
-    def open(self, n4: int, n6: int, keep: bool = True) -> list[str]:
-        return list(self.client_cmd(f"open {n4} {n6} {'keep' if keep else 'drop'}")["names"])
+    def open(self, n4: int, n6: int, keep: bool = True, node: str = "c") -> list[str]:
+        cmd = f"open {n4} {n6} {'keep' if keep else 'drop'}"
+        return list(self.client_cmd(cmd, node)["names"])
 
-    def check(self, timeout: float = 3.0) -> list[str]:
-        return list(self.client_cmd(f"check {timeout}")["names"])
+    def check(self, timeout: float = 3.0, node: str = "c") -> list[str]:
+        return list(self.client_cmd(f"check {timeout}", node)["names"])
 
-    def start_agent(self, *args: str) -> None:
+    def start_agent(self, *args: str, extra: tuple[str, ...] = ()) -> None:
         log = open(self.tmp / "agent.log", "a")  # noqa: SIM115 - closed with the process
         self.agent = subprocess.Popen(
             [
@@ -256,6 +259,7 @@ class Lab:
                 "1",
                 "--gc-grace",
                 "1",
+                *extra,
             ],
             stdout=log,
             stderr=log,
@@ -291,7 +295,7 @@ class Lab:
     def teardown(self) -> None:
         with contextlib.suppress(Exception):
             self.stop_agent()
-        procs = [*self.procs, *([self.client] if self.client else [])]
+        procs = [*self.procs, *self.clients.values()]
         for p in procs:
             with contextlib.suppress(Exception):
                 p.kill()
@@ -326,11 +330,15 @@ def agent_ready(lab: Lab, nexthops: int = 6) -> bool:
 def test_without_pinning_connections_break(lab: Lab) -> None:
     """The control: plain ECMP breaks connections when a next hop leaves (so tests can fail)."""
     before = lab.open(30, 20)
+    local = lab.open(20, 10, node="r")
     assert set(before) == set(SERVERS), before
     lab.set_members(("s2", "s3"))
     after = lab.check()
-    print(f"plain ECMP: {broken(before, after)} of {len(before)} connections broke")
+    after_local = lab.check(node="r")
+    print(f"plain ECMP: {broken(before, after)} of {len(before)} forwarded connections broke")
+    print(f"plain ECMP: {broken(local, after_local)} of {len(local)} egress connections broke")
     assert broken(before, after) > 0
+    assert broken(local, after_local) > 0
 
 
 def test_kernel_mode(lab: Lab) -> None:
@@ -340,25 +348,32 @@ def test_kernel_mode(lab: Lab) -> None:
     marks0 = {n["nexthop"]: n["mark"] for n in lab.status()["nexthops"]}
 
     before = lab.open(30, 20)
+    local = lab.open(20, 10, node="r")
     assert set(before) == set(SERVERS), before
     on_s1 = [i for i, n in enumerate(before) if n == "s1"]
 
     # 1. drain s1: it leaves the ECMP set but still answers → nothing breaks
     lab.set_members(("s2", "s3"))
     after = lab.check()
-    print(f"kernel mode, drain: {broken(before, after)} of {len(before)} broke")
+    after_local = lab.check(node="r")
+    print(f"kernel mode, drain: {broken(before, after)} of {len(before)} forwarded broke")
+    print(f"kernel mode, drain: {broken(local, after_local)} of {len(local)} egress broke")
     assert broken(before, after) == 0, list(zip(before, after, strict=True))
+    assert broken(local, after_local) == 0, list(zip(local, after_local, strict=True))
     fresh = lab.open(20, 10, keep=False)
     assert "s1" not in fresh and set(fresh) <= {"s2", "s3"}
     st = lab.status()
     s1 = [n for n in st["nexthops"] if n["gateway"] in ("10.0.1.2", "fd00:1::2")]
     assert len(s1) == 2 and all(n["state"] == "drained" and n["rule"] for n in s1), s1
-    assert sum(n["pinned"] for n in s1) == len(on_s1)
+    assert sum(n["pinned"] for n in s1) == len(on_s1) + local.count("s1")
+    lab.client_cmd("close", node="r")
 
     # 2. the agent restarts: the kernel keeps pinning meanwhile; the restart adopts state
     lab.stop_agent()
     assert broken(before, lab.check()) == 0
-    lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+    lab.start_agent(
+        "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", extra=("--dead-hold", "3")
+    )
     wait_for(lambda: agent_ready(lab, 4), what="agent back")
     time.sleep(1.5)
     st = lab.status()

@@ -95,3 +95,15 @@ def test_adopted_nexthops_are_kept_until_counted_empty() -> None:
     plan, ev = p.step(5.0, {VIP: [S2]}, alive_all, {})
     plan, ev = p.step(6.5, {VIP: [S2]}, alive_all, {})
     assert kinds(ev) == [("removed", S1)]
+
+
+def test_dead_nexthop_forgotten_after_dead_hold_even_with_idle_entries() -> None:
+    p = Planner(dead_hold=10)
+    p.step(0.0, {VIP: [S1, S2]}, alive_all, {M1: 3})
+    dead = {S1}
+    plan, _ = p.step(1.0, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 3})
+    assert M1 in plan.released
+    plan, ev = p.step(10.9, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 3})
+    assert ev == [] and S1 in p.records
+    plan, ev = p.step(11.0, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 3})
+    assert kinds(ev) == [("removed", S1)] and not plan.released

@@ -47,6 +47,7 @@ class DatapathConfig:
     state_dir: str = state.DEFAULT_STATE_DIR
     reconcile_interval: float = 5.0
     gc_grace: float = 5.0
+    dead_hold: float = 30.0
     record: bool = True  # kernel mode
     pin_maps: bool = False  # map mode
     pin_map_size: int = 2_000_000
@@ -105,10 +106,11 @@ class LinuxDatapath:
         self.nl = nl or Netlink()
         self.clock = clock
         self.count_pins = count_pins
-        self.planner = Planner(MarkAllocator(), gc_grace=cfg.gc_grace)
+        self.planner = Planner(MarkAllocator(), gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.liveness = Liveness(self.nl)
         self._elements: dict[tuple[str, str], int] = {}  # (map, key) → mark in nh4/nh6
         self._released: set[int] = set()
+        self._unkeyable: set[NextHop] = set()
         self._lock = threading.Lock()
         self._last_count = -1e18
         self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → mark
@@ -207,7 +209,11 @@ class LinuxDatapath:
             vips_by_mark.setdefault(table, set()).add(vip)
         want_elems: dict[tuple[str, str], int] = {}
         for nh, mark in plan.nh_map.items():
-            for key in nh_map_keys(nh, vips_by_mark.get(mark, set())):
+            keys = nh_map_keys(nh, vips_by_mark.get(mark, set()))
+            if not keys and nh not in self._unkeyable:
+                self._unkeyable.add(nh)
+                _log("nexthop-not-pinnable", nexthop=str(nh), reason="v4-via-v6-needs-/32-vip")
+            for key in keys:
                 want_elems[key] = mark
 
         # additions in dependency order: table routes, rules, then nft (records new pins)
