@@ -135,7 +135,8 @@ def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "") -> 
 
 
 class Lab:
-    def __init__(self) -> None:
+    def __init__(self, nexthop_objects: bool = False) -> None:
+        self.nexthop_objects = nexthop_objects
         run = secrets.token_hex(2)
         self.prefix = f"dfk-{run}"
         self.ns = {n: f"{self.prefix}-{n}" for n in ("c", "r", *SERVERS)}
@@ -220,6 +221,19 @@ class Lab:
     def set_members(self, members: tuple[str, ...]) -> None:
         """The router's ECMP set for both VIPs (what BGP would install)."""
         idx = {s: i for i, s in enumerate(SERVERS, 1)}
+        if self.nexthop_objects:  # FRR-style: one nexthop object per server, groups per family
+            for s, i in idx.items():
+                self.x("r", f"ip nexthop replace id {10 + i} via 10.0.{i}.2 dev r{s}")
+                self.x("r", f"ip nexthop replace id {20 + i} via fd00:{i}::2 dev r{s}")
+            self.x(
+                "r", f"ip nexthop replace id 10 group {'/'.join(str(10 + idx[s]) for s in members)}"
+            )
+            self.x(
+                "r", f"ip nexthop replace id 20 group {'/'.join(str(20 + idx[s]) for s in members)}"
+            )
+            self.x("r", f"ip route replace {VIP4}/32 nhid 10")
+            self.x("r", f"ip -6 route replace {VIP6}/128 nhid 20")
+            return
         v4 = " ".join(f"nexthop via 10.0.{idx[s]}.2 dev r{s}" for s in members)
         v6 = " ".join(f"nexthop via fd00:{idx[s]}::2 dev r{s}" for s in members)
         self.x("r", f"ip route replace {VIP4}/32 {v4}")
@@ -412,3 +426,24 @@ def test_kernel_mode(lab: Lab) -> None:
     after_snap = lab.snapshot()
     for key in base:
         assert after_snap[key] == base[key], key
+
+
+def test_kernel_mode_nexthop_objects() -> None:
+    """Routes through nexthop-object groups (what FRR installs); drain = group shrinks."""
+    lab = Lab(nexthop_objects=True)
+    try:
+        lab.build()
+        lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+        wait_for(lambda: agent_ready(lab), what="agent rules and nft map")
+        before = lab.open(20, 10)
+        assert set(before) == set(SERVERS), before
+        lab.set_members(("s2", "s3"))
+        wait_for(
+            lambda: len(lab.status()["nft_nexthop_map"]) == 4, what="s1 out of the nexthop map"
+        )
+        after = lab.check()
+        print(f"kernel mode, nexthop objects: {broken(before, after)} of {len(before)} broke")
+        assert broken(before, after) == 0, list(zip(before, after, strict=True))
+        assert "s1" not in lab.open(20, 10, keep=False)
+    finally:
+        lab.teardown()
