@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -115,38 +116,56 @@ def kernel(
     "--nexthop-map",
     "nexthop_map",
     multiple=True,
-    help="SESSION=NEXTHOP: ERSPAN session id → egress next hop (repeatable).",
+    help="SESSION=NEXTHOP: ERSPAN session id (or GRE key) → egress next hop (repeatable). "
+    "With none, no mirror is received (pins come only through the Python API).",
+)
+@click.option(
+    "--mirror-source",
+    "mirror_sources",
+    multiple=True,
+    help="Accept mirrored packets only from this address (repeatable; default: any).",
 )
 @STATE_DIR_OPT
 @click.option("--reconcile-interval", default=5.0, show_default=True, type=float)
 @click.option("--gc-grace", default=5.0, show_default=True, type=float)
 @click.option("--size", "map_size", default=2_000_000, show_default=True, type=int)
 @click.option("--timeout", "pin_timeout", default=300, show_default=True, type=int)
+@click.option("--max-items", default=256, show_default=True, type=int, help="Micro-batch size.")
+@click.option(
+    "--max-delay-ms", default=2.0, show_default=True, type=float, help="Micro-batch max wait."
+)
 @click.option("-v", "--verbose", is_flag=True)
 def map_cmd(
     vips: tuple[str, ...],
     nexthop_map: tuple[str, ...],
+    mirror_sources: tuple[str, ...],
     state_dir: str,
     reconcile_interval: float,
     gc_grace: float,
     map_size: int,
     pin_timeout: int,
+    max_items: int,
+    max_delay_ms: float,
     verbose: bool,
 ) -> None:
-    """Map mode: per-flow pins (5-tuple → mark) in nft maps, fed through the Python API.
+    """Map mode: per-flow pins (5-tuple → mark) in nft maps, from mirrored SYNs.
 
-    This runner keeps the per-next-hop marks, rules and tables in step with the routing
-    table; pins come from `dfagent.backends.linux.mapmode.MapPinner` (the mirror receiver).
+    Keeps the per-next-hop marks, rules and tables in step with the routing table (like
+    `kernel`, without the postrouting record rule) and, with --nexthop-map, receives mirrored
+    SYNs (GRE/ERSPAN) and pins each flow to the next hop its mirror session says carried it.
     """
+    import threading
+
     from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
+    from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
+    from dfagent.core.egress import EgressResolver, parse_session_map
 
     _setup_logging(verbose)
-    sessions: dict[int, str] = {}
-    for item in nexthop_map:
-        sid, _, nh = item.partition("=")
-        if not sid.isdigit() or not nh:
-            raise click.BadParameter(f"{item!r}: want SESSION=NEXTHOP", param_hint="--nexthop-map")
-        sessions[int(sid)] = nh
+    log = logging.getLogger("dfagent.linux")
+    try:
+        sessions = parse_session_map(nexthop_map)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--nexthop-map") from exc
     cfg = DatapathConfig(
         _parse_vips(vips),
         state_dir=state_dir,
@@ -159,10 +178,68 @@ def map_cmd(
     )
     dp = LinuxDatapath(cfg)
     dp.start()
-    logging.getLogger("dfagent.linux").info(
-        "map-mode sessions=%s", json.dumps({str(k): v for k, v in sessions.items()})
+    if not sessions:
+        log.info("map-mode receiver=off (pins through the MapPinner API only)")
+        _run_until_signal(dp)
+        return
+
+    from dfagent.mirror.receiver import MirrorReceiver
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        dp.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    receiver = MirrorReceiver(list(mirror_sources) or None)
+    receiver.open()
+    threads = [
+        threading.Thread(target=dp.run, name="datapath", daemon=True),
+        threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    pinner = MapPinner(dp.nft, dp.resolve_mark, timeout=pin_timeout)
+    batcher = MicroBatcher(pinner, max_items=max_items, max_delay=max_delay_ms / 1000)
+    egress = EgressResolver(sessions)
+    log.info(
+        "map-mode receiver=on sessions=%s sources=%s",
+        json.dumps({str(k): v for k, v in sessions.items()}),
+        ",".join(mirror_sources) or "any",
     )
-    _run_until_signal(dp)
+    next_report = time.monotonic() + 10
+    try:
+        while not stop.is_set():
+            events = receiver.poll_batch(max_items, timeout=max_delay_ms / 1000)
+            now = time.monotonic()
+            for item in egress.pin_items(events):
+                batcher.add(PinItem(*item), now)
+            batcher.poll(time.monotonic())
+            if now >= next_report:
+                next_report = now + 10
+                st = pinner.stats
+                log.info(
+                    "map-pins pinned=%d live=%d unknown_session=%d unknown_nexthop=%d "
+                    "replaced=%d failed=%d batches=%d mirror=%s",
+                    st.pinned,
+                    pinner.count(),
+                    egress.unknown,
+                    st.unknown_nexthop,
+                    st.replaced,
+                    st.failed,
+                    st.batches,
+                    json.dumps(receiver.counters, sort_keys=True),
+                )
+        batcher.flush()
+    finally:
+        stop.set()
+        dp.stop()
+        for t in threads:
+            t.join(5)
+        receiver.close()
+        dp.close()
 
 
 @linux.command()

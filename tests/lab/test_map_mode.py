@@ -123,3 +123,51 @@ def test_map_mode(maplab: Lab) -> None:
     after_snap = lab.snapshot()
     for key in base:
         assert after_snap[key] == base[key], key
+
+
+SENDER_PY = r"""
+import json, sys
+from dfagent.mirror.sender import RawGreSender, mirrored_syn
+flows = json.loads(sys.argv[1])
+with RawGreSender("10.0.0.1") as tx:
+    for src, dst, sport, dport, session in flows:
+        tx.send(mirrored_syn("erspan2", "10.0.0.2", "10.0.0.1", src, dst, sport, dport,
+                             session=session, outer=False))
+"""
+
+
+def map_elements(lab: Lab, name: str) -> int:
+    out = lab.x("r", f"nft -j list map inet dfagent {name}")
+    for item in json.loads(out)["nftables"]:
+        if "map" in item:
+            return len(item["map"].get("elem", []))
+    return 0
+
+
+def test_map_mode_from_mirrored_syns(maplab: Lab) -> None:
+    """The whole path: ERSPAN II mirrors of the SYNs → receiver → session → next hop → pin."""
+    lab = maplab
+    sessions = [f"--nexthop-map={i}={GW[4][s]}" for i, s in enumerate(SERVERS, 1)]
+    sessions += [f"--nexthop-map={10 + i}={GW[6][s]}" for i, s in enumerate(SERVERS, 1)]
+    lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", *sessions)
+    wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
+
+    out = lab.client_cmd("open 30 20 keep")
+    before, flows = out["names"], out["flows"]
+    assert set(before) == set(SERVERS)
+    idx = {s: i for i, s in enumerate(SERVERS, 1)}
+    mirrored = []
+    for name, (src, sport) in zip(before, flows, strict=True):
+        v6 = ":" in src
+        mirrored.append([src, VIP6 if v6 else VIP4, sport, 8080, idx[name] + (10 if v6 else 0)])
+    mirrored.append(["10.0.0.2", VIP4, 1, 8080, 99])  # unknown session: ignored
+    (lab.tmp / "sender.py").write_text(SENDER_PY)
+    lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(mirrored)}'")
+    wait_for(
+        lambda: (map_elements(lab, "pin4"), map_elements(lab, "pin6")) == (30, 20),
+        what="pins from the mirror",
+    )
+    lab.set_members(("s2", "s3"))
+    after = lab.check()
+    print(f"map mode from mirrored SYNs, drain: {broken(before, after)} of {len(before)} broke")
+    assert broken(before, after) == 0, list(zip(before, after, strict=True))
