@@ -393,6 +393,16 @@ def test_kernel_mode(lab: Lab) -> None:
     st = lab.status()
     assert {n["nexthop"]: n["mark"] for n in st["nexthops"]} == marks0
     assert broken(before, lab.check()) == 0
+    # and again with the state file lost: marks are adopted from the nft maps and tables
+    lab.stop_agent()
+    (lab.tmp / "state" / "linux-datapath.json").unlink()
+    lab.start_agent(
+        "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", extra=("--dead-hold", "3")
+    )
+    wait_for(lambda: len(lab.status()["nexthops"]) == 6, what="agent back without state")
+    st = lab.status()
+    assert {n["nexthop"]: n["mark"] for n in st["nexthops"]} == marks0
+    assert broken(before, lab.check()) == 0
 
     # 3. s1 dies (its link goes down): its pins are released at once — those connections
     #    are answered by a reset from the surviving servers instead of black-holing
