@@ -346,4 +346,6 @@ class MirrorReceiver:
             except InterruptedError:
                 continue
             if ready:
+                if self.sock4 is None and self.sock6 is None:
+                    return  # closed under us
                 self.enqueue(self.drain())
