@@ -178,12 +178,11 @@ class LinuxDatapath:
             self.nl.refresh_names()
             self.liveness.refresh()
             current = {str(v): self.nl.ecmp_set(v) for v in self.cfg.vips}
-            need_count = force_count or any(
-                not r.in_ecmp or not r.alive for r in self.planner.records.values()
-            )
+            # a conntrack dump can be big: at most once per interval (GC waits for it)
             due = now - self._last_count >= self.cfg.reconcile_interval
+            waiting = any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
             pinned = None
-            if need_count or due:
+            if force_count or (due and waiting):
                 try:
                     pinned = self.count_pins()
                     self._last_count = now

@@ -56,7 +56,9 @@ class Netlink:
     def __init__(self) -> None:
         from pyroute2 import IPRoute  # only backends import pyroute2
 
-        self.ipr: Any = IPRoute()
+        # strict checking lets the kernel filter dumps by table (a full BGP table is never
+        # dumped just to read dfagent's few per-next-hop tables)
+        self.ipr: Any = IPRoute(strict_check=True)
         self._names: dict[int, str] = {}
 
     def close(self) -> None:
