@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import select
 import socket
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -179,32 +181,26 @@ class Netlink:
             self.ipr.rule("del", **kw)
 
     def owned_routes(self, tables: Iterable[int] | None = None) -> list[OwnedRoute]:
-        """Routes in dfagent's table-id range (all of them, or of the given tables)."""
+        """Routes dfagent installed (protocol RT_PROTO, table in dfagent's range).
+
+        The dump is filtered by protocol *in the kernel* (strict checking), so a router with
+        a full BGP table is not dumped to read a handful of routes (pyroute2 filters in
+        Python: ~1 s per 10 k routes)."""
+        want = set(tables) if tables is not None else None
         out = []
         for fam in (4, 6):
-            if tables is None:
-                msgs: list[Any] = list(self.ipr.route("dump", family=AF[fam]))
-            else:
-                msgs = []
-                for t in tables:
-                    msgs.extend(self.ipr.get_routes(family=AF[fam], table=t))
-            for m in msgs:
-                table = m.get_attr("RTA_TABLE") or m.get("table")
-                if table is None or not is_dfagent_table(int(table)):
+            for table, dst, dst_len, gw, oif in dump_routes_by_protocol(AF[fam], RT_PROTO):
+                if not is_dfagent_table(table) or (want is not None and table not in want):
                     continue
-                dst = m.get_attr("RTA_DST") or ("0.0.0.0" if fam == 4 else "::")
-                gw = m.get_attr("RTA_GATEWAY")
-                if gw is None:
-                    via = m.get_attr("RTA_VIA")
-                    gw = via.get("addr") if isinstance(via, dict) else ""
-                oif = m.get_attr("RTA_OIF")
+                if dst is None:
+                    dst = "0.0.0.0" if fam == 4 else "::"
                 out.append(
                     OwnedRoute(
                         fam,
-                        int(table),
-                        f"{dst}/{m['dst_len']}",
-                        str(gw or ""),
-                        self.ifname(int(oif)) if oif else "",
+                        table,
+                        f"{dst}/{dst_len}",
+                        gw or "",
+                        self.ifname(oif) if oif else "",
                     )
                 )
         return out
@@ -271,3 +267,73 @@ class RouteEvents:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# ── a kernel-filtered route dump (raw rtnetlink) ────────────────────────────────────
+NETLINK_GET_STRICT_CHK = 12
+RTM_GETROUTE = 26
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTA_VIA = 1, 4, 5, 15, 18
+_NLH = struct.Struct("=IHHII")
+_RTM = struct.Struct("=BBBBBBBBI")
+_RTA = struct.Struct("=HH")
+
+
+def dump_routes_by_protocol(
+    family: int, protocol: int
+) -> list[tuple[int, str | None, int, str | None, int | None]]:
+    """(table, dst, dst_len, gateway, oif) of every route with this protocol, all tables."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        s.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+        s.bind((0, 0))
+        body = _RTM.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
+        s.send(
+            _NLH.pack(_NLH.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
+        )
+        out: list[tuple[int, str | None, int, str | None, int | None]] = []
+        while True:
+            data = s.recv(1 << 20)
+            off = 0
+            while off + _NLH.size <= len(data):
+                length, mtype, _flags, _seq, _pid = _NLH.unpack_from(data, off)
+                if length < _NLH.size:
+                    return out
+                if mtype == NLMSG_DONE:
+                    return out
+                if mtype == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", data, off + _NLH.size)[0]
+                    if err:
+                        raise OSError(err, os.strerror(err))
+                    return out
+                p = off + _NLH.size
+                fam, dst_len, _sl, _tos, table, proto, _sc, _ty, _fl = _RTM.unpack_from(data, p)
+                dst = gw = None
+                oif = None
+                a = p + _RTM.size
+                end = off + length
+                while a + _RTA.size <= end:
+                    alen, atype = _RTA.unpack_from(data, a)
+                    if alen < _RTA.size:
+                        break
+                    val = data[a + _RTA.size : a + alen]
+                    if atype == RTA_DST:
+                        dst = socket.inet_ntop(fam, val)
+                    elif atype == RTA_GATEWAY:
+                        gw = socket.inet_ntop(fam, val)
+                    elif atype == RTA_VIA and len(val) >= 2:
+                        vfam = struct.unpack_from("=H", val)[0]
+                        gw = socket.inet_ntop(vfam, val[2:])
+                    elif atype == RTA_OIF:
+                        oif = struct.unpack_from("=i", val)[0]
+                    elif atype == RTA_TABLE:
+                        table = struct.unpack_from("=I", val)[0]
+                    a += (alen + 3) & ~3
+                if proto == protocol:  # belt and braces if the kernel ignored the filter
+                    out.append((table, dst, dst_len, gw, oif))
+                off += (length + 3) & ~3
+    finally:
+        s.close()
