@@ -135,8 +135,9 @@ def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "") -> 
 
 
 class Lab:
-    def __init__(self, nexthop_objects: bool = False) -> None:
+    def __init__(self, nexthop_objects: bool = False, fast_nud: bool = False) -> None:
         self.nexthop_objects = nexthop_objects
+        self.fast_nud = fast_nud
         run = secrets.token_hex(2)
         self.prefix = f"dfk-{run}"
         self.ns = {n: f"{self.prefix}-{n}" for n in ("c", "r", *SERVERS)}
@@ -179,6 +180,16 @@ class Lab:
             sh(f"ip link add r{s} netns {r} type veth peer name eth0 netns {self.ns[s]}")
             self.x("r", f"ip addr add 10.0.{i}.1/24 dev r{s}")
             self.x("r", f"ip -6 addr add fd00:{i}::1/64 dev r{s} nodad")
+            if self.fast_nud:  # the router's entries for s{i} go stale and fail within seconds
+                for fam in ("ipv4", "ipv6"):
+                    for k, v in (
+                        ("base_reachable_time_ms", 1000),
+                        ("delay_first_probe_time", 1),
+                        ("ucast_solicit", 2),
+                        ("mcast_solicit", 2),
+                        ("retrans_time_ms", 200),
+                    ):
+                        self.x("r", f"sysctl -qw net.{fam}.neigh.r{s}.{k}={v}")
             self.x("r", f"ip link set r{s} up")
             self.x(s, f"ip addr add 10.0.{i}.2/24 dev eth0")
             self.x(s, f"ip -6 addr add fd00:{i}::2/64 dev eth0 nodad")
@@ -455,5 +466,40 @@ def test_kernel_mode_nexthop_objects() -> None:
         print(f"kernel mode, nexthop objects: {broken(before, after)} of {len(before)} broke")
         assert broken(before, after) == 0, list(zip(before, after, strict=True))
         assert "s1" not in lab.open(20, 10, keep=False)
+    finally:
+        lab.teardown()
+
+
+def test_kernel_mode_neighbour_failed_releases_pins() -> None:
+    """s1 goes silent (it drops every frame; its link stays up): the router's neighbour entry
+    fails, the pins are released and s1's connections get a reset at once instead of hanging
+    until they time out."""
+    lab = Lab(fast_nud=True)
+    try:
+        lab.build()
+        lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+        wait_for(lambda: agent_ready(lab), what="agent rules and nft map")
+        before = lab.open(20, 10)
+        on_s1 = [i for i, n in enumerate(before) if n == "s1"]
+        assert on_s1
+        lab.set_members(("s2", "s3"))
+        assert broken(before, lab.check()) == 0
+        silence = (
+            "add table netdev dfk\n"
+            "add chain netdev dfk in"
+            " { type filter hook ingress device eth0 priority 0; policy drop; }\n"
+        )
+        (lab.tmp / "silence.nft").write_text(silence)
+        lab.x("s1", f"nft -f {lab.tmp / 'silence.nft'}")
+        after = lab.check(timeout=12)
+        print(f"neighbour failed: s1 connections {[after[i] for i in on_s1]}")
+        assert all(after[i] == "reset" for i in on_s1), [after[i] for i in on_s1]
+        assert all(after[i] == before[i] for i in range(len(before)) if i not in on_s1)
+        st = lab.status()
+        assert all(
+            n["state"] == "dead" and not n["rule"]
+            for n in st["nexthops"]
+            if n["gateway"] in ("10.0.1.2", "fd00:1::2")
+        )
     finally:
         lab.teardown()
