@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 
 STATE_DIR_OPT = click.option(
     "--state-dir",
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    help="Where mark allocations are kept across restarts.",
+    default=None,
+    help=f"Where mark allocations are kept across restarts [default: {DEFAULT_STATE_DIR}, "
+    f"or {DEFAULT_STATE_DIR}/netns/NAME inside `ip netns exec NAME`].",
 )
+
+
+def _state_dir(given: str | None) -> str:
+    from dfagent.backends.linux.state import default_state_dir
+
+    return given or default_state_dir()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -84,7 +90,7 @@ def linux() -> None:
 @click.option("-v", "--verbose", is_flag=True)
 def kernel(
     vips: tuple[str, ...],
-    state_dir: str,
+    state_dir: str | None,
     reconcile_interval: float,
     gc_grace: float,
     dead_hold: float,
@@ -100,7 +106,7 @@ def kernel(
     _setup_logging(verbose)
     cfg = DatapathConfig(
         _parse_vips(vips),
-        state_dir=state_dir,
+        state_dir=_state_dir(state_dir),
         reconcile_interval=reconcile_interval,
         gc_grace=gc_grace,
         dead_hold=dead_hold,
@@ -139,7 +145,7 @@ def map_cmd(
     vips: tuple[str, ...],
     nexthop_map: tuple[str, ...],
     mirror_sources: tuple[str, ...],
-    state_dir: str,
+    state_dir: str | None,
     reconcile_interval: float,
     gc_grace: float,
     map_size: int,
@@ -168,7 +174,7 @@ def map_cmd(
         raise click.BadParameter(str(exc), param_hint="--nexthop-map") from exc
     cfg = DatapathConfig(
         _parse_vips(vips),
-        state_dir=state_dir,
+        state_dir=_state_dir(state_dir),
         reconcile_interval=reconcile_interval,
         gc_grace=gc_grace,
         record=False,
@@ -246,12 +252,12 @@ def map_cmd(
 @STATE_DIR_OPT
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--no-count", is_flag=True, help="Skip the conntrack dump.")
-def status(state_dir: str, as_json: bool, no_count: bool) -> None:
+def status(state_dir: str | None, as_json: bool, no_count: bool) -> None:
     """Next hops, marks, tables, rules and pinned-flow counts."""
     from dfagent.backends.linux.datapath import format_status
     from dfagent.backends.linux.datapath import status as get_status
 
-    data = get_status(state_dir, count=not no_count)
+    data = get_status(_state_dir(state_dir), count=not no_count)
     click.echo(json.dumps(data, indent=1) if as_json else format_status(data))
 
 
@@ -259,11 +265,11 @@ def status(state_dir: str, as_json: bool, no_count: bool) -> None:
 @STATE_DIR_OPT
 @click.option("--keep-state", is_flag=True, help="Keep the mark allocations file.")
 @click.option("--json", "as_json", is_flag=True)
-def cleanup(state_dir: str, keep_state: bool, as_json: bool) -> None:
+def cleanup(state_dir: str | None, keep_state: bool, as_json: bool) -> None:
     """Remove every nft table, ip rule and route dfagent created, and only those."""
     from dfagent.backends.linux.datapath import cleanup as do_cleanup
 
-    removed = do_cleanup(state_dir, keep_state=keep_state)
+    removed = do_cleanup(_state_dir(state_dir), keep_state=keep_state)
     if as_json:
         click.echo(json.dumps(removed))
     else:

@@ -16,6 +16,29 @@ DEFAULT_STATE_DIR = "/var/lib/dfagent"
 STATE_FILE = "linux-datapath.json"
 
 
+def netns_name() -> str | None:
+    """The `ip netns` name of the namespace this process runs in (None if unnamed/root)."""
+    try:
+        mine = os.stat("/proc/self/ns/net")
+        for entry in os.scandir("/run/netns"):
+            try:
+                st = os.stat(entry.path)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                return entry.name
+    except OSError:
+        return None
+    return None
+
+
+def default_state_dir() -> str:
+    """/var/lib/dfagent, or /var/lib/dfagent/netns/<name> inside a named network namespace
+    (several lab routers on one machine must not share a state file)."""
+    name = netns_name()
+    return DEFAULT_STATE_DIR if name is None else f"{DEFAULT_STATE_DIR}/netns/{name}"
+
+
 def state_path(state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / STATE_FILE
 
