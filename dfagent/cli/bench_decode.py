@@ -1,8 +1,11 @@
 """`dfagent bench decode`: decode rate of dfagent.wire vs scapy on the same mixed corpus.
 
-Target (issue 3): ≥ 1,000,000 SYNs/s for dfagent on one core and ≥ 200× scapy. Both decoders
-run in this process, one after the other, on the same bytes. The corpus mixes the shapes
-switches send (see CORPUS_SHAPES); each shape is also timed on its own.
+Target (issue 3): ≥ 1,000,000 SYNs/s for dfagent on one core and ≥ 200× scapy. The decoders
+run in this process, in alternating rounds, on the same bytes: `dfagent.wire.decode_mirror`
+as the agent runs it (the C accelerator when it is built, see `dfagent.wire.IMPLEMENTATION`),
+the pure-Python decoder alone (`decode_mirror_py`, so the C/Python ratio stays visible), and
+scapy. The corpus mixes the shapes switches send (see CORPUS_SHAPES); each shape is also timed
+on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import click
 
 from dfagent.cli.bench import bench
 from dfagent.mirror.sender import Encap, mirrored_syn
-from dfagent.wire import SynEvent, decode_mirror
+from dfagent.wire import IMPLEMENTATION, SynEvent, decode_mirror, decode_mirror_py
 
 TARGET_PPS = 1_000_000
 TARGET_RATIO = 200
@@ -87,15 +90,21 @@ def rate(fn: Callable[[Sequence[bytes]], int], corpus: Sequence[bytes], seconds:
             return n / dt
 
 
-def run_dfagent(corpus: Sequence[bytes]) -> int:
-    d = decode_mirror
-    syns = 0
-    for b in corpus:
-        if d(b).__class__ is SynEvent:
-            syns += 1
-    if syns != len(corpus):
-        raise RuntimeError(f"dfagent decoded {syns} SYNs out of {len(corpus)}")
-    return syns
+def _runner(d: Callable[[bytes], object]) -> Callable[[Sequence[bytes]], int]:
+    def run(corpus: Sequence[bytes]) -> int:
+        syns = 0
+        for b in corpus:
+            if d(b).__class__ is SynEvent:
+                syns += 1
+        if syns != len(corpus):
+            raise RuntimeError(f"dfagent decoded {syns} SYNs out of {len(corpus)}")
+        return syns
+
+    return run
+
+
+run_dfagent = _runner(decode_mirror)  # what the agent runs: C when built, else Python
+run_python = _runner(decode_mirror_py)  # the pure-Python decoder alone
 
 
 def _scapy_decoder() -> Callable[[Sequence[bytes]], int]:
@@ -122,49 +131,80 @@ def measure(seconds: float = 3.0, per_shape: int = 200) -> dict[str, Any]:
     # still dissects every packet, so the comparison stays fair.
     scapy_found = run_scapy(mixed)
     scapy_corpus = mixed[: min(len(mixed), 400)]
-    # Alternate the two decoders and keep each one's best round, so that load from other
-    # processes on a shared machine hits both alike.
-    dfa = sca = 0.0
+    c = IMPLEMENTATION == "c"
+    # Alternate the decoders and keep each one's best round, so that load from other
+    # processes on a shared machine hits them alike.
+    dfa = pyr = sca = 0.0
     for _ in range(3):
         dfa = max(dfa, rate(run_dfagent, mixed, seconds / 3))
+        if c:
+            pyr = max(pyr, rate(run_python, mixed, seconds / 6))
         sca = max(sca, rate(run_scapy, scapy_corpus, max(0.5, seconds / 6)))
+    if not c:
+        pyr = dfa
     shapes = {
-        name: round(max(rate(run_dfagent, ps, seconds / 8) for _ in range(2)))
+        name: round(max(rate(run_dfagent, ps, seconds / 10) for _ in range(2)))
         for name, ps in by_shape.items()
     }
+    py_shapes = (
+        {name: round(rate(run_python, ps, seconds / 10)) for name, ps in by_shape.items()}
+        if c
+        else shapes
+    )
     return {
         "python": platform.python_version(),
+        "implementation": IMPLEMENTATION,
         "corpus_packets": len(mixed),
         "dfagent_syns_per_s": round(dfa),
+        "python_syns_per_s": round(pyr),
+        "c_over_python": round(dfa / pyr, 1),
         "scapy_syns_per_s": round(sca),
         "ratio": round(dfa / sca, 1),
+        "python_over_scapy": round(pyr / sca, 1),
         "scapy_found_syns": f"{scapy_found}/{len(mixed)}",
         "target_syns_per_s": TARGET_PPS,
         "target_ratio": TARGET_RATIO,
         "meets_rate": dfa >= TARGET_PPS,
         "meets_ratio": dfa / sca >= TARGET_RATIO,
         "per_shape_syns_per_s": shapes,
+        "per_shape_python_syns_per_s": py_shapes,
     }
+
+
+_IMPL_TEXT = {
+    "c": "C accelerator (dfagent/wire/_fastsyn.c)",
+    "python": "pure Python (the C accelerator is not built, or DFAGENT_WIRE_PURE=1)",
+}
 
 
 @bench.command("decode")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @click.option("--seconds", default=3.0, show_default=True, help="Time per measurement.")
 def bench_decode(as_json: bool, seconds: float) -> None:
-    """Decode rate of dfagent.wire vs scapy on the same mixed corpus of mirrored SYNs."""
+    """Decode rate of dfagent.wire (C and pure Python) vs scapy on the same mixed corpus."""
     r = measure(seconds)
     if as_json:
         click.echo(json.dumps(r))
         return
+    c = r["implementation"] == "c"
     click.echo(f"mixed corpus of {r['corpus_packets']} mirrored SYNs, Python {r['python']}")
+    click.echo(f"decode_mirror is the {_IMPL_TEXT[r['implementation']]}")
     click.echo(
         f"dfagent.wire  {r['dfagent_syns_per_s']:>12,} SYNs/s   "
         f"(target {TARGET_PPS:,}: {'met' if r['meets_rate'] else 'NOT met'})"
+        + ("   [C]" if c else "   [Python]")
     )
+    if c:
+        click.echo(
+            f"pure Python   {r['python_syns_per_s']:>12,} SYNs/s   (C/Python {r['c_over_python']}×)"
+        )
     click.echo(f"scapy         {r['scapy_syns_per_s']:>12,} SYNs/s")
     click.echo(
         f"ratio         {r['ratio']:>12,}×        "
         f"(target {TARGET_RATIO}×: {'met' if r['meets_ratio'] else 'NOT met'})"
+        + (f"   pure Python/scapy {r['python_over_scapy']:,}×" if c else "")
     )
+    click.echo(f"  {'shape':<36} {'C' if c else 'Python':>10}" + (f" {'Python':>10}" if c else ""))
+    py = r["per_shape_python_syns_per_s"]
     for name, pps in r["per_shape_syns_per_s"].items():
-        click.echo(f"  {name:<36} {pps:>10,} SYNs/s")
+        click.echo(f"  {name:<36} {pps:>10,}" + (f" {py[name]:>10,}" if c else "") + " SYNs/s")

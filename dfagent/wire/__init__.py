@@ -5,6 +5,9 @@ No I/O, no clock, no logging, and no import of the rest of dfagent. The entry po
     decode_mirror(buf) -> SynEvent | Skip      raises DecodeError
     decode_gre(buf, mirror) -> SynEvent | Skip raises DecodeError
 
+`IMPLEMENTATION` says whether those two are the C accelerator (_fastsyn.c, "c") or the
+pure-Python decoders ("python"); `decode_mirror_py` / `decode_gre_py` are always the latter.
+
 Module map: errors.py (DecodeError, Skip), ip.py, gre.py, erspan.py, ether.py, tcp.py,
 syn.py (SynEvent, the fast path and the reference path), pcap.py (reading capture files).
 """
@@ -19,16 +22,20 @@ from dfagent.wire.errors import (
 )
 from dfagent.wire.syn import (
     ENCAPS,
+    IMPLEMENTATION,
     SynEvent,
     decode_gre,
+    decode_gre_py,
     decode_gre_slow,
     decode_mirror,
+    decode_mirror_py,
     decode_slow,
     format_addr,
 )
 
 __all__ = [
     "ENCAPS",
+    "IMPLEMENTATION",
     "SKIP_FRAGMENT",
     "SKIP_NOT_IP",
     "SKIP_NOT_SYN",
@@ -37,8 +44,10 @@ __all__ = [
     "Skip",
     "SynEvent",
     "decode_gre",
+    "decode_gre_py",
     "decode_gre_slow",
     "decode_mirror",
+    "decode_mirror_py",
     "decode_slow",
     "format_addr",
 ]

@@ -23,9 +23,12 @@ properties format them on demand, and packed bytes make cheap dictionary keys.
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Callable
 from struct import Struct
 from struct import error as StructError
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from dfagent.wire.errors import (
@@ -353,8 +356,8 @@ _OUT6 = Struct("!IHBx16s16xHH").unpack_from  # ver/tc/flow plen nh src | gre fla
 _ETHER_LOOK = frozenset((0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100))  # as in erspan.py
 
 
-def decode_mirror(buf: bytes) -> Decoded:
-    """Decode a whole outer IP packet (IPv4 or IPv6) carrying a GRE mirror.
+def decode_mirror_py(buf: bytes) -> Decoded:
+    """Decode a whole outer IP packet (IPv4 or IPv6) carrying a GRE mirror (pure Python).
 
     `buf` may be bytes, bytearray or a memoryview of either.
     """
@@ -463,8 +466,9 @@ def decode_mirror(buf: bytes) -> Decoded:
 _GRE_BASE = Struct("!HH").unpack_from
 
 
-def decode_gre(buf: bytes, mirror: bytes) -> Decoded:
-    """Decode a buffer that starts at the GRE header; `mirror` is the packed outer source."""
+def decode_gre_py(buf: bytes, mirror: bytes) -> Decoded:
+    """Decode a buffer that starts at the GRE header; `mirror` is the packed outer source
+    (pure Python)."""
     try:
         gf, gp = _GRE_BASE(buf, 0)
         if not gf & 0x4C07:
@@ -474,3 +478,45 @@ def decode_gre(buf: bytes, mirror: bytes) -> Decoded:
     except (StructError, IndexError):
         pass
     return decode_gre_slow(buf, mirror)
+
+
+# ---------------------------------------------------------------------------------------------
+# The C accelerator (_fastsyn.c, built by setup.py when a compiler is there). It walks the same
+# layers as decode_slow in C and calls decode_mirror_py / decode_gre_py for anything it would
+# have to reject or does not handle, so errors and skip reasons always come from the Python
+# code above. DFAGENT_WIRE_PURE=1 keeps the pure-Python decoders (the extension is still
+# loaded and configured, for the tests that compare the two).
+
+
+def _load_fastsyn() -> ModuleType | None:
+    try:
+        from dfagent.wire import _fastsyn
+    except ImportError:
+        return None
+    _fastsyn.configure(
+        SynEvent,
+        (ENCAP_ERSPAN1, ENCAP_ERSPAN2, ENCAP_ERSPAN3, ENCAP_TEB, ENCAP_IP),
+        SKIP_NOT_SYN,
+        SKIP_NOT_TCP,
+        SKIP_NOT_IP,
+        SKIP_FRAGMENT,
+        decode_mirror_py,
+        decode_gre_py,
+    )
+    return _fastsyn
+
+
+#: The configured `dfagent.wire._fastsyn` module, or None when it is not built.
+fastsyn = _load_fastsyn()
+
+decode_mirror: Callable[[bytes], Decoded]
+decode_gre: Callable[[bytes, bytes], Decoded]
+if fastsyn is not None and os.environ.get("DFAGENT_WIRE_PURE") != "1":
+    #: "c" or "python": which decoder `decode_mirror` and `decode_gre` are.
+    IMPLEMENTATION = "c"
+    decode_mirror = fastsyn.decode_mirror
+    decode_gre = fastsyn.decode_gre
+else:
+    IMPLEMENTATION = "python"
+    decode_mirror = decode_mirror_py
+    decode_gre = decode_gre_py
