@@ -57,6 +57,7 @@ class ModeResult:
     opened: int = 0
     open_failed: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    pins: int | None = None  # map mode: flows in the pin maps at the end
 
     @property
     def broken_total(self) -> int:
@@ -68,6 +69,7 @@ class ModeResult:
             "open_failed": self.open_failed,
             "events": self.events,
             "broken_total": self.broken_total,
+            **({"pins": self.pins} if self.pins is not None else {}),
         }
 
 
@@ -233,13 +235,26 @@ class PccBench:
         assert self.state is not None
         argv = self._agent_argv(mode)
         if mode == "map":
-            for name, (v4, v6, _, _) in SERVERS.items():
-                argv += ["--nexthop-map", f"{name[1:]}={v4}", "--nexthop-map", f"{name[1:]}={v6}"]
-        log = open(Path(self.state.run_dir) / f"agent-{mode}.log", "ab")  # noqa: SIM115
-        self.agent = subprocess.Popen(
-            runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
-        )
+            # one ERSPAN session per ECMP member interface; the session names the member's
+            # interface, and the flow's family picks that member's v4 or v6 next hop
+            for name, (_, _, dev, _) in SERVERS.items():
+                argv += ["--nexthop-map", f"{name[1:]}=%{dev}"]
+            argv += ["--mirror-source", "127.0.0.1"]
+        self.agent = self._spawn(f"agent-{mode}", argv)
+        if mode == "map":
+            shim = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1"]
+            for name, (_, _, dev, _) in SERVERS.items():
+                shim += ["--member", f"{dev}={name[1:]}"]
+            self.shim = self._spawn("mirror-shim", shim)
         self._wait_agent(INITIAL)
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """A long-running process on lb, its output in the lab's run directory."""
+        assert self.state is not None
+        with open(Path(self.state.run_dir) / f"{name}.log", "ab") as log:
+            return subprocess.Popen(
+                runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
+            )
 
     def _wait_agent(self, servers: frozenset[str], timeout: float = 20) -> None:
         """Until the agent has a mark for every next hop of the current ECMP set."""
@@ -330,10 +345,21 @@ class PccBench:
                     f"{mode}: {event:14} alive {ev['alive']:6}  broken {ev['broken']:6}  "
                     f"fresh {ev['fresh']}"
                 )
+            if mode == "map":
+                res.pins = self._count_pins()
+                self.log(f"map: {res.pins} flows in the pin maps")
         finally:
             holder.close()
             self._lab_down()
         return res
+
+    def _count_pins(self) -> int:
+        total = 0
+        for name in ("pin4", "pin6"):
+            out = self._on("lb", ["nft", "-j", "list", "map", "inet", "dfagent", name])
+            for obj in json.loads(out)["nftables"]:
+                total += len(obj.get("map", {}).get("elem", []))
+        return total
 
     def run(self, modes: list[str]) -> dict[str, Any]:
         results = {}

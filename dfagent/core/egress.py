@@ -29,7 +29,10 @@ class MirroredSyn(Protocol):
 
 
 def parse_session_map(items: Iterable[str]) -> dict[int, str]:
-    """``["1=10.0.1.2", "2=fe80::1%swp2"]`` → ``{1: "10.0.1.2", 2: "fe80::1%swp2"}``."""
+    """``["1=10.0.1.2", "2=fe80::1%swp2", "3=%swp3"]`` → ``{1: "10.0.1.2", …}``.
+
+    ``%IFNAME`` names the member by its interface: the flow's family then picks that
+    member's v4 or v6 next hop (one mirror session per member interface covers both)."""
     out: dict[int, str] = {}
     errors = []
     for item in items:

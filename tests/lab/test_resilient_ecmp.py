@@ -78,14 +78,17 @@ def test_checks_hold_and_drain_moves_only_new_paths(lab_up):
 
 
 @pytest.mark.slow
-def test_pcc_kernel_mode_breaks_nothing_where_ecmp_breaks_connections():
+def test_pcc_kernel_and_map_mode_break_nothing_where_ecmp_breaks_connections():
     logs: list[str] = []
-    result = PccBench(connections=120, fresh=30, log=logs.append).run(["ecmp", "kernel"])
+    result = PccBench(connections=120, fresh=30, log=logs.append).run(["ecmp", "kernel", "map"])
     print("\n".join(logs))
-    ecmp, kernel = result["modes"]["ecmp"], result["modes"]["kernel"]
-    assert ecmp["opened"] == kernel["opened"] == 120
+    ecmp, kernel, mapm = (result["modes"][m] for m in ("ecmp", "kernel", "map"))
+    assert ecmp["opened"] == kernel["opened"] == mapm["opened"] == 120
     assert ecmp["broken_total"] > 0, "plain ECMP broke nothing: the benchmark measures nothing"
     assert kernel["broken_total"] == 0, kernel["events"]
+    assert mapm["broken_total"] == 0, mapm["events"]
+    # map mode pinned from mirrored SYNs: every held and every fresh connection has a pin
+    assert mapm["pins"] >= 120 + 4 * 30 - 4
     # every connection that survived was checked after the last event
     assert kernel["events"][-1]["alive"] == 120
     # drained and withdrawn servers get no new connections; the added one does

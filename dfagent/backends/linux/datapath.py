@@ -114,6 +114,8 @@ class LinuxDatapath:
         self._lock = threading.Lock()
         self._last_count = -1e18
         self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → mark
+        # (family, ifname) → mark, for interfaces that carry exactly one next hop per family
+        self.interface_marks: dict[tuple[int, str], int] = {}
         self.stop_event = threading.Event()
 
     # ── start: install the table, adopt what is there ────────────────────────────
@@ -199,6 +201,7 @@ class LinuxDatapath:
                 )
             self._apply(plan)
             self.gateway_marks = {(nh.family, nh.gateway): m for nh, m in plan.nh_map.items()}
+            self.interface_marks = _unique_by_interface(plan.nh_map)
             self._save()
             return events
 
@@ -298,9 +301,13 @@ class LinuxDatapath:
 
     def resolve_mark(self, family: int, nexthop: str | NextHop) -> int | None:
         """Mark of an ECMP member (for map mode): ``nexthop`` is a gateway address,
-        ``gateway%ifname`` or a NextHop. Pass this to :class:`MapPinner` as its resolver."""
+        ``gateway%ifname``, ``%ifname`` (the one next hop of the flow's family on that
+        interface: a mirror session per member interface serves v4 and v6 alike, and v6
+        next hops are often link-local) or a NextHop. Pass this to :class:`MapPinner`."""
         if isinstance(nexthop, NextHop):
             return self.gateway_marks.get((nexthop.family, nexthop.gateway))
+        if nexthop.startswith("%"):
+            return self.interface_marks.get((family, nexthop[1:]))
         gw = nexthop.partition("%")[0]
         with contextlib.suppress(ValueError):
             gw = str(ipaddress.ip_address(gw))
@@ -337,6 +344,14 @@ class LinuxDatapath:
 
 
 # ── status and cleanup (separate processes, no running agent needed) ─────────────
+def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], int]:
+    """(family, ifname) → mark where that interface has one next hop of the family."""
+    seen: dict[tuple[int, str], list[int]] = {}
+    for nh, mark in nh_map.items():
+        seen.setdefault((nh.family, nh.ifname), []).append(mark)
+    return {key: marks[0] for key, marks in seen.items() if len(marks) == 1}
+
+
 def status(state_dir: str, count: bool = True) -> dict[str, Any]:
     st = state.load(state_dir)
     nl = Netlink()
