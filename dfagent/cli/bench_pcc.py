@@ -59,7 +59,9 @@ def format_table(result: dict) -> str:
     rate = result.get("new_connection_rate")
     if rate:
         lines.append(
-            f"new connections/s through lb: {rate['without_pinning']} without pinning, "
-            f"{rate['kernel_mode']} with kernel mode ({rate['ratio']:.0%})"
+            f"new connections/s through lb: {rate['without_pinning']} without pinning (no "
+            f"conntrack), {rate['conntrack_only']} with conntrack only, {rate['kernel_mode']} "
+            f"with kernel mode: {rate['ratio']:.0%} of no pinning, "
+            f"{rate['ratio_vs_conntrack']:.0%} of conntrack only"
         )
     return "\n".join(lines)
