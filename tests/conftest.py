@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-LAB_BINARIES = ("ip", "nft", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh")
+LAB_BINARIES = ("ip", "nft", "conntrack", "/usr/lib/frr/zebra", "/usr/lib/frr/bgpd", "vtysh")
 
 
 def lab_unavailable_reason(binaries: tuple[str, ...] = LAB_BINARIES) -> str | None:
