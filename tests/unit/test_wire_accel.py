@@ -26,6 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dfagent.cli.bench_decode import build_corpus
+from dfagent.mirror.sender import (
+    checksum,
+    erspan2_header,
+    erspan3_header,
+    ether_frame,
+    gre_header,
+    inner_syn,
+    ipv4_packet,
+    ipv6_packet,
+    pack_addr,
+)
 from dfagent.wire import (
     SKIP_FRAGMENT,
     SKIP_NOT_IP,
@@ -61,8 +72,10 @@ def test_extension_is_built_and_current() -> None:
     mod = fastsyn()
     assert Path(mod.__file__).name.startswith("_fastsyn")
     if SOURCE.exists() and Path(mod.__file__).parent == SOURCE.parent:
-        # an in-place (editable) build older than its source: the tests would check stale code
-        assert Path(mod.__file__).stat().st_mtime >= SOURCE.stat().st_mtime, (
+        # an in-place (editable) build older than its source: the tests would check stale code.
+        # Whole seconds: setuptools copies the built file with its mtime truncated to them.
+        built, source = Path(mod.__file__).stat().st_mtime, SOURCE.stat().st_mtime
+        assert int(built) >= int(source), (
             "_fastsyn.c is newer than the built extension: run `pip install -e .` again"
         )
 
@@ -220,6 +233,120 @@ def test_no_leaks() -> None:
     assert grown < 50_000, grown
 
 
+def _crafted() -> dict[str, bytes]:
+    """Hand-made packets at the edges of the C code's decisions, which random mutation of the
+    golden corpus rarely reaches: Ethernet that also looks like IP after 0x88BE, 0x9100 tags,
+    ERSPAN III frame types."""
+    mirror, collector = pack_addr("5.5.5.5"), pack_addr("9.9.9.9")
+    _t, v4 = inner_syn("10.0.0.1", "10.0.0.2", 1000, 80)
+    _t, v6 = inner_syn("2001:db8::1", "2001:db8::2", 1000, 80)
+    out: dict[str, bytes] = {}
+
+    def add(name: str, gre: bytes, payload: bytes) -> None:
+        out[name] = ipv4_packet(mirror, collector, 47, gre + payload)
+        out[name + ", outer IPv6"] = ipv6_packet(pack_addr("2001:db8::5"), collector * 4, 47,
+                                                 gre + payload)  # fmt: skip
+
+    add(
+        "0x9100 + 0x8100 tags",
+        gre_header(0x88BE),
+        ether_frame(v4, 0x0800, (5, 6), outer_tpid=0x9100),
+    )
+    add(
+        "0x88a8 tag, IPv6",
+        gre_header(0x6558, key=3),
+        ether_frame(v6, 0x86DD, (7,), outer_tpid=0x88A8),
+    )
+    add("eight tags", gre_header(0x6558), ether_frame(v4, 0x0800, (1,) * 8))
+    add("nine tags", gre_header(0x6558), ether_frame(v4, 0x0800, (1,) * 9))
+    add("arp", gre_header(0x6558), ether_frame(bytes(28), 0x0806))
+    for first in (0x40, 0x45, 0x60):
+        mac = bytes((first, 0x1C, 0x73, 0, 0, 1))
+        frame = ether_frame(v4, 0x0800, dst_mac=mac)
+        add(f"S bit, Ethernet with MAC {first:02x}..", gre_header(0x88BE, seq=9), frame)
+        add(f"no S bit, Ethernet with MAC {first:02x}..", gre_header(0x88BE, key=1), frame)
+    for nh in (59, 6, 17, 7):
+        # an Ethernet frame whose first 40 bytes are also a plausible IPv6 header (or not: 7)
+        plen = len(ether_frame(v4, 0x0800)) - 40
+        dst_mac = b"\x60\0\0\0" + plen.to_bytes(2, "big")
+        frame = ether_frame(v4, 0x0800, dst_mac=dst_mac, src_mac=bytes((nh, 0, 0, 0, 0, 0)))
+        add(f"Ethernet that is also IPv6 with next header {nh}", gre_header(0x88BE), frame)
+    for good in (True, False):
+        # an Ethernet frame whose first 20 bytes are also an IPv4 header with a good checksum
+        frame = bytearray(ether_frame(v4, 0x0800, dst_mac=b"\x45\0\0\x40\0\0"))
+        frame[10:12] = b"\0\0"
+        frame[10:12] = checksum(bytes(frame[:20])).to_bytes(2, "big")
+        frame[11] ^= 0 if good else 1
+        add(f"Ethernet that is also IPv4, checksum {good}", gre_header(0x88BE), bytes(frame))
+    for ft, o in ((2, None), (2, bytes(8)), (1, None), (0, bytes(8))):
+        for inner in (v4, v6):
+            e3 = erspan3_header(9, ft=ft, platform=o)
+            payload = inner if ft == 2 else ether_frame(inner, 0x0800 if inner is v4 else 0x86DD)
+            add(f"erspan3 ft={ft} O={o is not None} v{inner[0] >> 4}", gre_header(0x22EB) + e3,
+                payload)  # fmt: skip
+    add("raw IPv6 after 0x88BE, S bit", gre_header(0x88BE, seq=1), v6)
+    add("erspan2 then IPv6", gre_header(0x88BE, seq=1) + erspan2_header(5), ether_frame(v6, 0x86DD))
+    return out
+
+
+CRAFTED = _crafted()
+
+
+def test_crafted_cases_reach_their_edges() -> None:
+    def reason(name: str) -> str:
+        try:
+            r = decode_slow(CRAFTED[name])
+        except DecodeError as e:
+            return e.label
+        return r.reason if isinstance(r, Skip) else f"syn {r.encap} {r.vlans}"
+
+    ambiguous = "erspan: ambiguous payload: both Ethernet and IP look valid"
+    assert reason("Ethernet that is also IPv4, checksum True") == ambiguous
+    assert reason("Ethernet that is also IPv4, checksum False") == "syn erspan1 ()"
+    assert reason("Ethernet that is also IPv6 with next header 59") == ambiguous
+    assert reason("Ethernet that is also IPv6 with next header 7") == "syn erspan1 ()"
+    assert reason("S bit, Ethernet with MAC 45..") == "erspan: wrong type II version"
+    assert reason("0x9100 + 0x8100 tags") == "syn erspan1 (5, 6)"
+    assert reason("nine tags") == "ether: too many VLAN tags"
+    assert reason("arp") == "not-ip"
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_c_equals_python(name: str) -> None:
+    mod = fastsyn()
+    raw = CRAFTED[name]
+    want = outcome(decode_mirror_py, raw)
+    assert outcome(mod.decode_mirror, raw) == want
+    assert outcome(decode_slow, raw) == want
+    g = gre_part(raw)
+    assert g is not None
+    assert outcome(mod.decode_gre, *g) == outcome(decode_gre_py, *g)
+    for cut in range(len(raw)):
+        assert outcome(mod.decode_mirror, raw[:cut]) == outcome(decode_mirror_py, raw[:cut])
+
+
+_BYTE_VALUES = (0x00, 0x01, 0x05, 0x0F, 0x10, 0x12, 0x40, 0x45, 0x46, 0x60, 0x80, 0xFF)
+
+
+def test_every_single_byte_change_and_every_cut() -> None:
+    """Deterministic sweep over the golden SYNs and skips: each of the first 128 bytes set to a
+    dozen telling values (versions, header lengths, flags, length fields) or with one bit
+    flipped, and the packet cut at every length."""
+    mod = fastsyn()
+    n = 0
+    for case, raw in zip(CASES, RAW, strict=True):
+        if "error_layer" in case["expect"]:
+            continue
+        variants = [raw[:cut] for cut in range(len(raw))]
+        for i in range(min(len(raw), 128)):
+            for v in (*_BYTE_VALUES, raw[i] ^ 0x01, raw[i] ^ 0x80):
+                variants.append(raw[:i] + bytes((v,)) + raw[i + 1 :])
+        for b in variants:
+            assert outcome(mod.decode_mirror, b) == outcome(decode_mirror_py, b), b.hex()
+            n += 1
+    assert n > 50_000
+
+
 # --- fuzzing ----------------------------------------------------------------------------------
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -236,7 +363,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     b = bytearray(draw(st.sampled_from(RAW)))
     for _ in range(draw(st.integers(0, 4))):
         i = draw(st.integers(0, max(len(b) - 1, 0)))
-        op = draw(st.sampled_from(("set", "flip", "insert", "delete", "u16")))
+        op = draw(st.sampled_from(("set", "flip", "insert", "delete", "u16", "len")))
         if not b:
             b += draw(st.binary(min_size=1, max_size=8))
         elif op == "set":
@@ -248,6 +375,9 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif op == "u16":  # an EtherType, a GRE protocol, a length: values that matter
             v = draw(st.sampled_from(U16_VALUES))
             b[i : i + 2] = v.to_bytes(2, "big")
+        elif op == "len":  # the outer IPv4 total length or IPv6 payload length, or anywhere
+            j = draw(st.sampled_from((2, 4, i & ~1)))
+            b[j : j + 2] = draw(st.integers(0, len(b) + 8)).to_bytes(2, "big")
         elif len(b) > 1:
             del b[i]
     if draw(st.booleans()):
