@@ -8,6 +8,7 @@ thread, `selectors`, so ten thousand idle connections cost nothing.
 from __future__ import annotations
 
 import argparse
+import resource
 import selectors
 import signal
 import socket
@@ -53,6 +54,8 @@ def serve(name: str, port: int, reply: str, backlog: int = 4096) -> None:
 
 
 def main() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of held connections
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, default=8080)
