@@ -2,7 +2,7 @@
 #   make demo   set up, then run the main job on the built-in network-namespace lab
 #   make test   set up, then lint, type-check and run every test (lab tests included)
 # Set-up is idempotent: apt runs only when a package is missing, pip only when
-# pyproject.toml changed since the last install.
+# pyproject.toml, setup.py or the C decoder changed since the last install.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -26,7 +26,7 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py dfagent/wire/_fastsyn.c
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
