@@ -21,7 +21,10 @@ import yaml
 from dfagent.lab.errors import TopologyError
 
 # Where the containerlab schema lives: ../shared/schemas beside the checkout, or an override.
-SCHEMA_DEFAULT = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "clab.schema.json"
+SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "clab.schema.json"
+# A copy ships with the package, for installs without the shared folder beside them;
+# tests/unit/test_lab_topology.py keeps it identical to the shared one.
+PACKAGED_SCHEMA = Path(__file__).resolve().parent / "schema" / "clab.schema.json"
 RUNNABLE_KINDS = {"linux", "bridge"}
 IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 FRR_CONF = "/etc/frr/frr.conf"
@@ -76,9 +79,13 @@ class Topology:
 
 
 def find_schema() -> Path | None:
-    """DFAGENT_CLAB_SCHEMA, else ../shared/schemas beside the checkout; None if neither."""
-    cand = Path(os.environ.get("DFAGENT_CLAB_SCHEMA", SCHEMA_DEFAULT))
-    return cand if cand.is_file() else None
+    """DFAGENT_CLAB_SCHEMA, else ../shared/schemas beside the checkout, else the copy
+    packaged with dfagent."""
+    env = os.environ.get("DFAGENT_CLAB_SCHEMA")
+    for cand in ([Path(env)] if env else []) + [SHARED_SCHEMA, PACKAGED_SCHEMA]:
+        if cand.is_file():
+            return cand
+    return None
 
 
 @lru_cache(maxsize=1)

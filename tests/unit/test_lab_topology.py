@@ -16,7 +16,15 @@ def _parse(doc: dict, base: Path) -> topology.Topology:
 
 
 def test_schema_is_found():
-    assert topology.find_schema() is not None, "../shared/schemas/clab.schema.json missing"
+    assert topology.find_schema() is not None
+
+
+def test_packaged_schema_matches_the_shared_one():
+    if not topology.SHARED_SCHEMA.is_file():
+        pytest.skip("../shared/schemas is not beside this checkout")
+    assert topology.PACKAGED_SCHEMA.read_bytes() == topology.SHARED_SCHEMA.read_bytes(), (
+        "copy ../shared/schemas/clab.schema.json to dfagent/lab/schema/"
+    )
 
 
 def test_valid_topology_parses(tmp_path):
