@@ -115,7 +115,8 @@ class Planner:
             for nh in nhs:
                 members.setdefault(nh, set()).add(vip)
 
-        for nh, vips in members.items():
+        # sorted: marks go to new next hops in one order whatever the set iteration order
+        for nh, vips in sorted(members.items()):
             rec = self.records.get(nh)
             if rec is None:
                 rec = NhRecord(nh, self.marks.mark(nh))
