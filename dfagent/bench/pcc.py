@@ -45,6 +45,7 @@ EVENTS: tuple[tuple[str, frozenset[str]], ...] = (
     ("undrain s1", frozenset({"s1", "s3", "s4"})),
 )
 INITIAL = frozenset({"s1", "s2", "s3"})
+AGENT_SETTLE = 2.0  # seconds
 # The rate baseline most routers already pay: conntrack switched on by one stateful rule.
 CONNTRACK_ONLY = """table inet dfagent_bench_ct {
   chain pre { type filter hook prerouting priority -150; ct state new counter; }
@@ -298,6 +299,7 @@ class PccBench:
             rates["conntrack"].append(rate())
             self._on("lb", ["nft", "delete", "table", "inet", "dfagent_bench_ct"])
             self._start_agent("kernel")
+            time.sleep(AGENT_SETTLE)  # its start-up (imports, first conntrack count) is done
             rates["kernel"].append(rate())
             self._stop_agent()
             self._on("lb", _dfagent("linux", "cleanup", "--state-dir", self._state_dir()))
