@@ -82,8 +82,8 @@ class ModeResult:
 class Holder:
     """The connection holder (dfagent.lab.conns) running in the client namespace."""
 
-    def __init__(self, state: LabState):
-        argv = runner.exec_argv(state, "client", [sys.executable, "-m", "dfagent.lab.conns"])
+    def __init__(self, state: LabState, node: str = "client"):
+        argv = runner.exec_argv(state, node, [sys.executable, "-m", "dfagent.lab.conns"])
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )

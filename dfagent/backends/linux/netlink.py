@@ -94,14 +94,19 @@ class Netlink:
 
     # ── what the routing table says ─────────────────────────────────────────────
     def ecmp_set(self, vip: IPNetwork) -> set[NextHop]:
-        """The next hops of the route the kernel would use for ``vip`` (``get fibmatch``)."""
+        """The next hops of the route the kernel would use for ``vip`` (``get fibmatch``).
+
+        A default-route VIP (the egress case: pin every connection a host makes) cannot be
+        looked up by its own address (0.0.0.0 is "this host"), so an address that only the
+        default route covers is asked for, and the answer must be the default itself."""
         fam = vip.version
+        probe = DEFAULT_PROBE[fam] if vip.prefixlen == 0 else str(vip.network_address)
         try:
-            msgs = self.ipr.route(
-                "get", family=AF[fam], dst=str(vip.network_address), flags=RTM_F_FIB_MATCH
-            )
+            msgs = self.ipr.route("get", family=AF[fam], dst=probe, flags=RTM_F_FIB_MATCH)
         except Exception:  # no route (ENETUNREACH) and the like
             return set()
+        if vip.prefixlen == 0:
+            msgs = [m for m in msgs if m.get("dst_len", 0) == 0]
         out: set[NextHop] = set()
         for msg in msgs:
             if msg.get("type", 1) != 1:  # unicast only
@@ -286,6 +291,9 @@ NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+# Addresses nobody routes more specifically than a default route: the end of the reserved
+# 240/4 block, and the end of the IPv6 documentation block 3fff::/20 (RFC 9637).
+DEFAULT_PROBE = {4: "255.255.255.254", 6: "3fff:fff:ffff:ffff:ffff:ffff:ffff:fffe"}
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTA_VIA = 1, 4, 5, 15, 18
 _NLH = struct.Struct("=IHHII")
 _RTM = struct.Struct("=BBBBBBBBI")
