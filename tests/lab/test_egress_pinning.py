@@ -55,34 +55,29 @@ def _drain_r1(pin: bool) -> tuple[dict, dict]:
         runner.down(LAB)
 
 
-def _wait_rules(state, n: int, timeout: float = 15) -> None:
+def _wait_on_host(state, argv: list[str], ok, what: str, timeout: float = 20) -> None:
+    """Poll a command on the host until `ok(its output)` holds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(
-            runner.exec_argv(state, "host", ["ip", "rule", "show", "pref", "9000"]),
-            capture_output=True,
-            text=True,
-        ).stdout
-        if len(out.splitlines()) >= n:
+        out = subprocess.run(runner.exec_argv(state, "host", argv), capture_output=True, text=True)
+        if ok(out.stdout):
             return
         time.sleep(0.2)
-    raise AssertionError("the agent installed no per-gateway rules")
+    raise AssertionError(f"timed out waiting for {what}")
 
 
-def _wait_default_via(state, want: set[str], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(
-            runner.exec_argv(state, "host", ["ip", "-j", "route", "show", "default"]),
-            capture_output=True,
-            text=True,
-        ).stdout
+def _wait_rules(state, n: int) -> None:
+    argv = ["ip", "rule", "show", "pref", "9000"]
+    _wait_on_host(state, argv, lambda out: len(out.splitlines()) >= n, "per-gateway rules")
+
+
+def _wait_default_via(state, want: set[str]) -> None:
+    def gateways(out: str) -> set[str]:
         routes = json.loads(out or "[]")
-        gws = {nh.get("gateway") for r in routes for nh in r.get("nexthops", [r])}
-        if gws == want:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"host's default never became {want}")
+        return {nh.get("gateway") for r in routes for nh in r.get("nexthops", [r])}
+
+    argv = ["ip", "-j", "route", "show", "default"]
+    _wait_on_host(state, argv, lambda out: gateways(out) == want, f"a default via {want}")
 
 
 def test_without_pinning_a_withdrawn_gateway_breaks_its_nated_connections():
