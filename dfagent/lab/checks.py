@@ -73,7 +73,12 @@ def _check_spread(state: LabState, step: Step) -> list[str]:
 
 
 def _check_exec(state: LabState, step: Step) -> list[str]:
-    _run_on(state, step.node, step.args["cmd"])
+    """The command exits 0 (and prints `contains`, if given). No shell: vtysh and birdc
+    reach the node's own daemons."""
+    out = _run_on(state, step.node, step.args["cmd"])
+    want = step.args.get("contains")
+    if want is not None and str(want) not in out:
+        return [f"output lacks {want!r}", f"seen: {out.strip()[:600]}"]
     return []
 
 
