@@ -8,6 +8,7 @@ what was made and re-raises; a runner killed outright leaves a state file that `
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -156,8 +157,6 @@ def _make_bridge(ns: str) -> None:
 
 
 def _links_in(ns: str) -> list[str]:
-    import json
-
     return [
         link["ifname"] for link in json.loads(netns.run(["ip", "-n", ns, "-j", "link", "show"]))
     ]
