@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -328,16 +328,6 @@ class Lab:
         for ns in self.ns.values():
             sh(f"ip netns del {ns}", check=False)
         sh(f"rm -rf {self.tmp}", check=False)
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    lab = Lab()
-    try:
-        lab.build()
-        yield lab
-    finally:
-        lab.teardown()
 
 
 def broken(before: list[str], after: list[str]) -> int:

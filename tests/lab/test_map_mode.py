@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -58,24 +57,13 @@ class Feeder:
         return dict(json.loads(self.p.stdout.readline()))
 
 
-@pytest.fixture
-def maplab() -> Iterator[Lab]:
-    lab = Lab()
-    try:
-        lab.build()
-        yield lab
-    finally:
-        lab.teardown()
-
-
 GW = {
     4: {s: f"10.0.{i}.2" for i, s in enumerate(SERVERS, 1)},
     6: {s: f"fd00:{i}::2" for i, s in enumerate(SERVERS, 1)},
 }
 
 
-def test_map_mode(maplab: Lab) -> None:
-    lab = maplab
+def test_map_mode(lab: Lab) -> None:
     base = lab.snapshot()
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
     wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
@@ -144,9 +132,8 @@ def map_elements(lab: Lab, name: str) -> int:
     return 0
 
 
-def test_map_mode_from_mirrored_syns(maplab: Lab) -> None:
+def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
     """The whole path: ERSPAN II mirrors of the SYNs → receiver → session → next hop → pin."""
-    lab = maplab
     sessions = [f"--nexthop-map={i}={GW[4][s]}" for i, s in enumerate(SERVERS, 1)]
     sessions += [f"--nexthop-map={10 + i}={GW[6][s]}" for i, s in enumerate(SERVERS, 1)]
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", *sessions)

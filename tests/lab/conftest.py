@@ -1,0 +1,20 @@
+"""Fixtures shared by the lab tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.test_kernel_mode import Lab
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """The hand-built router namespaces of the kernel- and map-mode tests, always removed."""
+    lab = Lab()
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.teardown()
