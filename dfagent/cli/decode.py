@@ -7,7 +7,8 @@ spaces, colons and a leading 0x are ignored, blank lines and lines starting with
 
 Output: a table, or with --json one JSON object per SYN; with --all also one line for every
 packet that is skipped or cannot be decoded. Exit 0 when the file was read (even when
-packets were bad), 2 when it could not be read.
+packets were bad), 2 when it could not be read: no such file, an empty file, neither a
+capture nor hex.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from dfagent.wire.ether import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VLAN_TPIDS
 from dfagent.wire.pcap import CaptureError, is_capture, iter_capture, strip_link
 
 _ETHER_TYPES = VLAN_TPIDS | {ETHERTYPE_IPV4, ETHERTYPE_IPV6}
+_NOT_A_CAPTURE = "not a pcap, pcapng or hex capture"
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 class UnreadableFile(Exception):
     pass
+
+
+def _not_hex(s: str) -> str:
+    bad = next((ch for ch in s if ch not in _HEX_DIGITS), None)
+    return "odd number of hex digits" if bad is None else f"{bad!r} is not a hex digit"
 
 
 def _hex_packets(text: str) -> Iterator[bytes | Skip | DecodeError]:
@@ -41,8 +49,10 @@ def _hex_packets(text: str) -> Iterator[bytes | Skip | DecodeError]:
             s = s[2:]
         try:
             pkt = bytes.fromhex(s)
-        except ValueError as e:
-            raise UnreadableFile(f"not a capture, and line {lineno} is not hex: {e}") from None
+        except ValueError:
+            raise UnreadableFile(
+                f"{_NOT_A_CAPTURE}: line {lineno} is not hex ({_not_hex(s)})"
+            ) from None
         if (
             len(pkt) >= 14
             and pkt[0] >> 4 not in (4, 6)
@@ -73,7 +83,7 @@ def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
         raise UnreadableFile(f"cannot read {path}: {e.strerror or e}") from None
     if size == 0:
         f.close()
-        return iter(())
+        raise UnreadableFile(f"{path}: empty file: {_NOT_A_CAPTURE}")
     if is_capture(head):
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         it = iter_capture(mm)  # type: ignore[arg-type]
@@ -87,10 +97,17 @@ def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
     try:
         f.seek(0)
         text = f.read().decode("ascii")
-    except (OSError, UnicodeDecodeError):
-        raise UnreadableFile(f"{path}: neither a pcap/pcapng capture nor a hex text file") from None
+    except UnicodeDecodeError as e:
+        raise UnreadableFile(
+            f"{path}: {_NOT_A_CAPTURE}: no pcap or pcapng header, and byte "
+            f"0x{e.object[e.start]:02x} at offset {e.start} is not ASCII text"
+        ) from None
+    except OSError as e:
+        raise UnreadableFile(f"cannot read {path}: {e.strerror or e}") from None
     finally:
         f.close()
+    if not text.strip():
+        raise UnreadableFile(f"{path}: blank file: {_NOT_A_CAPTURE}")
     try:
         packets = list(_hex_packets(text))  # validates the whole file before output starts
     except UnreadableFile as e:

@@ -172,3 +172,63 @@ def test_non_ip_frame_is_skipped() -> None:
     assert strip_link(1, b"\0" * 12 + b"\x08\x06" + b"\0" * 28).reason == "not-ip"  # type: ignore[union-attr]
     with pytest.raises(CaptureError):
         list(iter_capture(b"\x0a\x0d\x0d\x0a" + b"\0" * 8))
+
+
+# ------------------------------------------------------------------- files that are no capture
+
+
+def _one_error_line(r: Any) -> str:
+    """The run failed cleanly: exit 2, nothing on stdout, one `error:` line on stderr."""
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit), r.exception
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return str(lines[0])
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_empty_file(tmp_path: Path, as_json: bool) -> None:
+    p = tmp_path / "empty.pcap"
+    p.write_bytes(b"")
+    r = run(str(p), *(["--json"] if as_json else []))
+    assert _one_error_line(r) == f"error: {p}: empty file: not a pcap, pcapng or hex capture"
+
+
+def test_blank_file(tmp_path: Path) -> None:
+    p = tmp_path / "blank"
+    p.write_bytes(b" \n\n\t\n")
+    r = run(str(p))
+    assert _one_error_line(r) == f"error: {p}: blank file: not a pcap, pcapng or hex capture"
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"hello world\n", "line 1 is not hex ('h' is not a hex digit)"),
+        (b"# a comment\n4500\nGET / HTTP/1.1\n", "line 3 is not hex ('G' is not a hex digit)"),
+        (b"4500abc\n", "line 1 is not hex (odd number of hex digits)"),
+        (
+            b"\x00\x01\x02garbage\xff",
+            "no pcap or pcapng header, and byte 0xff at offset 10 is not ASCII text",
+        ),
+        (
+            "caf\u00e9\n".encode(),
+            "no pcap or pcapng header, and byte 0xc3 at offset 3 is not ASCII text",
+        ),
+    ],
+)
+def test_not_a_capture(tmp_path: Path, content: bytes, why: str) -> None:
+    p = tmp_path / "notes.txt"
+    p.write_bytes(content)
+    for args in ([], ["--json"], ["--all"]):
+        r = run(str(p), *args)
+        assert _one_error_line(r) == f"error: {p}: not a pcap, pcapng or hex capture: {why}"
+
+
+def test_comments_only_hex_file_has_no_packets(tmp_path: Path) -> None:
+    p = tmp_path / "none.hex"
+    p.write_text("# nothing mirrored yet\n\n")
+    r = run(str(p))
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[-1].startswith("0 packets: 0 SYNs")
