@@ -6,9 +6,10 @@ packet per line in hex (the outer IP packet; an Ethernet frame is recognised and
 spaces, colons and a leading 0x are ignored, blank lines and lines starting with # skipped).
 
 Output: a table, or with --json one JSON object per SYN; with --all also one line for every
-packet that is skipped or cannot be decoded. Exit 0 when the file was read (even when
-packets were bad), 2 when it could not be read: no such file, an empty file, neither a
-capture nor hex.
+packet that is skipped or cannot be decoded. Packets of pcapng interfaces whose link type we
+do not decode are counted per interface (a line after the table, or JSON objects on stderr).
+Exit 0 when the file was read (even when packets were bad), 2 when it could not be read: no
+such file, an empty file, neither a capture nor hex, or no interface of a supported link type.
 """
 
 from __future__ import annotations
@@ -17,13 +18,21 @@ import json
 import mmap
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
 from dfagent.wire import DecodeError, Skip, SynEvent, decode_mirror
 from dfagent.wire.ether import ETHERTYPE_IPV4, ETHERTYPE_IPV6, VLAN_TPIDS
-from dfagent.wire.pcap import CaptureError, is_capture, iter_capture, strip_link
+from dfagent.wire.pcap import (
+    SUPPORTED_LINKTYPES,
+    CaptureError,
+    Frame,
+    describe_linktype,
+    is_capture,
+    iter_capture,
+    strip_link,
+)
 
 _ETHER_TYPES = VLAN_TPIDS | {ETHERTYPE_IPV4, ETHERTYPE_IPV6}
 _NOT_A_CAPTURE = "not a pcap, pcapng or hex capture"
@@ -32,6 +41,18 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 class UnreadableFile(Exception):
     pass
+
+
+class OtherLink(NamedTuple):
+    """A packet of a pcapng interface whose link type we do not decode (one shared instance
+    per interface); it keeps its packet number and is counted, not decoded."""
+
+    section: int
+    interface: int
+    linktype: int
+
+
+Packet = bytes | Skip | DecodeError | OtherLink
 
 
 def _not_hex(s: str) -> str:
@@ -67,9 +88,10 @@ def _hex_packets(text: str) -> Iterator[bytes | Skip | DecodeError]:
         yield pkt
 
 
-def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
+def read_packets(path: str) -> Iterator[Packet]:
     """Outer IP packets of the file, in order (a Skip or DecodeError for a link-layer
-    problem). Raises UnreadableFile before yielding anything when the file cannot be read."""
+    problem, an OtherLink for a packet of an interface we do not decode). Raises
+    UnreadableFile before yielding anything when the file cannot be read."""
     try:
         f = open(path, "rb")  # noqa: SIM115 (closed in the generator below)
     except OSError as e:
@@ -88,12 +110,14 @@ def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         it = iter_capture(mm)  # type: ignore[arg-type]
         try:
-            first = next(it, None)
+            # everything up to the first frame we decode, so that a file with no interface
+            # of a supported link type fails before any output
+            first, others = _first_decodable(it)
         except CaptureError as e:
             mm.close()
             f.close()
             raise UnreadableFile(f"{path}: {e}") from None
-        return _capture_packets(f, mm, first, it)
+        return _capture_packets(f, mm, others, first, it)
     try:
         f.seek(0)
         text = f.read().decode("ascii")
@@ -115,21 +139,57 @@ def read_packets(path: str) -> Iterator[bytes | Skip | DecodeError]:
     return iter(packets)
 
 
+def _other_link(frame: Frame, seen: dict[tuple[int, int], OtherLink]) -> OtherLink:
+    key = (frame.section, frame.interface)
+    o = seen.get(key)
+    if o is None:
+        o = seen[key] = OtherLink(frame.section, frame.interface, frame.linktype)
+    return o
+
+
+def _first_decodable(
+    it: Iterator[Frame],
+) -> tuple[Frame | None, list[tuple[OtherLink, int]]]:
+    """The first frame of a supported link type (None at the end of the file), and the
+    frames before it as (interface, run length). Raises CaptureError."""
+    others: list[tuple[OtherLink, int]] = []
+    seen: dict[tuple[int, int], OtherLink] = {}
+    for frame in it:
+        if frame.linktype in SUPPORTED_LINKTYPES:
+            return frame, others
+        o = _other_link(frame, seen)
+        if others and others[-1][0] is o:
+            others[-1] = (o, others[-1][1] + 1)
+        else:
+            others.append((o, 1))
+    return None, others
+
+
 def _capture_packets(
-    f: Any, mm: mmap.mmap, first: tuple[int, bytes] | None, it: Iterator[tuple[int, bytes]]
-) -> Iterator[bytes | Skip | DecodeError]:
+    f: Any,
+    mm: mmap.mmap,
+    others: list[tuple[OtherLink, int]],
+    first: Frame | None,
+    it: Iterator[Frame],
+) -> Iterator[Packet]:
     try:
+        for o, count in others:
+            for _ in range(count):
+                yield o
         if first is None:
             return
-        rec: tuple[int, bytes] | None = first
-        while rec is not None:
-            linktype, frame = rec
+        seen = {(o.section, o.interface): o for o, _ in others}
+        frame: Frame | None = first
+        while frame is not None:
+            if frame.linktype in SUPPORTED_LINKTYPES:
+                try:
+                    yield strip_link(frame.linktype, frame.data)
+                except DecodeError as err:
+                    yield err
+            else:
+                yield _other_link(frame, seen)
             try:
-                yield strip_link(linktype, frame)
-            except DecodeError as err:
-                yield err
-            try:
-                rec = next(it, None)
+                frame = next(it, None)
             except CaptureError as e:
                 click.echo(f"warning: {e}; stopped reading", err=True)
                 return
@@ -192,9 +252,13 @@ def decode(path: str, as_json: bool, show_all: bool) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     counts = {"syn": 0, "skipped": 0, "error": 0}
+    other: dict[OtherLink, int] = {}
     if not as_json:
         click.echo(_HEADER)
     for n, pkt in enumerate(packets, 1):
+        if isinstance(pkt, OtherLink):
+            other[pkt] = other.get(pkt, 0) + 1
+            continue
         r = decode_packet(pkt)
         kind = "syn" if isinstance(r, SynEvent) else "skipped" if isinstance(r, Skip) else "error"
         counts[kind] += 1
@@ -210,3 +274,22 @@ def decode(path: str, as_json: bool, show_all: bool) -> None:
             f"{total} packets: {counts['syn']} SYNs, {counts['skipped']} skipped, "
             f"{counts['error']} undecodable" + ("" if show_all else " (--all lists them)")
         )
+    for o, count in sorted(other.items()):
+        if as_json:
+            click.echo(json.dumps(other_link_json(o, count)), err=True)
+        else:
+            click.echo(_other_link_line(o, count))
+
+
+def other_link_json(o: OtherLink, count: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"skipped": "unsupported-link-type", "packets": count}
+    if o.section:
+        d["section"] = o.section
+    d.update(interface=o.interface, linktype=o.linktype)
+    return d
+
+
+def _other_link_line(o: OtherLink, count: int) -> str:
+    where = f"interface {o.interface}" + (f" of section {o.section}" if o.section else "")
+    packets = "packet" if count == 1 else "packets"
+    return f"skipped {count} {packets} on {where}: {describe_linktype(o.linktype)} not supported"

@@ -232,3 +232,128 @@ def test_comments_only_hex_file_has_no_packets(tmp_path: Path) -> None:
     r = run(str(p))
     assert r.exit_code == 0
     assert r.stdout.splitlines()[-1].startswith("0 packets: 0 SYNs")
+
+
+# ------------------------------------------------------- pcapng with several link types
+
+
+def _pcapng_ifaces(linktypes: list[int], frames: list[tuple[int, bytes]]) -> bytes:
+    """A pcapng section with one interface per link type and (interface, frame) packets."""
+    shb = struct.pack("<IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack("<I", 28)
+    out = shb
+    for lt in linktypes:
+        out += struct.pack("<IIHHI", 1, 20, lt, 0, 65535) + struct.pack("<I", 20)
+    for iface, f in frames:
+        pad = b"\0" * (-len(f) % 4)
+        blen = 32 + len(f) + len(pad)
+        out += struct.pack("<IIIIIII", 6, blen, iface, 0, 0, len(f), len(f)) + f + pad
+        out += struct.pack("<I", blen)
+    return out
+
+
+def _mixed_pcapng() -> bytes:
+    """Interfaces 0 Ethernet, 1 USER0 (147), 2 raw IP, 3 IEEE 802.11 (105); 9 packets: 3 on the
+    supported interfaces (2 SYNs and a SYN-ACK), 5 on interface 1, 1 on interface 3."""
+    syn = bytes.fromhex(next(c for c in CASES if "syn" in c["expect"])["hex"])
+    synack = bytes.fromhex(next(c for c in CASES if c["name"] == "erspan1 SYN-ACK")["hex"])
+    eth = b"\0" * 12 + b"\x08\x00"
+    user0 = b"\x01\x02\x03\x04 user-defined link layer"
+    wifi = b"\x08\x02" + b"\0" * 30
+    return _pcapng_ifaces(
+        [1, 147, 101, 105],
+        [(1, user0), (0, eth + syn), (1, user0), (1, user0), (2, syn), (3, wifi),
+         (1, user0), (0, eth + synack), (1, user0)],
+    )  # fmt: skip
+
+
+def test_pcapng_mixed_link_types_table(tmp_path: Path) -> None:
+    p = tmp_path / "mixed.pcapng"
+    p.write_bytes(_mixed_pcapng())
+    r = run(str(p))
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == ["2", "5"]  # n: the number in the file
+    assert lines[3:] == [
+        "3 packets: 2 SYNs, 1 skipped, 0 undecodable (--all lists them)",
+        "skipped 5 packets on interface 1: link type 147 (USER0) not supported",
+        "skipped 1 packet on interface 3: link type 105 (IEEE 802.11) not supported",
+    ]
+
+
+def test_pcapng_mixed_link_types_json(tmp_path: Path) -> None:
+    p = tmp_path / "mixed.pcapng"
+    p.write_bytes(_mixed_pcapng())
+    r = run(str(p), "--json", "--all")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(d["n"], d.get("encap"), d.get("skipped")) for d in rows] == [
+        (2, "erspan1", None),
+        (5, "erspan1", None),
+        (8, None, "not-syn"),
+    ]
+    assert [json.loads(line) for line in r.stderr.splitlines()] == [
+        {"skipped": "unsupported-link-type", "packets": 5, "interface": 1, "linktype": 147},
+        {"skipped": "unsupported-link-type", "packets": 1, "interface": 3, "linktype": 105},
+    ]
+
+
+@pytest.mark.parametrize(
+    "linktypes, frames, why",
+    [
+        ([147], [(0, b"abcd"), (0, b"efgh")], "interface 0 has link type 147 (USER0)"),
+        ([147], [], "interface 0 has link type 147 (USER0)"),
+        (
+            [105, 999],
+            [(1, b"abcd"), (0, b"efgh")],
+            "interface 0 has link type 105 (IEEE 802.11), interface 1 has link type 999",
+        ),
+    ],
+)
+def test_pcapng_only_unsupported_interfaces(
+    tmp_path: Path, linktypes: list[int], frames: list[tuple[int, bytes]], why: str
+) -> None:
+    p = tmp_path / "wifi.pcapng"
+    p.write_bytes(_pcapng_ifaces(linktypes, frames))
+    for args in ([], ["--json"]):
+        r = run(str(p), *args)
+        assert _one_error_line(r) == f"error: {p}: no interface with a supported link type: {why}"
+
+
+def test_pcapng_second_section(tmp_path: Path) -> None:
+    syn = bytes.fromhex(next(c for c in CASES if "syn" in c["expect"])["hex"])
+    p = tmp_path / "two.pcapng"
+    p.write_bytes(_pcapng_ifaces([101], [(0, syn)]) + _pcapng_ifaces([101, 147], [(1, b"ab")]))
+    r = run(str(p))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == (
+        "skipped 1 packet on interface 1 of section 1: link type 147 (USER0) not supported"
+    )
+    r = run(str(p), "--json")
+    assert json.loads(r.stderr) == {
+        "skipped": "unsupported-link-type", "packets": 1, "section": 1, "interface": 1,
+        "linktype": 147,
+    }  # fmt: skip
+    p.write_bytes(_pcapng_ifaces([147], [(0, b"ab")]) + _pcapng_ifaces([105], []))
+    assert _one_error_line(run(str(p))) == (
+        f"error: {p}: no interface with a supported link type: interface 0 of section 0 has "
+        "link type 147 (USER0), interface 0 of section 1 has link type 105 (IEEE 802.11)"
+    )
+
+
+def test_pcap_unsupported_link_type_message(tmp_path: Path) -> None:
+    p = tmp_path / "wifi.pcap"
+    p.write_bytes(_pcap(105, [b"abcd"]))
+    r = run(str(p))
+    assert _one_error_line(r) == f"error: {p}: pcap link type 105 (IEEE 802.11) not supported"
+
+
+def test_iter_capture_reports_interfaces() -> None:
+    frames = list(iter_capture(_mixed_pcapng()))
+    assert [(f.section, f.interface, f.linktype) for f in frames] == [
+        (0, 1, 147), (0, 0, 1), (0, 1, 147), (0, 1, 147), (0, 2, 101), (0, 3, 105),
+        (0, 1, 147), (0, 0, 1), (0, 1, 147),
+    ]  # fmt: skip
+    assert frames[0].data == b"\x01\x02\x03\x04 user-defined link layer"
+    with pytest.raises(ValueError, match="link type 147"):
+        strip_link(147, frames[0].data)
