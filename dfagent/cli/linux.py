@@ -1,32 +1,51 @@
 """`dfagent linux …`: the Linux router datapath (kernel mode, map mode) and its cleanup.
 
 All commands act on the network namespace they run in (use ``ip netns exec NS dfagent …``).
+Every failure is one ``error: …`` line on stderr and a non-zero exit (1: the router or the
+agent refused; 2: bad arguments), never a traceback.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dfagent.backends.linux.state import DEFAULT_STATE_DIR
+from dfagent.core.marks import DEFAULT_MARK_MASK
 
 if TYPE_CHECKING:
-    from dfagent.backends.linux.datapath import LinuxDatapath
+    from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
     from dfagent.core.nexthops import IPNetwork
 
 STATE_DIR_OPT = click.option(
     "--state-dir",
     default=None,
-    help=f"Where mark allocations are kept across restarts [default: {DEFAULT_STATE_DIR}, "
-    f"or {DEFAULT_STATE_DIR}/netns/NAME inside `ip netns exec NAME`].",
+    help=f"Where mark allocations, the agent's pid file and the nft include file are kept "
+    f"[default: {DEFAULT_STATE_DIR}, or {DEFAULT_STATE_DIR}/netns/NAME inside "
+    "`ip netns exec NAME`].",
 )
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        _fail(f"`dfagent linux {what}` needs root (CAP_NET_ADMIN): run it as root or with sudo")
 
 
 def _state_dir(given: str | None) -> str:
@@ -41,27 +60,132 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s component=%(name)s event=%(message)s",
     )
+    # pyroute2 logs every netlink message at debug: never ours to show
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def _parse_vips(vips: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     from dfagent.core.nexthops import parse_vip
 
+    errors, out = [], []
+    for v in vips:
+        try:
+            out.append(parse_vip(v))
+        except ValueError as exc:
+            errors.append(str(exc))
+    for i, a in enumerate(out):
+        for b in out[i + 1 :]:
+            if a.version == b.version and a.overlaps(b):
+                errors.append(f"{a} and {b} overlap: give the covering prefix once")
+    if errors:
+        raise click.BadParameter("; ".join(errors), param_hint="--vip")
+    return tuple(out)
+
+
+def _parse_mask(text: str) -> int:
+    from dfagent.core.marks import parse_mask
+
     try:
-        return tuple(parse_vip(v) for v in vips)
+        return parse_mask(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--vip") from exc
+        raise click.BadParameter(str(exc), param_hint="--mark-mask") from exc
 
 
-def _run_until_signal(dp: LinuxDatapath) -> None:
+def _common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options kernel and map mode share (applied bottom-up)."""
+    opts = [
+        click.option("--vip", "vips", multiple=True, required=True,
+                     help="VIP prefix to pin connections to (repeatable, v4 or v6)."),
+        STATE_DIR_OPT,
+        click.option("--reconcile-interval", default=5.0, show_default=True, type=float,
+                     help="Seconds between full passes (route and nftables changes are acted "
+                     "on at once; the pass is the safety net)."),
+        click.option("--gc-grace", default=5.0, show_default=True, type=float,
+                     help="Seconds a gone next hop with no pinned flow is kept before its "
+                     "rule and table are removed."),
+        click.option("--mark-mask", default=f"0x{DEFAULT_MARK_MASK:08x}", show_default=True,
+                     help="dfagent's bits of the packet/conntrack mark (contiguous, at least 2 "
+                     "bits; nothing outside them is touched)."),
+        click.option("--allow-mark-overlap", is_flag=True,
+                     help="Start even if other nft rules or ip rules use dfagent's mark bits."),
+        click.option("--nft-include", default=None, metavar="PATH",
+                     help="Keep dfagent's table as an nft script here, for the firewall config "
+                     "to include after `flush ruleset` [default: STATE_DIR/dfagent.nft]."),
+        click.option("--no-repair", is_flag=True,
+                     help="Do not watch nftables nor reinstall dfagent's table when a firewall "
+                     "reload deletes it (pinning then stops until the agent restarts)."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _config(
+    vips: tuple[str, ...],
+    state_dir: str | None,
+    reconcile_interval: float,
+    gc_grace: float,
+    mark_mask: str,
+    allow_mark_overlap: bool,
+    nft_include: str | None,
+    no_repair: bool,
+    **kw: Any,
+) -> DatapathConfig:
+    from dfagent.backends.linux.datapath import DatapathConfig
+    from dfagent.core.marks import MarkSpace
+
+    sd = _state_dir(state_dir)
+    for name, value in (("--reconcile-interval", reconcile_interval), ("--gc-grace", gc_grace)):
+        if value <= 0:
+            raise click.BadParameter("must be more than 0 seconds", param_hint=name)
+    return DatapathConfig(
+        _parse_vips(vips),
+        state_dir=sd,
+        reconcile_interval=reconcile_interval,
+        gc_grace=gc_grace,
+        space=MarkSpace(_parse_mask(mark_mask)),
+        allow_mark_overlap=allow_mark_overlap,
+        include_file=nft_include or os.path.join(sd, "dfagent.nft"),
+        repair=not no_repair,
+        **kw,
+    )
+
+
+@contextmanager
+def _running(cfg: DatapathConfig) -> Iterator[LinuxDatapath]:
+    """Lock the state dir, start the datapath, stop cleanly; every failure is one line."""
+    from dfagent.backends.linux.datapath import LinuxDatapath, MarkConflict
+    from dfagent.backends.linux.nft import NftError
+    from dfagent.backends.linux.state import AgentLock, AgentRunning
+    from dfagent.core.marks import MarksExhausted
+
+    lock = AgentLock(cfg.state_dir)
+    try:
+        lock.acquire()
+    except (AgentRunning, OSError) as exc:
+        _fail(str(exc))
+    dp: LinuxDatapath | None = None
+    try:
+        try:
+            dp = LinuxDatapath(cfg)
+            dp.start()
+        except (MarkConflict, NftError, MarksExhausted, OSError) as exc:
+            _fail(str(exc))
+        assert dp is not None
+        yield dp
+    finally:
+        if dp is not None:
+            dp.close()
+        lock.release()
+
+
+def _on_signals(stop: Callable[[], None]) -> None:
     def _stop(signum: int, frame: FrameType | None) -> None:
-        dp.stop()
+        stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    try:
-        dp.run()
-    finally:
-        dp.close()
 
 
 @click.group()
@@ -70,16 +194,7 @@ def linux() -> None:
 
 
 @linux.command()
-@click.option("--vip", "vips", multiple=True, required=True, help="VIP prefix (repeatable).")
-@STATE_DIR_OPT
-@click.option("--reconcile-interval", default=5.0, show_default=True, type=float)
-@click.option(
-    "--gc-grace",
-    default=5.0,
-    show_default=True,
-    type=float,
-    help="Seconds a gone next hop with no pinned flow is kept before its table is removed.",
-)
+@_common
 @click.option(
     "--dead-hold",
     default=30.0,
@@ -87,120 +202,139 @@ def linux() -> None:
     type=float,
     help="Seconds a dead (released) next hop is remembered while entries still carry its mark.",
 )
-@click.option("-v", "--verbose", is_flag=True)
-def kernel(
-    vips: tuple[str, ...],
-    state_dir: str | None,
-    reconcile_interval: float,
-    gc_grace: float,
-    dead_hold: float,
-    verbose: bool,
-) -> None:
+def kernel(verbose: bool, dead_hold: float, **opts: Any) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
     On exit the pins stay in place: the kernel keeps pinning while the agent is down.
     Remove everything with `dfagent linux cleanup`.
     """
-    from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
-
+    cfg = _config(dead_hold=dead_hold, **opts)
+    _need_root("kernel")
     _setup_logging(verbose)
-    cfg = DatapathConfig(
-        _parse_vips(vips),
-        state_dir=_state_dir(state_dir),
-        reconcile_interval=reconcile_interval,
-        gc_grace=gc_grace,
-        dead_hold=dead_hold,
-    )
-    dp = LinuxDatapath(cfg)
-    dp.start()
-    _run_until_signal(dp)
+    with _running(cfg) as dp:
+        _on_signals(dp.stop)
+        dp.run()
+
+
+def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
+    """None = any source (only when `any` is written out); else validated addresses."""
+    if not given:
+        raise click.BadParameter(
+            "required with --nexthop-map: the addresses your switches send mirrors from "
+            "(or `any`, to accept mirrored SYNs from every host that can reach this router)",
+            param_hint="--mirror-source",
+        )
+    if "any" in given:
+        if len(given) > 1:
+            raise click.BadParameter(
+                "`any` cannot be combined with addresses", param_hint="--mirror-source"
+            )
+        return None
+    bad = []
+    for g in given:
+        try:
+            ipaddress.ip_address(g)
+        except ValueError:
+            bad.append(g)
+    if bad:
+        raise click.BadParameter(
+            f"not an IP address: {', '.join(bad)}", param_hint="--mirror-source"
+        )
+    return list(given)
 
 
 @linux.command("map")
-@click.option("--vip", "vips", multiple=True, required=True, help="VIP prefix (repeatable).")
+@_common
 @click.option(
     "--nexthop-map",
     "nexthop_map",
     multiple=True,
-    help="SESSION=NEXTHOP: ERSPAN session id (or GRE key) → egress next hop (repeatable). "
-    "With none, no mirror is received (pins come only through the Python API).",
+    help="SESSION=NEXTHOP: ERSPAN session id (or GRE key) → egress next hop: ADDR, "
+    "ADDR%IFNAME or %IFNAME (repeatable). With none, no mirror is received (pins come only "
+    "through the Python API).",
 )
 @click.option(
     "--mirror-source",
     "mirror_sources",
     multiple=True,
-    help="Accept mirrored packets only from this address (repeatable; default: any).",
+    help="Accept mirrored packets only from this address (repeatable; required with "
+    "--nexthop-map; `any` accepts every source).",
 )
-@STATE_DIR_OPT
-@click.option("--reconcile-interval", default=5.0, show_default=True, type=float)
-@click.option("--gc-grace", default=5.0, show_default=True, type=float)
-@click.option("--size", "map_size", default=2_000_000, show_default=True, type=int)
-@click.option("--timeout", "pin_timeout", default=300, show_default=True, type=int)
-@click.option("--max-items", default=256, show_default=True, type=int, help="Micro-batch size.")
-@click.option(
-    "--max-delay-ms", default=2.0, show_default=True, type=float, help="Micro-batch max wait."
-)
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("--size", "map_size", default=2_000_000, show_default=True, type=int,
+              help="Capacity of each pin map (flows).")  # fmt: skip
+@click.option("--timeout", "pin_timeout", default=300, show_default=True, type=int,
+              help="Seconds a pin lives in the map (its connection keeps the mark).")  # fmt: skip
+@click.option("--max-items", default=256, show_default=True, type=int,
+              help="Micro-batch size (pins per nft transaction).")  # fmt: skip
+@click.option("--max-delay-ms", default=2.0, show_default=True, type=float,
+              help="Micro-batch max wait, in milliseconds.")  # fmt: skip
 def map_cmd(
-    vips: tuple[str, ...],
+    verbose: bool,
     nexthop_map: tuple[str, ...],
     mirror_sources: tuple[str, ...],
-    state_dir: str | None,
-    reconcile_interval: float,
-    gc_grace: float,
     map_size: int,
     pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
-    verbose: bool,
+    **opts: Any,
 ) -> None:
-    """Map mode: per-flow pins (5-tuple → mark) in nft maps, from mirrored SYNs.
+    """Map mode: per-flow pins (5-tuple → next hop) in nft maps, from mirrored SYNs.
 
     Keeps the per-next-hop marks, rules and tables in step with the routing table (like
     `kernel`, without the postrouting record rule) and, with --nexthop-map, receives mirrored
     SYNs (GRE/ERSPAN) and pins each flow to the next hop its mirror session says carried it.
     """
-    import threading
-
-    from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
-    from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
     from dfagent.core.egress import EgressResolver, parse_session_map
 
-    _setup_logging(verbose)
-    log = logging.getLogger("dfagent.linux")
     try:
         sessions = parse_session_map(nexthop_map)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--nexthop-map") from exc
-    cfg = DatapathConfig(
-        _parse_vips(vips),
-        state_dir=_state_dir(state_dir),
-        reconcile_interval=reconcile_interval,
-        gc_grace=gc_grace,
-        record=False,
-        pin_maps=True,
-        pin_map_size=map_size,
-        pin_timeout=pin_timeout,
+    sources = _mirror_sources(mirror_sources) if sessions else None
+    for name, value in (("--size", map_size), ("--timeout", pin_timeout),
+                        ("--max-items", max_items)):  # fmt: skip
+        if value <= 0:
+            raise click.BadParameter("must be more than 0", param_hint=name)
+    cfg = _config(
+        record=False, pin_maps=True, pin_map_size=map_size, pin_timeout=pin_timeout, **opts
     )
-    dp = LinuxDatapath(cfg)
-    dp.start()
-    if not sessions:
-        log.info("map-mode receiver=off (pins through the MapPinner API only)")
-        _run_until_signal(dp)
-        return
+    _need_root("map")
+    _setup_logging(verbose)
+    log = logging.getLogger("dfagent.linux")
+    with _running(cfg) as dp:
+        if not sessions:
+            log.info("map-mode receiver=off (pins through the MapPinner API only)")
+            _on_signals(dp.stop)
+            dp.run()
+            return
+        egress = EgressResolver(sessions, vips=cfg.vips)
+        _serve_mirrors(dp, egress, sources, pin_timeout, max_items, max_delay_ms, log)
 
+
+def _serve_mirrors(
+    dp: LinuxDatapath,
+    egress: Any,
+    sources: list[str] | None,
+    pin_timeout: int,
+    max_items: int,
+    max_delay_ms: float,
+    log: logging.Logger,
+) -> None:
+    from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
     from dfagent.mirror.receiver import MirrorReceiver
 
     stop = threading.Event()
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
+    def _stop() -> None:
         stop.set()
         dp.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    receiver = MirrorReceiver(list(mirror_sources) or None)
-    receiver.open()
+    _on_signals(_stop)
+    receiver = MirrorReceiver(sources)
+    try:
+        receiver.open()
+    except (OSError, ValueError) as exc:
+        _fail(f"mirror receiver: {exc}")
     threads = [
         threading.Thread(target=dp.run, name="datapath", daemon=True),
         threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
@@ -209,12 +343,13 @@ def map_cmd(
         t.start()
     pinner = MapPinner(dp.nft, dp.resolve_mark, timeout=pin_timeout)
     batcher = MicroBatcher(pinner, max_items=max_items, max_delay=max_delay_ms / 1000)
-    egress = EgressResolver(sessions)
     log.info(
         "map-mode receiver=on sessions=%s sources=%s",
-        json.dumps({str(k): v for k, v in sessions.items()}),
-        ",".join(mirror_sources) or "any",
+        json.dumps({str(k): v for k, v in egress.sessions.items()}),
+        ",".join(sources) if sources else "any",
     )
+    if sources is None:
+        log.warning("mirror-source-any: mirrored SYNs are accepted from every host")
     next_report = time.monotonic() + 10
     try:
         while not stop.is_set():
@@ -227,11 +362,12 @@ def map_cmd(
                 next_report = now + 10
                 st = pinner.stats
                 log.info(
-                    "map-pins pinned=%d live=%d unknown_session=%d unknown_nexthop=%d "
-                    "replaced=%d failed=%d batches=%d mirror=%s",
+                    "map-pins pinned=%d live=%d unknown_session=%d not_vip=%d "
+                    "unknown_nexthop=%d replaced=%d failed=%d batches=%d mirror=%s",
                     st.pinned,
                     pinner.count(),
                     egress.unknown,
+                    egress.not_vip,
                     st.unknown_nexthop,
                     st.replaced,
                     st.failed,
@@ -245,31 +381,49 @@ def map_cmd(
         for t in threads:
             t.join(5)
         receiver.close()
-        dp.close()
 
 
 @linux.command()
 @STATE_DIR_OPT
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--no-count", is_flag=True, help="Skip the conntrack dump.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-count", is_flag=True, help="Skip the conntrack dump (pinned shows -).")
 def status(state_dir: str | None, as_json: bool, no_count: bool) -> None:
-    """Next hops, marks, tables, rules and pinned-flow counts."""
-    from dfagent.backends.linux.datapath import format_status
-    from dfagent.backends.linux.datapath import status as get_status
+    """Whether the agent runs, what is really installed (and what is missing), next hops,
+    marks, tables, rules and live pinned-flow counts. Exit 3 when something is missing."""
+    from dfagent.backends.linux.admin import format_status
+    from dfagent.backends.linux.admin import status as get_status
 
+    _need_root("status")
     data = get_status(_state_dir(state_dir), count=not no_count)
     click.echo(json.dumps(data, indent=1) if as_json else format_status(data))
+    if data["missing"] and (data["agent"] or data["nexthops"]):
+        sys.exit(3)
 
 
 @linux.command()
 @STATE_DIR_OPT
 @click.option("--keep-state", is_flag=True, help="Keep the mark allocations file.")
-@click.option("--json", "as_json", is_flag=True)
-def cleanup(state_dir: str | None, keep_state: bool, as_json: bool) -> None:
-    """Remove every nft table, ip rule and route dfagent created, and only those."""
-    from dfagent.backends.linux.datapath import cleanup as do_cleanup
+@click.option(
+    "--stop-agent", is_flag=True, help="Stop (SIGTERM) an agent running on this state dir first."
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cleanup(state_dir: str | None, keep_state: bool, stop_agent: bool, as_json: bool) -> None:
+    """Remove every nft table, ip rule and route dfagent created, and only those; clear
+    dfagent's bits from conntrack marks. Refuses while an agent runs (see --stop-agent)."""
+    from dfagent.backends.linux import admin
+    from dfagent.backends.linux.conntrack import ConntrackError
+    from dfagent.backends.linux.state import AgentRunning
 
-    removed = do_cleanup(_state_dir(state_dir), keep_state=keep_state)
+    _need_root("cleanup")
+    sd = _state_dir(state_dir)
+    try:
+        if stop_agent:
+            pid = admin.stop_agent(sd)
+            if pid:
+                click.echo(f"stopped dfagent pid {pid}", err=True)
+        removed = admin.cleanup(sd, keep_state=keep_state)
+    except (AgentRunning, ConntrackError, OSError) as exc:
+        _fail(str(exc))
     if as_json:
         click.echo(json.dumps(removed))
     else:

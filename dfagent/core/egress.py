@@ -8,6 +8,7 @@ Pure; events are anything with ``session``, ``gre_key``, ``src``, ``dst``, ``spo
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,8 +29,34 @@ class MirroredSyn(Protocol):
     def dport(self) -> int: ...
 
 
+MAX_SESSION = 0xFFFFFFFF  # a GRE key is 32 bits (ERSPAN session ids are 10)
+
+
+def check_nexthop_text(text: str) -> str | None:
+    """Why ``text`` is not a next hop (``ADDR``, ``ADDR%IFNAME`` or ``%IFNAME``), or None."""
+    addr, sep, ifname = text.partition("%")
+    if sep and not _ifname_ok(ifname):
+        return f"{ifname!r} is not an interface name (1-15 characters, no space or /)"
+    if not addr:
+        return None if sep else "empty next hop"
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return f"{addr!r} is not an IP address"
+    if ip.is_link_local and ip.version == 6 and not sep:
+        return f"{addr} is link-local: add %IFNAME"
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        return f"{addr} cannot be a next hop"
+    return None
+
+
+def _ifname_ok(name: str) -> bool:
+    return 0 < len(name) <= 15 and not any(c in name for c in " /\t\n:") and name not in (".", "..")
+
+
 def parse_session_map(items: Iterable[str]) -> dict[int, str]:
-    """``["1=10.0.1.2", "2=fe80::1%swp2", "3=%swp3"]`` → ``{1: "10.0.1.2", …}``.
+    """``["1=10.0.1.2", "2=fe80::1%swp2", "3=%swp3"]`` → ``{1: "10.0.1.2", …}``; every error
+    is reported at once.
 
     ``%IFNAME`` names the member by its interface: the flow's family then picks that
     member's v4 or v6 next hop (one mirror session per member interface covers both)."""
@@ -37,13 +64,21 @@ def parse_session_map(items: Iterable[str]) -> dict[int, str]:
     errors = []
     for item in items:
         sid, sep, nh = item.partition("=")
-        if not sep or not sid.strip().isdigit() or not nh.strip():
+        sid, nh = sid.strip(), nh.strip()
+        if not sep or not sid.isdigit() or not nh:
             errors.append(f"{item!r}: want SESSION=NEXTHOP")
+            continue
+        if int(sid) > MAX_SESSION:
+            errors.append(f"{item!r}: session {sid} is more than 32 bits")
+            continue
+        why = check_nexthop_text(nh)
+        if why:
+            errors.append(f"{item!r}: {why}")
             continue
         if int(sid) in out:
             errors.append(f"{item!r}: session {int(sid)} given twice")
             continue
-        out[int(sid)] = nh.strip()
+        out[int(sid)] = nh
     if errors:
         raise ValueError("; ".join(errors))
     return out
@@ -54,8 +89,21 @@ class EgressResolver:
     """session id (ERSPAN) or GRE key → next hop text; counts what it could not place."""
 
     sessions: Mapping[int, str]
+    # flows to anything else are dropped and counted: a mirror (or a spoofed GRE packet)
+    # must not pin traffic that is not for a VIP, nor fill the pin maps with it
+    vips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     unknown: int = 0
+    not_vip: int = 0
     by_session: dict[int, int] = field(default_factory=dict)
+
+    def for_vip(self, dst: str) -> bool:
+        if not self.vips:
+            return True
+        try:
+            addr = ipaddress.ip_address(dst)
+        except ValueError:
+            return False
+        return any(addr.version == v.version and addr in v for v in self.vips)
 
     def nexthop(self, ev: MirroredSyn) -> str | None:
         sid = ev.session if ev.session is not None else ev.gre_key
@@ -69,6 +117,9 @@ class EgressResolver:
     def pin_items(self, events: Iterable[MirroredSyn]) -> list[tuple[str, str, int, int, str]]:
         out = []
         for ev in events:
+            if not self.for_vip(ev.dst):
+                self.not_vip += 1
+                continue
             nh = self.nexthop(ev)
             if nh is not None:
                 out.append((ev.src, ev.dst, ev.sport, ev.dport, nh))

@@ -13,6 +13,8 @@ Rules of the game:
 * a next hop that leaves the ECMP set (*drained* or withdrawn) keeps its rule and table while
   conntrack entries carry its mark; it leaves the nft map (no new connection can pick it
   anyway); once no entry carries its mark for ``gc_grace`` seconds, everything is removed;
+* a forgotten next hop's slot is quarantined (in ``released``) while any entry carries its
+  mark, and only then handed to another next hop;
 * a *dead* next hop (link down, neighbour FAILED) is released at once: no rule (packets fall
   back to the main table), its mark goes into the ``released`` set so the datapath clears it
   from conntrack on the connection's next packet, and it leaves the map. It is removed once
@@ -110,6 +112,8 @@ class Planner:
     ) -> tuple[Plan, list[Event]]:
         """One reconcile round. ``pinned`` is None when conntrack was not counted this round."""
         events: list[Event] = []
+        if pinned is not None:  # marks no entry carries any more are free again
+            self.marks.unquarantine(pinned)
         members: dict[NextHop, set[str]] = {}
         for vip, nhs in current.items():
             for nh in nhs:
@@ -149,8 +153,9 @@ class Planner:
                 events.append(Event("revived", nh, rec.mark, rec.pinned))
             if self._collectable(rec, now):
                 del self.records[nh]
+                # the slot is free for another next hop once no connection carries it
+                self.marks.release(nh, carried=rec.pinned != 0)
                 events.append(Event("removed", nh, rec.mark, rec.pinned))
-
         return self.plan(), events
 
     def _collectable(self, rec: NhRecord, now: float) -> bool:
@@ -181,6 +186,8 @@ class Planner:
             rules[rec.mark] = nh.family
             for vip in rec.vips:
                 routes.add((rec.mark, vip, nh))
+        # marks of forgotten next hops still on connections: cleared on their next packet
+        released |= self.marks.quarantine
         return Plan(nh_map, frozenset(released), rules, frozenset(routes))
 
     def status(self) -> list[dict[str, object]]:

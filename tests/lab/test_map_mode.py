@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.lab.test_kernel_mode import SERVERS, VIP4, VIP6, Lab, broken, wait_for
+from tests.lab.test_kernel_mode import SERVERS, VIP4, VIP6, Lab, broken, in_map, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -66,7 +66,7 @@ GW = {
 def test_map_mode(lab: Lab) -> None:
     base = lab.snapshot()
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
-    wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
+    wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
     feed = Feeder(lab)
 
     out = lab.client_cmd("open 30 20 keep")
@@ -136,8 +136,11 @@ def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
     """The whole path: ERSPAN II mirrors of the SYNs → receiver → session → next hop → pin."""
     sessions = [f"--nexthop-map={i}={GW[4][s]}" for i, s in enumerate(SERVERS, 1)]
     sessions += [f"--nexthop-map={10 + i}={GW[6][s]}" for i, s in enumerate(SERVERS, 1)]
-    lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", *sessions)
-    wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
+    lab.start_agent(
+        "map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", "--mirror-source", "10.0.0.2",
+        *sessions,
+    )  # fmt: skip
+    wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
 
     out = lab.client_cmd("open 30 20 keep")
     before, flows = out["names"], out["flows"]
@@ -158,3 +161,28 @@ def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
     after = lab.check()
     print(f"map mode from mirrored SYNs, drain: {broken(before, after)} of {len(before)} broke")
     assert broken(before, after) == 0, list(zip(before, after, strict=True))
+
+
+def test_map_mode_refuses_mirrors_from_strangers_and_flows_not_for_a_vip(lab: Lab) -> None:
+    """Mirrored SYNs from a source not on the allow-list, or for a destination that is no
+    VIP, become no pin (10 of 10 spoofed SYNs used to become 5-minute pins)."""
+    sessions = [f"--nexthop-map={i}={GW[4][s]}" for i, s in enumerate(SERVERS, 1)]
+    lab.start_agent(
+        "map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.77", *sessions
+    )  # the real mirror source is 10.0.0.2: everything it sends is a stranger's
+    wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent")
+    (lab.tmp / "sender.py").write_text(SENDER_PY)
+    spoofed = [["10.0.0.2", VIP4, 1000 + i, 8080, 1] for i in range(10)]
+    lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(spoofed)}'")
+    lab.stop_agent()
+
+    lab.start_agent("map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.2", *sessions)
+    wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent again")
+    not_vip = [["10.0.0.2", "192.0.2.80", 2000 + i, 8080, 1] for i in range(10)]
+    barrier = [["10.0.0.2", VIP4, 3000, 8080, 2]]  # one legitimate pin, sent last
+    lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(not_vip + barrier)}'")
+    wait_for(lambda: map_elements(lab, "pin4") >= 1, what="the legitimate pin")
+    time.sleep(0.3)
+    assert map_elements(lab, "pin4") == 1
+    out = lab.x("r", "nft -j list map inet dfagent pin4")
+    assert '"10.0.0.2", "1.1.1.1", 3000, 8080' in out.replace("[", "").replace("]", ""), out

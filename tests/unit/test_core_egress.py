@@ -22,7 +22,34 @@ def test_parse_session_map() -> None:
         2: "fe80::1%swp2",
     }
     with pytest.raises(ValueError, match="want SESSION=NEXTHOP.*given twice"):
-        parse_session_map(["x=1", "1=a", "1=b"])
+        parse_session_map(["x=1", "1=10.0.0.1", "1=%eth1"])
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ("1=foo", "'foo' is not an IP address"),
+        ("1=fe80::1", "link-local: add %IFNAME"),
+        ("1=%a/b", "not an interface name"),
+        ("1=%", "not an interface name"),
+        ("1=10.0.0.1%waytoolonginterface", "not an interface name"),
+        ("1=224.0.0.1", "cannot be a next hop"),
+        ("1=127.0.0.1", "cannot be a next hop"),
+        ("4294967296=10.0.0.1", "more than 32 bits"),
+    ],
+)
+def test_session_map_values_are_validated(item: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_session_map([item])
+
+
+def test_flows_not_for_a_vip_are_dropped_and_counted() -> None:
+    from dfagent.core.nexthops import parse_vip
+
+    r = EgressResolver({1: "10.0.1.2"}, vips=(parse_vip("1.1.1.1/32"), parse_vip("2001:db8::/64")))
+    items = r.pin_items([Ev(1, None), Ev(1, None, dst="9.9.9.9"), Ev(1, None, dst="2001:db8::5")])
+    assert [i[1] for i in items] == ["1.1.1.1", "2001:db8::5"]
+    assert r.not_vip == 1
 
 
 def test_resolve_by_session_then_gre_key() -> None:

@@ -5,6 +5,7 @@ import pytest
 from dfagent.core.marks import (
     MARK_BASE,
     MarkAllocator,
+    MarksExhausted,
     is_dfagent_mark,
     is_dfagent_table,
 )
@@ -57,3 +58,50 @@ def test_nexthop_normalises_and_round_trips() -> None:
         NextHop(5, "e1", "10.0.0.1")
     with pytest.raises(ValueError):
         parse_vip("1.1.1.1/24")
+
+
+def test_mark_space_default_leaves_common_bits_alone() -> None:
+    from dfagent.core.marks import MarkSpace
+
+    sp = MarkSpace()
+    assert sp.mask == 0x0FFF0000 and sp.flag == 0x08000000 and sp.max_index == 0x7FF
+    assert sp.mark(MARK_BASE | 1) == 0x08010000
+    assert sp.mark(MARK_BASE | 0x7FF) == 0x0FFF0000
+    for other in (0x4000, 0x8000, 0x3F00, 0xF0000000, 0xFF):  # kube-proxy, mwan3, by hand
+        assert not sp.overlaps(other)
+    # the slot survives any bits other tools set outside the field
+    assert sp.slot(0x08030000 | 0xF000C0FF) == MARK_BASE | 3
+    assert sp.slot(0x00030000) is None  # no flag bit: not dfagent's
+    assert sp.slot(0x08000000) is None  # index 0 is never allocated
+    with pytest.raises(ValueError):
+        sp.mark(MARK_BASE | 0x800)  # does not fit 11 index bits
+
+
+def test_mark_space_custom_low_bits() -> None:
+    from dfagent.core.marks import MarkSpace
+
+    sp = MarkSpace(0x000000F0)
+    assert sp.flag == 0x80 and sp.max_index == 7
+    assert sp.mark(MARK_BASE | 5) == 0xD0 and sp.slot(0x123400D0) == MARK_BASE | 5
+    alloc = MarkAllocator(max_index=sp.max_index)
+    nhs = [NextHop(4, "e1", f"10.0.0.{i}") for i in range(1, 8)]
+    assert [alloc.mark(nh) for nh in nhs] == [MARK_BASE | i for i in range(1, 8)]
+    with pytest.raises(MarksExhausted, match="widen --mark-mask"):
+        alloc.mark(NextHop(4, "e1", "10.0.0.99"))
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("0x0f0f0000", "contiguous"),
+        ("0x00010000", "one bit"),
+        ("0", "32-bit"),
+        ("0x1ffffffff", "32-bit"),
+        ("lots", "not a number"),
+    ],
+)
+def test_parse_mask_errors(text: str, why: str) -> None:
+    from dfagent.core.marks import parse_mask
+
+    with pytest.raises(ValueError, match=why):
+        parse_mask(text)

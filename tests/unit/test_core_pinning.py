@@ -106,4 +106,35 @@ def test_dead_nexthop_forgotten_after_dead_hold_even_with_idle_entries() -> None
     plan, ev = p.step(10.9, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 3})
     assert ev == [] and S1 in p.records
     plan, ev = p.step(11.0, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 3})
-    assert kinds(ev) == [("removed", S1)] and not plan.released
+    assert kinds(ev) == [("removed", S1)]
+    # 3 idle entries still carry M1: it stays released (cleared on their next packet) and
+    # no new next hop gets it until a count shows none left
+    assert plan.released == {M1}
+    plan, ev = p.step(12.0, {VIP: [S2, S3]}, alive_all, {M1: 3})
+    assert plan.nh_map[S3] == M3 and M1 in plan.released
+    plan, ev = p.step(13.0, {VIP: [S2, S3]}, alive_all, {})
+    assert not plan.released and M1 not in p.marks.quarantine
+
+
+def test_forgotten_nexthop_frees_its_mark() -> None:
+    """A next hop gone (no pins, past the grace) gives its mark back: marks do not pile up
+    for every next hop ever seen (53 reserved for 8 live after a few lab restarts)."""
+    p = Planner(gc_grace=2)
+    p.step(0.0, {VIP: [S1, S2]}, alive_all, {})
+    p.step(1.0, {VIP: [S2]}, alive_all, {})
+    _, ev = p.step(3.5, {VIP: [S2]}, alive_all, {})
+    assert kinds(ev) == [("removed", S1)]
+    assert p.marks.get(S1) is None
+    plan, ev = p.step(4.0, {VIP: [S2, S3]}, alive_all, {})
+    assert plan.nh_map == {S2: M2, S3: M1}  # the lowest free mark again
+
+
+def test_marks_on_live_entries_owned_by_nobody_are_never_handed_out() -> None:
+    """After a crash or a cleanup, entries may carry a mark no known next hop owns: reserved
+    (and released, so those connections re-record) until they are gone."""
+    p = Planner()
+    assert p.marks.reserve({M1: 5}) == {M1}
+    plan, _ = p.step(0.0, {VIP: [S1]}, alive_all, {M1: 5})
+    assert plan.nh_map == {S1: M2} and plan.released == {M1}
+    plan, _ = p.step(1.0, {VIP: [S1, S2]}, alive_all, {})
+    assert plan.nh_map == {S1: M2, S2: M1} and not plan.released

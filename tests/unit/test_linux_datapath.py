@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
-from dfagent.core.marks import MARK_BASE
+from dfagent.backends.linux.nft import NftError
+from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
 
 VIP4 = parse_vip("1.1.1.1/32")
@@ -17,29 +21,59 @@ S1 = NextHop(4, "r1", "10.0.1.2")
 S2 = NextHop(4, "r2", "10.0.2.2")
 S1v6 = NextHop(6, "r1", "fe80::2")
 M1, M2, M3 = MARK_BASE | 1, MARK_BASE | 2, MARK_BASE | 3
+SPACE = MarkSpace()
 ELEM = re.compile(r"(add|delete) element inet dfagent (\w+) \{ (.*) \}")
 
 
 class FakeNft:
+    """Models nft state: chains with their rules, the small maps and sets; scripts are
+    applied line by line (enough for what the datapath writes)."""
+
     def __init__(self) -> None:
         self.table = False
-        self.maps: dict[str, dict[str, int]] = {"nh4": {}, "nh6": {}}
+        self.chains: dict[str, list[str]] = {}
+        self.maps: dict[str, dict[str, int]] = {"nh4": {}, "nh6": {}, "restore": {}}
+        self.sets: set[str] = set()
         self.released: set[int] = set()
+        self.vips: dict[str, set[str]] = {}
         self.scripts: list[str] = []
 
     def table_exists(self) -> bool:
         return self.table
 
+    def delete_table(self) -> bool:
+        had = self.table
+        self.__init__()  # type: ignore[misc]
+        return had
+
     def run(self, script: str) -> str:
         self.scripts.append(script)
         for line in script.splitlines():
+            words = line.split()
             if line.startswith("add table"):
                 self.table = True
+            elif line.startswith(("add map", "add set")):
+                self.sets.add(words[4])
+            elif line.startswith("add chain"):
+                self.chains.setdefault(words[4], [])
+            elif line.startswith("flush chain"):
+                self.chains[words[4]] = []
+            elif line.startswith("delete chain"):
+                del self.chains[words[4]]
+            elif line.startswith("flush map"):
+                self.maps[words[4]].clear()
+            elif line.startswith("flush set") and words[4] == "released":
+                self.released.clear()
+            elif line.startswith("flush set"):
+                self.vips[words[4]] = set()
+            elif line.startswith("add rule"):
+                self.chains[words[4]].append(" ".join(words[5:]))
             m = ELEM.fullmatch(line)
             if not m:
                 continue
             verb, name, body = m.groups()
             if name.startswith("vip"):
+                self.vips.setdefault(name, set()).update(body.split(", "))
                 continue
             for elem in body.split(", "):
                 if name == "released":
@@ -48,20 +82,41 @@ class FakeNft:
                 key, _, val = elem.partition(" : ")
                 if verb == "add":
                     assert key not in self.maps[name], f"duplicate {key}"
-                    self.maps[name][key] = int(val, 16)
+                    self.maps[name][key] = int(val.rsplit("_", 1)[1], 16)
                 else:
                     del self.maps[name][key]
         return ""
 
-    def map_elements(self, name: str) -> list[tuple[list[Any], int]]:
-        out = []
-        for key, mark in self.maps[name].items():
+    def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
+        if command == "list ruleset":
+            return []  # no other user of the mark on this fake router
+        if not self.table:
+            raise NftError(command, 1, "No such file or directory")
+        words = command.split()
+        if words[1] == "chain":
+            return [{"rule": {"chain": words[4], "expr": r}} for r in self.chains[words[4]]]
+        out: list[dict[str, Any]] = [{"map": {"name": n}} for n in sorted(self.sets)]
+        for c, rules in self.chains.items():
+            out.append({"chain": {"name": c}})
+            out += [{"rule": {"chain": c, "expr": r}} for r in rules]
+        return out
+
+    def map_elements(self, name: str) -> list[tuple[Any, Any]]:
+        out: list[tuple[Any, Any]] = []
+        kind = "res" if name == "restore" else "rec"
+        for key, slot in self.maps[name].items():
+            value = {"jump": {"target": f"{kind}_{slot:08x}"}}
+            if name == "restore":
+                out.append((int(key, 16), value))
+                continue
             ifname, addr = key.split(" . ")
-            out.append(([ifname.strip('"'), addr], mark))
+            out.append(([ifname.strip('"'), addr], value))
         return out
 
     def set_elements(self, name: str) -> list[Any]:
-        return sorted(self.released)
+        if name == "released":
+            return sorted(self.released)
+        return sorted(self.vips.get(name, ()))
 
 
 class FakeNetlink:
@@ -91,8 +146,11 @@ class FakeNetlink:
     def owned_rules(self) -> list[OwnedRule]:
         return sorted(self.rules, key=lambda r: r.mark)
 
-    def add_rule(self, fam: int, mark: int) -> None:
-        self.rules.add(OwnedRule(fam, mark, mark, 9000))
+    def add_rule(self, fam: int, mark: int, mask: int, table: int) -> None:
+        self.rules.add(OwnedRule(fam, mark, table, 9000, mask))
+
+    def fwmark_rules(self) -> list[tuple[int, int, int, int]]:
+        return []
 
     def del_rule(self, rule: OwnedRule) -> None:
         self.rules.discard(rule)
@@ -133,8 +191,13 @@ class Kernel:
         dp.start()
         return dp
 
+    def released(self) -> set[int]:
+        """Slots whose marks are in the released set."""
+        return {SPACE.slot(m) or 0 for m in self.nft.released}
+
     def rules(self) -> set[int]:
-        return {r.mark for r in self.nl.rules}
+        """Tables (= slots) with an ip rule."""
+        return {r.table for r in self.nl.rules}
 
 
 def test_kernel_mode_lifecycle(tmp_path: Path) -> None:
@@ -187,19 +250,19 @@ def test_dead_nexthop_released(tmp_path: Path) -> None:
     k.nl.neigh[(1, "10.0.1.2")] = NUD_FAILED
     k.t = 1
     dp.reconcile(force_count=True)
-    assert k.nft.released == {M1}
+    assert k.released() == {M1}
     assert M1 not in k.rules() and all(r.table != M1 for r in k.nl.routes)
     # link of S2 goes down while it is still in the ECMP set
     k.nl.down.add("r2")
     k.t = 2
     dp.reconcile(force_count=True)
-    assert k.nft.released == {M1, M2} and k.nft.maps["nh4"] == {}
+    assert k.released() == {M1, M2} and k.nft.maps["nh4"] == {}
     k.nl.down.clear()
     k.nl.neigh[(2, "10.0.2.2")] = 0x02  # REACHABLE again
     k.t = 3
     dp.reconcile(force_count=True)
     assert k.nft.maps["nh4"] == {'"r2" . 10.0.2.2': M2} and M2 in k.rules()
-    assert k.nft.released == {M1}
+    assert k.released() == {M1}
 
 
 def test_map_mode_has_pin_maps_and_no_record_rule(tmp_path: Path) -> None:
@@ -208,3 +271,121 @@ def test_map_mode_has_pin_maps_and_no_record_rule(tmp_path: Path) -> None:
     script = k.nft.scripts[0]
     assert "add map inet dfagent pin4" in script and "size 1000;" in script
     assert "rt ip nexthop" not in script
+
+
+def test_firewall_reload_is_seen_and_repaired(tmp_path: Path) -> None:
+    """`nft flush ruleset` (every Debian firewall reload) deletes the table: check() says
+    what is missing, repair() puts back chains, maps and elements as they were."""
+    k = Kernel(tmp_path)
+    k.nl.ecmp = {str(VIP4): {S1, S2}, str(VIP6): {S1v6}}
+    dp = k.agent()
+    dp.reconcile(force_count=True)
+    assert dp.check() == []
+    maps, chains = {n: dict(m) for n, m in k.nft.maps.items()}, dict(k.nft.chains)
+    k.nft.delete_table()
+    assert dp.check() == ["table"]
+    assert dp.check_and_repair()
+    assert k.nft.maps == maps and k.nft.chains == chains and dp.check() == []
+    assert dp.repairs == 1
+    # one chain flushed by hand, then one element deleted: each seen and repaired
+    k.nft.chains["prerouting"] = []
+    assert dp.check() == ["chain prerouting"]
+    dp.check_and_repair()
+    del k.nft.maps["nh4"]['"r1" . 10.0.1.2']
+    assert dp.check() == ["next-hop maps"]
+    dp.check_and_repair()
+    assert k.nft.maps == maps and dp.repairs == 3
+    state = json.loads(Path(k.state_dir, "linux-datapath.json").read_text())
+    assert state["repairs"] == 3 and state["last_repair"]["reason"] == "next-hop maps"
+
+
+def test_include_file_recreates_the_whole_table(tmp_path: Path) -> None:
+    k = Kernel(tmp_path)
+    k.nl.ecmp = {str(VIP4): {S1, S2}}
+    include = tmp_path / "dfagent.nft"
+    dp = k.agent(include_file=str(include))
+    dp.reconcile(force_count=True)
+    text = include.read_text()
+    fresh = FakeNft()
+    fresh.run(text)  # what `flush ruleset` + include does: everything from the file alone
+    assert fresh.maps == k.nft.maps and fresh.chains == k.nft.chains
+    mtime = include.stat().st_mtime_ns
+    dp.reconcile(force_count=True)
+    assert include.stat().st_mtime_ns == mtime  # rewritten only when it changes
+
+
+def test_unnumbered_restart_keeps_every_mark(tmp_path: Path) -> None:
+    """IPv4 via IPv6 link-local next hops: the nft key is "ifname" . VIP, which names no
+    gateway. A restart must not read it as a next hop (that took the mark and re-marked
+    the real next hop), and a withdrawn next hop is adopted from its table route."""
+    k = Kernel(tmp_path)
+    u1, u2 = NextHop(4, "r1", "fe80::2"), NextHop(4, "r2", "fe80::3")
+    k.nl.ecmp = {str(VIP4): {u1, u2}}
+    dp = k.agent()
+    dp.reconcile(force_count=True)
+    marks = {nh: rec.mark for nh, rec in dp.planner.records.items()}
+    assert k.nft.maps["nh4"] == {'"r1" . 1.1.1.1': marks[u1], '"r2" . 1.1.1.1': marks[u2]}
+    k.pins = {marks[u1]: 4, marks[u2]: 4}
+    k.nl.ecmp = {str(VIP4): {u2}}  # u1's BGP session drops: withdrawn, pins kept
+    k.t = 1
+    dp.reconcile(force_count=True)
+    for lost_state in (False, True):
+        if lost_state:
+            Path(k.state_dir, "linux-datapath.json").unlink()
+        dp = k.agent()
+        k.t += 1
+        events = dp.reconcile(force_count=True)
+        assert {nh: rec.mark for nh, rec in dp.planner.records.items()} == marks
+        assert not [e for e in events if e.kind == "added"], events
+        assert dp.planner.records[u1].state == "drained"
+
+
+def test_state_file_with_wrong_types_loads_what_is_valid(tmp_path: Path) -> None:
+    k = Kernel(tmp_path)
+    Path(k.state_dir).mkdir(parents=True)
+    Path(k.state_dir, "linux-datapath.json").write_text(
+        json.dumps(
+            {
+                "marks": {"4 r1 10.0.1.2": MARK_BASE | 7, "4 r2 10.0.2.2": "x", "junk": 3},
+                "nexthops": ["not", "a", "dict"],
+                "quarantine": "nope",
+            }
+        )
+    )
+    k.nl.ecmp = {str(VIP4): {S1, S2}}
+    dp = k.agent()
+    dp.reconcile(force_count=True)
+    assert dp.planner.records[S1].mark == MARK_BASE | 7  # the valid part was kept
+    assert dp.planner.records[S2].mark == MARK_BASE | 1
+
+
+def test_marks_on_live_entries_are_not_reused_after_cleanup(tmp_path: Path) -> None:
+    """Entries still carry slot 1 and 2 (a crash, a cleanup): a fresh start reserves them."""
+    k = Kernel(tmp_path)
+    k.pins = {M1: 3, M2: 1}
+    k.nl.ecmp = {str(VIP4): {S1}}
+    dp = k.agent()
+    dp.reconcile(force_count=True)
+    assert dp.planner.records[S1].mark == M3
+    assert k.released() == {M1, M2}
+
+
+def test_other_mark_users_overlapping_our_bits_are_refused(tmp_path: Path) -> None:
+    from dfagent.backends.linux.datapath import MarkConflict
+
+    k = Kernel(tmp_path)
+    rule = {
+        "family": "inet",
+        "table": "fw",
+        "chain": "pre",
+        "handle": 4,
+        "expr": [{"mangle": {"key": {"meta": {"key": "mark"}},
+                             "value": {"|": [{"meta": {"key": "mark"}}, 0x00010000]}}}],
+    }  # fmt: skip
+    real = k.nft.run_json
+    k.nft.run_json = lambda c, terse=False: [{"rule": rule}] if c == "list ruleset" else real(c)  # type: ignore[method-assign]
+    with pytest.raises(MarkConflict, match=r"inet fw chain pre .*0x00010000"):
+        k.agent()
+    assert not k.nft.table  # nothing installed
+    k.agent(allow_mark_overlap=True)
+    assert k.nft.table

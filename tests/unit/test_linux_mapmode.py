@@ -12,6 +12,13 @@ M1, M2 = 0x0DFA0001, 0x0DFA0002
 STMT = re.compile(r"(add|delete|get) element inet dfagent (\w+) \{ (.*) \}")
 
 
+def slot_of(verdict: str) -> int:
+    """``jump pin_0dfa0001`` → 0x0dfa0001 (elements jump to their slot's chain)."""
+    m = re.fullmatch(r"jump pin_([0-9a-f]{8})", verdict)
+    assert m, verdict
+    return int(m.group(1), 16)
+
+
 class FakeNft:
     """Transactions are all-or-nothing, like the kernel's."""
 
@@ -30,9 +37,9 @@ class FakeNft:
             for elem in body.split(", "):
                 key, _, val = elem.partition(" : ")
                 if verb == "add":
-                    if key in new[name] and new[name][key] != int(val, 16):
+                    if key in new[name] and new[name][key] != slot_of(val):
                         raise NftError(script, 1, "File exists")
-                    new[name][key] = int(val, 16)
+                    new[name][key] = slot_of(val)
                 elif verb == "delete":
                     if key not in new[name]:
                         raise NftError(script, 1, "No such file or directory")
@@ -40,7 +47,7 @@ class FakeNft:
                 else:
                     if key not in new[name]:
                         raise NftError(script, 1, "No such file or directory")
-                    out += f"elements = {{ {key} : 0x{new[name][key]:08x} }}"
+                    out += f"elements = {{ {key} : jump pin_{new[name][key]:08x} }}"
         self.maps = new
         return out
 

@@ -58,7 +58,7 @@ def test_elements() -> None:
     )
     assert pin_element("10.0.0.2", "1.1.1.1", 40000, 80, 0x0DFA0001) == (
         "pin4",
-        "10.0.0.2 . 1.1.1.1 . 40000 . 80 : 0x0dfa0001",
+        "10.0.0.2 . 1.1.1.1 . 40000 . 80 : jump pin_0dfa0001",
     )
     assert pin_element("fd00::2", "2001:db8::1", 1, 2, None) == (
         "pin6",

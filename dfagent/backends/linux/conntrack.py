@@ -1,8 +1,8 @@
-"""Counting conntrack entries per dfagent mark.
+"""Counting conntrack entries per dfagent slot.
 
 ctnetlink events are lossy (field notes), so pins are counted with full dumps. The dump is
-filtered in the kernel by mark/mask and done by the ``conntrack`` tool (C, ~240 k entries/s);
-we only parse ``mark=`` from its lines.
+filtered in the kernel on dfagent's flag bit and done by the ``conntrack`` tool (C, ~240 k
+entries/s); we only parse ``mark=`` from its lines and map each mark to its slot.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 import subprocess
 from collections import Counter
 
-from dfagent.core.marks import MARK_BASE, MARK_MASK
+from dfagent.core.marks import MarkSpace
 
 _MARK = re.compile(rb"\bmark=(\d+)")
 
@@ -20,18 +20,48 @@ class ConntrackError(RuntimeError):
     pass
 
 
-def count_by_mark(timeout: float = 60.0) -> dict[int, int]:
-    """mark → number of conntrack entries (IPv4 and IPv6) carrying a dfagent mark."""
+def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
+    """slot → number of conntrack entries (IPv4 and IPv6) carrying its mark."""
     counts: Counter[int] = Counter()
+    flag = f"0x{space.flag:08x}"
     for fam in ("ipv4", "ipv6"):
-        proc = subprocess.run(
-            ["conntrack", "-L", "-f", fam, "-m", f"0x{MARK_BASE:08x}/0x{MARK_MASK:08x}"],
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        try:
+            proc = subprocess.run(
+                ["conntrack", "-L", "-f", fam, "-m", f"{flag}/{flag}"],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConntrackError(f"conntrack -L: {exc}") from exc
         if proc.returncode != 0:
             raise ConntrackError(proc.stderr.decode(errors="replace").strip())
         for m in _MARK.finditer(proc.stdout):
-            counts[int(m.group(1))] += 1
+            slot = space.slot(int(m.group(1)))
+            if slot is not None:
+                counts[slot] += 1
     return dict(counts)
+
+
+def clear_marks(space: MarkSpace, timeout: float = 60.0) -> int:
+    """Clear dfagent's bits from every conntrack entry carrying them (cleanup: a later start
+    must not find old marks on live connections). Returns how many entries were updated."""
+    total = 0
+    for fam in ("ipv4", "ipv6"):
+        try:
+            # -m V/M on update: mark = (mark & ~M) | V, so 0/FIELD clears dfagent's bits
+            # alone (other users' bits stay); conntrack 1.4.7 needs -f for a masked update
+            proc = subprocess.run(
+                ["conntrack", "-U", "-f", fam, "-m", f"0/0x{space.mask:08x}"],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ConntrackError(f"conntrack -U: {exc}") from exc
+        m = re.search(rb"(\d+) flow entries have been updated", proc.stderr)
+        if m:
+            total += int(m.group(1))
+        elif proc.returncode != 0:
+            raise ConntrackError(proc.stderr.decode(errors="replace").strip())
+    return total

@@ -3,42 +3,58 @@
 :class:`LinuxDatapath` owns the nft table (one libnftables handle), the ``ip rule``s and the
 per-next-hop routing tables. :meth:`reconcile` observes the kernel, asks
 :class:`dfagent.core.pinning.Planner` what should exist, and applies the difference.
-:meth:`run` loops on rtnetlink hints plus a periodic reconcile until stopped.
+:meth:`check` compares what nftables really holds with what the datapath wrote and
+:meth:`repair` reinstalls it (a firewall reload deletes the table: nftables events wake the
+loop within milliseconds). :meth:`run` loops on rtnetlink and nftables hints plus a periodic
+reconcile until stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from dfagent.backends.linux import conntrack, state
+from dfagent.backends.linux import conntrack, markusers, state
 from dfagent.backends.linux.netlink import (
     NUD_FAILED,
     NUD_GOOD,
     Netlink,
-    OwnedRoute,
     OwnedRule,
     RouteEvents,
 )
 from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.nftevents import NftEvents
 from dfagent.backends.linux.ruleset import (
+    BASE_CHAINS,
+    SLOT_CHAIN_KINDS,
     RulesetConfig,
+    T,
+    chain_name,
+    hexmark,
+    nh_element,
     nh_map_keys,
     render_base,
+    render_delete_slot_chains,
     render_elements,
+    render_slot_chains,
+    restore_element,
+    verdict_slot,
 )
-from dfagent.core.marks import MarkAllocator, is_dfagent_mark
+from dfagent.core.marks import MarkAllocator, MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
 from dfagent.core.pinning import Event, Plan, Planner
 
 log = logging.getLogger("dfagent.linux")
+
+
+class MarkConflict(RuntimeError):
+    pass
 
 
 @dataclass
@@ -52,15 +68,23 @@ class DatapathConfig:
     pin_maps: bool = False  # map mode
     pin_map_size: int = 2_000_000
     pin_timeout: int = 300
+    space: MarkSpace = field(default_factory=MarkSpace)
+    repair: bool = True  # watch nftables and reinstall what was deleted under us
+    allow_mark_overlap: bool = False  # start even if other rules use dfagent's mark bits
+    include_file: str | None = None  # nft script an operator's firewall config includes
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
-            self.vips, self.record, self.pin_maps, self.pin_map_size, self.pin_timeout
+            self.vips, self.record, self.pin_maps, self.pin_map_size, self.pin_timeout, self.space
         )
 
+    @property
+    def mode(self) -> str:
+        return "map" if self.pin_maps else "kernel"
 
-def _log(kind: str, **fields: Any) -> None:
-    log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in fields.items()))
+
+def _log(kind: str, level: int = logging.INFO, **fields: Any) -> None:
+    log.log(level, "%s %s", kind, " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 class Liveness:
@@ -92,6 +116,16 @@ class Liveness:
         return True
 
 
+@dataclass
+class Written:
+    """What the datapath last wrote to nftables (compared with the kernel by check())."""
+
+    nh: dict[tuple[str, str], int] = field(default_factory=dict)  # (map, key) → slot
+    restore: set[int] = field(default_factory=set)  # slots in the restore map
+    released: set[int] = field(default_factory=set)  # slots in the released set
+    chains: dict[int, bool] = field(default_factory=dict)  # slot → chains filled (live)
+
+
 class LinuxDatapath:
     def __init__(
         self,
@@ -99,79 +133,160 @@ class LinuxDatapath:
         nft: Nft | None = None,
         nl: Netlink | None = None,
         clock: Callable[[], float] = time.monotonic,
-        count_pins: Callable[[], dict[int, int]] = conntrack.count_by_mark,
+        count_pins: Callable[[], dict[int, int]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.space = cfg.space
         self.nft = nft or Nft()
         self.nl = nl or Netlink()
         self.clock = clock
-        self.count_pins = count_pins
-        self.planner = Planner(MarkAllocator(), gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
+        self.count_pins = count_pins or (lambda: conntrack.count_by_slot(cfg.space))
+        allocator = MarkAllocator(max_index=cfg.space.max_index)
+        self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.liveness = Liveness(self.nl)
-        self._elements: dict[tuple[str, str], int] = {}  # (map, key) → mark in nh4/nh6
-        self._released: set[int] = set()
+        self.w = Written()
         self._unkeyable: set[NextHop] = set()
-        self._lock = threading.Lock()
+        self._unrouted: set[str] = set()
+        self._lock = threading.RLock()
         self._last_count = -1e18
-        self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → mark
-        # (family, ifname) → mark, for interfaces that carry exactly one next hop per family
+        self._saved: dict[str, Any] | None = None
+        self._include_text: str | None = None
+        self._base_snapshot: dict[str, list[Any]] | None = None
+        self.repairs = 0
+        self.last_repair: dict[str, Any] | None = None
+        self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → slot
+        # (family, ifname) → slot, for interfaces that carry exactly one next hop per family
         self.interface_marks: dict[tuple[int, str], int] = {}
         self.stop_event = threading.Event()
 
     # ── start: install the table, adopt what is there ────────────────────────────
+    def check_mark_users(self) -> None:
+        """Refuse to start when another rule writes or compares dfagent's mark bits."""
+        if self.cfg.allow_mark_overlap:
+            return
+        users = markusers.nft_writers(self.nft)
+        users += markusers.rule_readers(self.nl.fwmark_rules())
+        found = markusers.conflicts(users, self.space.mask)
+        if found:
+            raise MarkConflict(
+                "other users of the mark overlap dfagent's bits:\n  "
+                + "\n  ".join(found)
+                + "\nchoose free bits with --mark-mask (see docs/kernel-mode.md, 'Mark bits'),"
+                " or pass --allow-mark-overlap if those rules never see VIP traffic"
+            )
+
     def start(self) -> None:
+        self.check_mark_users()
         had_table = self.nft.table_exists()
-        self.nft.run(render_base(self.cfg.ruleset()))
-        now = self.clock()
-        adopted = self._adopt(now)
+        try:
+            self.nft.run(render_base(self.cfg.ruleset()))
+            self._base_snapshot = self._list_base_rules()
+            now = self.clock()
+            adopted = self._adopt(now)
+        except BaseException:
+            if not had_table:  # nothing half-installed
+                with contextlib.suppress(Exception):
+                    self.nft.delete_table()
+            raise
         _log(
             "start",
             vips=",".join(map(str, self.cfg.vips)),
             table_existed=had_table,
             adopted_nexthops=adopted,
-            mode="map" if self.cfg.pin_maps else "kernel",
+            mode=self.cfg.mode,
+            mark_mask=hexmark(self.space.mask),
         )
 
     def _adopt(self, now: float) -> int:
         st = state.load(self.cfg.state_dir)
         marks = self.planner.marks
-        # 1. what the kernel uses right now wins: nft next-hop maps, then tables/routes
-        for mapname, fam in (("nh4", 4), ("nh6", 6)):
-            for key, value in self.nft.map_elements(mapname):
-                if not isinstance(key, list) or len(key) != 2 or not isinstance(value, int):
-                    continue
-                self._elements[(mapname, f'"{key[0]}" . {key[1]}')] = value
-                try:
-                    nh = NextHop(fam, str(key[0]), str(key[1]))
-                except ValueError:
-                    continue
-                if ipaddress.ip_address(nh.gateway).version == fam:
-                    marks.adopt(nh, value)
-        routes = self.nl.owned_routes()
         vips_of: dict[NextHop, set[str]] = {}
-        for r in routes:
+        # 1. the per-next-hop table routes name each next hop exactly (gateway, interface)
+        for r in self.nl.owned_routes():
             if not r.gateway or not r.ifname:
                 continue
-            nh = NextHop(r.family, r.ifname, r.gateway)
-            if marks.adopt(nh, r.table):
-                vips_of.setdefault(nh, set()).add(r.dst)
-        # 2. the state file fills in the rest (allocations of next hops not present now)
-        for key, mark in (st.get("marks") or {}).items():
+            with contextlib.suppress(ValueError):
+                nh = NextHop(r.family, r.ifname, r.gateway)
+                if marks.adopt(nh, r.table):
+                    vips_of.setdefault(nh, set()).add(r.dst)
+        # 2. the nft next-hop maps: "ifname" . gateway → rec_<slot>; an IPv4 route via an
+        #    IPv6 gateway is keyed by "ifname" . VIP (rt ip nexthop = the destination), which
+        #    names no gateway: such keys only confirm slots step 1 or the state file gave
+        for mapname, fam in (("nh4", 4), ("nh6", 6)):
+            for key, value in self.nft.map_elements(mapname):
+                slot = verdict_slot(value)
+                if not isinstance(key, list) or len(key) != 2 or slot is None:
+                    continue
+                self.w.nh[(mapname, f'"{key[0]}" . {key[1]}')] = slot
+                with contextlib.suppress(ValueError):
+                    addr = ipaddress.ip_address(str(key[1]))
+                    if addr.version != fam or self._in_vip(addr):
+                        continue
+                    marks.adopt(NextHop(fam, str(key[0]), str(addr)), slot)
+        # 3. the state file fills in the rest (next hops with no table route right now)
+        for key, mark in _dict(st.get("marks"), "marks").items():
             try:
                 marks.adopt(NextHop.from_key(key), int(mark))
-            except ValueError:
-                continue
-        for key, info in (st.get("nexthops") or {}).items():
+            except (TypeError, ValueError):
+                _log("state-ignored", logging.WARNING, item=f"marks.{key}", value=mark)
+        for key, info in _dict(st.get("nexthops"), "nexthops").items():
             try:
                 nh = NextHop.from_key(key)
-            except ValueError:
+                state_vips = [str(ipaddress.ip_network(v)) for v in info.get("vips", [])]
+            except (AttributeError, TypeError, ValueError):
+                _log("state-ignored", logging.WARNING, item=f"nexthops.{key}")
                 continue
             if marks.get(nh) is not None:
-                vips_of.setdefault(nh, set()).update(info.get("vips", []))
+                vips_of.setdefault(nh, set()).update(state_vips)
+        for slot in _list(st.get("quarantine"), "quarantine"):
+            if isinstance(slot, int):
+                marks.reserve([slot])
         for nh, vips in vips_of.items():
             self.planner.adopt(nh, vips, now)
-        self._released = {int(m) for m in self.nft.set_elements("released") if isinstance(m, int)}
+        # the kernel's own view of slots in use (restore map, released set, chains)
+        for _key, value in self.nft.map_elements("restore"):
+            slot = verdict_slot(value)
+            if slot is not None:
+                self.w.restore.add(slot)
+        self.w.released = {
+            s
+            for m in self.nft.set_elements("released")
+            if isinstance(m, int)
+            for s in [self.space.slot(m)]
+            if s is not None
+        }
+        self.w.chains = {s: True for s in self._kernel_slot_chains()}
+        # marks on live connections that no known next hop owns (a crash, a cleanup that
+        # left conntrack alone, another mask): never hand them out while entries carry them
+        try:
+            carried = self.count_pins()
+            self._last_count = now
+        except Exception as exc:
+            _log("count-failed", logging.WARNING, error=repr(exc))
+        else:
+            for slot in sorted(marks.reserve(carried)):
+                _log(
+                    "mark-quarantined",
+                    logging.WARNING,
+                    mark=hexmark(slot),
+                    entries=carried.get(slot, 0),
+                )
         return len(vips_of)
+
+    def _in_vip(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(addr.version == v.version and addr in v for v in self.cfg.vips)
+
+    def _kernel_slot_chains(self) -> set[int]:
+        from dfagent.backends.linux.ruleset import slot_of_chain
+
+        out = set()
+        for item in self.nft.run_json(f"list table {T}", terse=True):
+            ch = item.get("chain")
+            if ch:
+                slot = slot_of_chain(str(ch.get("name", "")))
+                if slot is not None:
+                    out.add(slot)
+        return out
 
     # ── one reconcile round ──────────────────────────────────────────────────────
     def reconcile(self, force_count: bool = False) -> list[Event]:
@@ -180,23 +295,38 @@ class LinuxDatapath:
             self.nl.refresh_names()
             self.liveness.refresh()
             current = {str(v): self.nl.ecmp_set(v) for v in self.cfg.vips}
+            for vip, nhs in current.items():  # say so once when a VIP has no route
+                if not nhs and vip not in self._unrouted:
+                    self._unrouted.add(vip)
+                    _log(
+                        "vip-unrouted",
+                        logging.WARNING,
+                        vip=vip,
+                        hint="no route with a gateway covers it: nothing to pin",
+                    )
+                elif nhs and vip in self._unrouted:
+                    self._unrouted.discard(vip)
+                    _log("vip-routed", vip=vip, nexthops=len(nhs))
             # a conntrack dump can be big: at most once per interval (GC waits for it)
             due = now - self._last_count >= self.cfg.reconcile_interval
             waiting = any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
+            waiting = waiting or bool(self.planner.marks.quarantine)
             pinned = None
             if force_count or (due and waiting):
                 try:
                     pinned = self.count_pins()
                     self._last_count = now
                 except Exception as exc:  # never GC on a failed count
-                    _log("count-failed", error=repr(exc))
+                    _log("count-failed", logging.WARNING, error=repr(exc))
             plan, events = self.planner.step(now, current, self.liveness, pinned)
             for ev in events:
                 _log(
                     f"nexthop-{ev.kind}",
+                    logging.WARNING if ev.kind == "dead" else logging.INFO,
                     nexthop=str(ev.nexthop),
                     family=ev.nexthop.family,
-                    mark=f"0x{ev.mark:08x}",
+                    mark=hexmark(self.space.mark(ev.mark)),
+                    table=ev.mark,
                     pinned=ev.pinned,
                 )
             self._apply(plan)
@@ -205,19 +335,78 @@ class LinuxDatapath:
             self._save()
             return events
 
-    def _apply(self, plan: Plan) -> None:
+    def _want(self, plan: Plan) -> Written:
+        """What nftables should hold for this plan."""
         vips_by_mark: dict[int, set[str]] = {}
         for table, vip, _nh in plan.routes:
             vips_by_mark.setdefault(table, set()).add(vip)
-        want_elems: dict[tuple[str, str], int] = {}
-        for nh, mark in plan.nh_map.items():
-            keys = nh_map_keys(nh, vips_by_mark.get(mark, set()))
+        want = Written()
+        for nh, slot in plan.nh_map.items():
+            keys = nh_map_keys(nh, vips_by_mark.get(slot, set()))
             if not keys and nh not in self._unkeyable:
                 self._unkeyable.add(nh)
-                _log("nexthop-not-pinnable", nexthop=str(nh), reason="v4-via-v6-needs-/32-vip")
+                _log(
+                    "nexthop-not-pinnable",
+                    logging.WARNING,
+                    nexthop=str(nh),
+                    reason="v4-via-v6-needs-/32-vip",
+                )
             for key in keys:
-                want_elems[key] = mark
+                want.nh[key] = slot
+        want.restore = set(plan.rules)
+        want.released = set(plan.released)
+        want.chains = {s: True for s in plan.rules}
+        # chains still referenced by pins or records of a dead next hop: kept, emptied
+        for s in self.w.chains:
+            want.chains.setdefault(s, False)
+        return want
 
+    def _nft_script(self, want: Written, full: bool = False) -> str:
+        """Chains first (elements jump to them), then element changes. ``full``: rewrite
+        everything (repair), else only the difference from what was written."""
+        have = Written() if full else self.w
+        pin = self.cfg.pin_maps
+        script = ""
+        for slot, live in sorted(want.chains.items()):
+            if full or have.chains.get(slot) != live:
+                script += render_slot_chains(self.space, slot, pin, live)
+        if full:
+            script += "".join(f"flush map {T} {m}\n" for m in ("nh4", "nh6", "restore"))
+            script += f"flush set {T} released\n"
+        stale = [k for k, m in have.nh.items() if want.nh.get(k) != m]
+        fresh = [k for k, m in want.nh.items() if have.nh.get(k) != m]
+        for mapname in ("nh4", "nh6"):
+            script += render_elements("delete", mapname, [k for mn, k in stale if mn == mapname])
+            script += render_elements(
+                "add",
+                mapname,
+                [nh_element(k, want.nh[(mn, k)]) for mn, k in fresh if mn == mapname],
+            )
+        rest = self.space
+        script += render_elements(
+            "delete",
+            "restore",
+            [hexmark(rest.mark(s)) for s in sorted(have.restore - want.restore)],
+        )
+        script += render_elements(
+            "add",
+            "restore",
+            [restore_element(rest, s) for s in sorted(want.restore - have.restore)],
+        )
+        script += render_elements(
+            "delete",
+            "released",
+            [hexmark(rest.mark(s)) for s in sorted(have.released - want.released)],
+        )
+        script += render_elements(
+            "add",
+            "released",
+            [hexmark(rest.mark(s)) for s in sorted(want.released - have.released)],
+        )
+        return script
+
+    def _apply(self, plan: Plan) -> None:
+        want = self._want(plan)
         # additions in dependency order: table routes, rules, then nft (records new pins)
         tables = set(plan.rules) | {r.table for r in self._rules_now()}
         have_routes = set(self.nl.owned_routes(tables))
@@ -229,78 +418,239 @@ class LinuxDatapath:
                 try:
                     self.nl.replace_route(table, vip, nh)
                 except Exception as exc:
-                    _log("route-failed", table=table, vip=vip, nexthop=str(nh), error=repr(exc))
+                    _log(
+                        "route-failed",
+                        logging.ERROR,
+                        table=table,
+                        vip=vip,
+                        nexthop=str(nh),
+                        error=repr(exc),
+                    )
         have_rules = self._rules_now()
-        have_keys = {(r.family, r.mark) for r in have_rules}
-        for mark, fam in plan.rules.items():
-            if (fam, mark) not in have_keys:
+        have_keys = {(r.family, r.mark, r.mask, r.table) for r in have_rules}
+        for slot, fam in plan.rules.items():
+            if (fam, self.space.mark(slot), self.space.mask, slot) not in have_keys:
                 try:
-                    self.nl.add_rule(fam, mark)
+                    self.nl.add_rule(fam, self.space.mark(slot), self.space.mask, slot)
                 except Exception as exc:
-                    _log("rule-failed", mark=f"0x{mark:08x}", error=repr(exc))
-        script = ""
-        stale = [k for k, m in self._elements.items() if want_elems.get(k) != m]
-        for mapname in ("nh4", "nh6"):
-            script += render_elements("delete", mapname, [k for mn, k in stale if mn == mapname])
-        fresh = [k for k, m in want_elems.items() if self._elements.get(k) != m]
-        for mapname in ("nh4", "nh6"):
-            script += render_elements(
-                "add",
-                mapname,
-                [f"{k} : 0x{want_elems[(mn, k)]:08x}" for mn, k in fresh if mn == mapname],
-            )
-        gone_rel = self._released - plan.released
-        new_rel = plan.released - self._released
-        script += render_elements("delete", "released", [f"0x{m:08x}" for m in sorted(gone_rel)])
-        script += render_elements("add", "released", [f"0x{m:08x}" for m in sorted(new_rel)])
+                    _log("rule-failed", logging.ERROR, table=slot, error=repr(exc))
+        script = self._nft_script(want)
         if script:
             try:
                 self.nft.run(script)
-                self._elements = dict(want_elems)
-                self._released = set(plan.released)
+                self.w = want
             except NftError as exc:
-                _log("nft-failed", error=str(exc))
-                self._resync_nft()
+                _log("nft-failed", logging.ERROR, error=str(exc))
+                self.repair("apply failed")
+        self._drop_chains()
+        self._write_include()
 
         # removals: rules, then routes
         for r in have_rules:
-            if plan.rules.get(r.mark) != r.family:
+            if plan.rules.get(r.table) != r.family or r.mark != self.space.mark(r.table):
                 self.nl.del_rule(r)
         for rt in have_routes:
-            want = want_routes.get((rt.table, rt.dst))
-            if want is None or want.gateway != rt.gateway:
+            want_rt = want_routes.get((rt.table, rt.dst))
+            if want_rt is None or want_rt.gateway != rt.gateway:
                 self.nl.del_route(rt)
+
+    def _drop_chains(self) -> None:
+        """Delete emptied slot chains nothing jumps to any more (pins time out first)."""
+        for slot, live in list(self.w.chains.items()):
+            if live or slot in self.w.released:
+                continue
+            try:
+                self.nft.run(render_delete_slot_chains(slot, self.cfg.pin_maps))
+            except NftError:
+                continue  # still referenced (a pin that has not timed out): next round
+            del self.w.chains[slot]
 
     def _rules_now(self) -> list[OwnedRule]:
         return self.nl.owned_rules()
 
-    def _resync_nft(self) -> None:
-        self._elements = {}
+    # ── what nftables really holds: check and repair ─────────────────────────────
+    def check(self) -> list[str]:
+        """What is missing or changed in dfagent's table, compared with what was written
+        (empty: all there). Costs a terse table listing plus the small maps."""
+        with self._lock:
+            try:
+                listing = self.nft.run_json(f"list table {T}", terse=True)
+            except NftError:
+                return ["table"]
+            chains: dict[str, list[Any]] = {}
+            maps: set[str] = set()
+            for item in listing:
+                if "chain" in item:
+                    chains.setdefault(str(item["chain"]["name"]), [])
+                elif "rule" in item:
+                    r = item["rule"]
+                    chains.setdefault(str(r["chain"]), []).append(r.get("expr"))
+                elif "map" in item or "set" in item:
+                    maps.add(str((item.get("map") or item.get("set") or {}).get("name")))
+            missing: list[str] = []
+            want_maps = {"nh4", "nh6", "restore", "released", "vip4", "vip6"}
+            if self.cfg.pin_maps:
+                want_maps |= {"pin4", "pin6"}
+            missing += [f"map {m}" for m in sorted(want_maps - maps)]
+            expected = self._base_rules()
+            for c in BASE_CHAINS:
+                if chains.get(c) != expected.get(c):
+                    missing.append(f"chain {c}")
+            for slot, live in self.w.chains.items():
+                for kind in SLOT_CHAIN_KINDS:
+                    if kind == "pin" and not self.cfg.pin_maps:
+                        continue
+                    got = chains.get(chain_name(kind, slot))
+                    if got is None or len(got) != int(live):
+                        missing.append(f"chain {chain_name(kind, slot)}")
+            if missing:
+                return missing
+            if self._kernel_small_maps() != (self.w.nh, self.w.restore, self.w.released):
+                missing.append("next-hop maps")
+            if self._kernel_vips() != {str(v) for v in self.cfg.vips}:
+                missing.append("vip sets")
+            return missing
+
+    def _base_rules(self) -> dict[str, list[Any]]:
+        """The hooked chains' rules as nft listed them right after dfagent installed them."""
+        if self._base_snapshot is None:
+            self._base_snapshot = self._list_base_rules()
+        return self._base_snapshot
+
+    def _list_base_rules(self) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {c: [] for c in BASE_CHAINS}
+        for c in BASE_CHAINS:
+            for item in self.nft.run_json(f"list chain {T} {c}"):
+                if "rule" in item:
+                    out[c].append(item["rule"].get("expr"))
+        return out
+
+    def _kernel_small_maps(self) -> tuple[dict[tuple[str, str], int], set[int], set[int]]:
+        nh: dict[tuple[str, str], int] = {}
         for mapname in ("nh4", "nh6"):
             for key, value in self.nft.map_elements(mapname):
-                if isinstance(key, list) and len(key) == 2:
-                    self._elements[(mapname, f'"{key[0]}" . {key[1]}')] = int(value)
-        self._released = {int(m) for m in self.nft.set_elements("released") if isinstance(m, int)}
+                slot = verdict_slot(value)
+                if isinstance(key, list) and len(key) == 2 and slot is not None:
+                    nh[(mapname, f'"{key[0]}" . {key[1]}')] = slot
+        restore = {
+            s
+            for _k, v in self.nft.map_elements("restore")
+            for s in [verdict_slot(v)]
+            if s is not None
+        }
+        released = {
+            s
+            for m in self.nft.set_elements("released")
+            if isinstance(m, int)
+            for s in [self.space.slot(m)]
+            if s is not None
+        }
+        return nh, restore, released
+
+    def _kernel_vips(self) -> set[str]:
+        out = set()
+        for name in ("vip4", "vip6"):
+            for e in self.nft.set_elements(name):
+                if isinstance(e, dict) and "prefix" in e:
+                    out.add(f"{e['prefix']['addr']}/{e['prefix']['len']}")
+                elif isinstance(e, str):
+                    out.add(str(ipaddress.ip_network(e)))
+        return out
+
+    def repair(self, reason: str) -> bool:
+        """Reinstall the table, slot chains and small maps in one transaction."""
+        with self._lock:
+            t0 = time.monotonic()
+            script = render_base(self.cfg.ruleset())
+            want = Written(dict(self.w.nh), set(self.w.restore), set(self.w.released))
+            want.chains = dict(self.w.chains)
+            script += self._nft_script(want, full=True)
+            try:
+                self.nft.run(script)
+            except NftError as exc:
+                _log("repair-failed", logging.ERROR, reason=reason, error=str(exc))
+                return False
+            self.w = want
+            self._base_snapshot = self._list_base_rules()
+            self.repairs += 1
+            ms = round((time.monotonic() - t0) * 1000, 1)
+            self.last_repair = {"at": time.time(), "reason": reason, "ms": ms}
+            _log(
+                "nft-repaired",
+                logging.WARNING,
+                reason=repr(reason),
+                ms=ms,
+                repairs=self.repairs,
+                lost="pin-maps" if self.cfg.pin_maps and "table" in reason else "none",
+            )
+            self._save()
+            return True
+
+    def check_and_repair(self) -> bool:
+        """True if something had to be repaired."""
+        missing = self.check()
+        if not missing:
+            return False
+        return self.repair(", ".join(missing[:6]) + ("…" if len(missing) > 6 else ""))
+
+    # ── files the operator and status read ──────────────────────────────────────
+    def include_script(self) -> str:
+        """The whole table as one nft script: an operator's firewall config that starts
+        with ``flush ruleset`` includes it, so a reload re-creates dfagent's table in the
+        same transaction and pinning never lapses."""
+        want = Written(dict(self.w.nh), set(self.w.restore), set(self.w.released))
+        want.chains = dict(self.w.chains)
+        body = render_base(self.cfg.ruleset()) + self._nft_script(want, full=True)
+        head = (
+            "# Written by dfagent: its table, next-hop maps and slot chains as of now.\n"
+            '# Include it after `flush ruleset` in /etc/nftables.conf (include "<this file>")\n'
+            "# so a firewall reload re-creates dfagent's table in the same transaction.\n"
+        )
+        return head + body
+
+    def _write_include(self) -> None:
+        if not self.cfg.include_file:
+            return
+        text = self.include_script()
+        if text == self._include_text:
+            return
+        try:
+            state.write_atomic(self.cfg.include_file, text)
+            self._include_text = text
+        except OSError as exc:
+            _log("include-write-failed", logging.ERROR, path=self.cfg.include_file, error=repr(exc))
 
     def _save(self) -> None:
         data = {
-            "version": 1,
+            "version": 2,
             "vips": [str(v) for v in self.cfg.vips],
-            "mode": "map" if self.cfg.pin_maps else "kernel",
+            "mode": self.cfg.mode,
+            "mark_mask": hexmark(self.space.mask),
             "marks": self.planner.marks.to_json(),
+            "quarantine": sorted(self.planner.marks.quarantine),
             "nexthops": {
                 nh.key(): {"vips": sorted(rec.vips)} for nh, rec in self.planner.records.items()
             },
             "status": self.planner.status(),
-            "updated": time.time(),
+            "repairs": self.repairs,
+            "last_repair": self.last_repair,
+            "include_file": self.cfg.include_file,
         }
+        if data == self._saved:  # written only when something changed
+            return
         try:
-            state.save(self.cfg.state_dir, data)
+            state.save(self.cfg.state_dir, {**data, "updated": time.time()})
+            self._saved = data
         except OSError as exc:
-            _log("state-save-failed", error=repr(exc))
+            _log(
+                "state-save-failed",
+                logging.ERROR,
+                path=str(state.state_path(self.cfg.state_dir)),
+                error=repr(exc),
+            )
 
     def resolve_mark(self, family: int, nexthop: str | NextHop) -> int | None:
-        """Mark of an ECMP member (for map mode): ``nexthop`` is a gateway address,
+        """Slot of an ECMP member (for map mode): ``nexthop`` is a gateway address,
         ``gateway%ifname``, ``%ifname`` (the one next hop of the flow's family on that
         interface: a mirror session per member interface serves v4 and v6 alike, and v6
         next hops are often link-local) or a NextHop. Pass this to :class:`MapPinner`."""
@@ -315,18 +665,29 @@ class LinuxDatapath:
 
     # ── the loop ────────────────────────────────────────────────────────────────
     def run(self, on_reconcile: Callable[[LinuxDatapath], None] | None = None) -> None:
+        import select
+
         events = RouteEvents()
+        watch = NftEvents() if self.cfg.repair else None
+        socks: list[Any] = [events.sock] + ([watch.sock] if watch else [])
         try:
             self.reconcile(force_count=True)
+            if watch:
+                self.check_and_repair()
             next_periodic = self.clock() + self.cfg.reconcile_interval
             while not self.stop_event.is_set():
-                timeout = min(next_periodic - self.clock(), 0.5)
-                changed = events.wait(timeout)
+                timeout = max(0.0, min(next_periodic - self.clock(), 0.5))
+                ready, _, _ = select.select(socks, [], [], timeout)
+                if watch and watch.sock in ready and watch.pending():
+                    self.check_and_repair()  # a reload: at once, no debounce
+                changed = events.sock in ready and events.wait(0)
                 if changed:
                     time.sleep(0.05)  # debounce bursts (multipath route replace = several msgs)
                     events.wait(0)
                 periodic = self.clock() >= next_periodic
                 if changed or periodic:
+                    if periodic and watch:
+                        self.check_and_repair()  # the safety net for lost events
                     self.reconcile(force_count=periodic)
                     if periodic:
                         next_periodic = self.clock() + self.cfg.reconcile_interval
@@ -334,7 +695,9 @@ class LinuxDatapath:
                         on_reconcile(self)
         finally:
             events.close()
-            _log("stop", nexthops=len(self.planner.records))
+            if watch:
+                watch.close()
+            _log("stop", nexthops=len(self.planner.records), repairs=self.repairs)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -343,120 +706,26 @@ class LinuxDatapath:
         self.nl.close()
 
 
-# ── status and cleanup (separate processes, no running agent needed) ─────────────
+def _dict(value: Any, what: str) -> dict[str, Any]:
+    if value is None or isinstance(value, dict):
+        return value or {}
+    _log("state-ignored", logging.WARNING, item=what, reason=f"not an object: {type(value)}")
+    return {}
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None or isinstance(value, list):
+        return value or []
+    _log("state-ignored", logging.WARNING, item=what, reason=f"not a list: {type(value)}")
+    return []
+
+
 def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], int]:
-    """(family, ifname) → mark where that interface has one next hop of the family."""
+    """(family, ifname) → slot where that interface has one next hop of the family."""
     seen: dict[tuple[int, str], list[int]] = {}
     for nh, mark in nh_map.items():
         seen.setdefault((nh.family, nh.ifname), []).append(mark)
     return {key: marks[0] for key, marks in seen.items() if len(marks) == 1}
 
 
-def status(state_dir: str, count: bool = True) -> dict[str, Any]:
-    st = state.load(state_dir)
-    nl = Netlink()
-    nft = Nft()
-    try:
-        rules = nl.owned_rules()
-        routes = nl.owned_routes()
-        nh_elems = {
-            f"{k[0]}%{k[1]}" if isinstance(k, list) else str(k): v
-            for mapname in ("nh4", "nh6")
-            for k, v in nft.map_elements(mapname)
-        }
-        released = nft.set_elements("released")
-        pinned: dict[int, int] | None = None
-        if count:
-            try:
-                pinned = conntrack.count_by_mark()
-            except Exception:
-                pinned = None
-        nexthops = []
-        for rec in st.get("status", []):
-            mark = int(rec["table"])
-            rec = dict(rec)
-            rec["rule"] = any(r.mark == mark for r in rules)
-            rec["routes"] = sorted(r.dst for r in routes if r.table == mark)
-            if pinned is not None:
-                rec["pinned"] = pinned.get(mark, 0)
-            nexthops.append(rec)
-        other = (
-            {
-                f"0x{m:08x}": n
-                for m, n in pinned.items()
-                if not any(int(x["table"]) == m for x in nexthops)
-            }
-            if pinned
-            else {}
-        )
-        return {
-            "table": nft.table_exists(),
-            "vips": st.get("vips", []),
-            "mode": st.get("mode"),
-            "nexthops": nexthops,
-            "nft_nexthop_map": nh_elems,
-            "released_marks": [f"0x{m:08x}" for m in released if isinstance(m, int)],
-            "rules": len(rules),
-            "routes": len(routes),
-            "pinned_other_marks": other,
-            "state_updated": st.get("updated"),
-        }
-    finally:
-        nl.close()
-
-
-def cleanup(state_dir: str | None, keep_state: bool = False) -> dict[str, int]:
-    """Remove dfagent's nft table, ip rules and table routes (recognised by their markers)."""
-    nl = Netlink()
-    nft = Nft()
-    try:
-        removed_table = nft.delete_table()
-        rules: Iterable[OwnedRule] = nl.owned_rules()
-        n_rules = 0
-        for r in rules:
-            nl.del_rule(r)
-            n_rules += 1
-        routes: Iterable[OwnedRoute] = nl.owned_routes()
-        n_routes = 0
-        for rt in routes:
-            nl.del_route(rt)
-            n_routes += 1
-        removed_state = False
-        if state_dir and not keep_state:
-            removed_state = state.remove(state_dir)
-        return {
-            "nft_tables": int(removed_table),
-            "rules": n_rules,
-            "routes": n_routes,
-            "state_files": int(removed_state),
-        }
-    finally:
-        nl.close()
-
-
-def format_status(data: dict[str, Any]) -> str:
-    lines = [
-        f"nft table inet dfagent: {'present' if data['table'] else 'absent'}"
-        f"   mode: {data.get('mode')}   vips: {', '.join(data.get('vips') or []) or '-'}",
-        f"rules: {data['rules']}   table routes: {data['routes']}"
-        f"   released marks: {', '.join(data['released_marks']) or '-'}",
-        f"{'NEXT HOP':34} {'FAM':>3} {'MARK':>10} {'TABLE':>10} {'STATE':8} {'RULE':4} PINNED",
-    ]
-    for nh in data["nexthops"]:
-        lines.append(
-            f"{nh['nexthop']:34} {nh['family']:>3} {nh['mark']:>10} {nh['table']:>10}"
-            f" {nh['state']:8} {'yes' if nh['rule'] else 'no':4} {nh.get('pinned')}"
-        )
-    if data.get("pinned_other_marks"):
-        lines.append(f"pinned under unknown marks: {json.dumps(data['pinned_other_marks'])}")
-    return "\n".join(lines)
-
-
-__all__ = [
-    "DatapathConfig",
-    "LinuxDatapath",
-    "cleanup",
-    "format_status",
-    "is_dfagent_mark",
-    "status",
-]
+__all__ = ["DatapathConfig", "LinuxDatapath", "MarkConflict"]

@@ -1,4 +1,4 @@
-"""Map mode: one nft map element per flow (5-tuple → next-hop mark), written in micro-batches.
+"""Map mode: one nft map element per flow (5-tuple → next-hop slot), written in micro-batches.
 
 The egress of each flow is *observed* (a SYN mirrored at an ECMP member's egress says which
 next hop carried it), so callers hand :meth:`MapPinner.pin` items of
@@ -6,9 +6,9 @@ next hop carried it), so callers hand :meth:`MapPinner.pin` items of
 mark kernel mode uses (its ``ip rule`` and routing table are kept by
 :class:`dfagent.backends.linux.datapath.LinuxDatapath` running with ``pin_maps=True``).
 
-The maps (``pin4``/``pin6``) have a declared ``size`` and a timeout; the prerouting rule copies
-the element's mark into the packet and into the conntrack entry, so a connection stays pinned
-after its element has timed out.
+The maps (``pin4``/``pin6``) have a declared ``size`` and a timeout; an element jumps to its
+slot's ``pin_<slot>`` chain, which writes the slot's mark bits into the packet and into the
+conntrack entry, so a connection stays pinned after its element has timed out.
 
 Every batch is one nft transaction through one libnftables handle. A batch that fails (an
 element already pinned to another next hop, or an unpin of an expired element) is split in
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dfagent.backends.linux.nft import Nft, NftError
-from dfagent.backends.linux.ruleset import T, pin_element, render_elements
+from dfagent.backends.linux.ruleset import T, pin_element, render_elements, verdict_slot
 from dfagent.core.nexthops import NextHop
 
-_ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
+_ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
 
 
 class PinItem(NamedTuple):
@@ -73,8 +73,9 @@ def kernel_resolver(nft: Nft) -> Resolver:
         table.clear()
         for mapname, fam in (("nh4", 4), ("nh6", 6)):
             for key, value in nft.map_elements(mapname):
-                if isinstance(key, list) and len(key) == 2:
-                    table[(fam, str(key[1]))] = int(value)
+                slot = verdict_slot(value)
+                if isinstance(key, list) and len(key) == 2 and slot is not None:
+                    table[(fam, str(key[1]))] = slot
 
     inner = resolver_from(table)
 
@@ -190,13 +191,13 @@ class MapPinner:
         return self._live
 
     def lookup(self, src: str, dst: str, sport: int, dport: int) -> int | None:
-        """The mark pinned for one flow in the kernel map, or None."""
+        """The slot pinned for one flow in the kernel map, or None."""
         mapname, key = pin_element(src, dst, sport, dport, None)
         try:  # nft 1.0.6 answers `get element` in text even in JSON mode
             out = self.nft.run(f"get element {T} {mapname} {{ {key} }}")
         except NftError:
             return None
-        m = _ELEM_MARK.search(out)
+        m = _ELEM_SLOT.search(out)
         return int(m.group(1), 16) if m else None
 
 

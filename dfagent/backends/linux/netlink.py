@@ -43,6 +43,7 @@ class OwnedRule:
     mark: int
     table: int
     priority: int
+    mask: int = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -170,19 +171,46 @@ class Netlink:
                     continue
                 if prio != RULE_PRIORITY and r.get_attr("FRA_PROTOCOL") != RT_PROTO:
                     continue
+                mask = r.get_attr("FRA_FWMASK")
                 out.append(
-                    OwnedRule(fam, int(r.get_attr("FRA_FWMARK") or 0), int(table), int(prio or 0))
+                    OwnedRule(
+                        fam,
+                        int(r.get_attr("FRA_FWMARK") or 0),
+                        int(table),
+                        int(prio or 0),
+                        0xFFFFFFFF if mask is None else int(mask),
+                    )
                 )
         return out
 
-    def add_rule(self, fam: int, mark: int) -> None:
+    def fwmark_rules(self) -> list[tuple[int, int, int, int]]:
+        """(family, priority, fwmark, fwmask) of every other ``ip rule`` that has a fwmark."""
+        out = []
+        for fam in (4, 6):
+            for r in self.ipr.get_rules(family=AF[fam]):
+                table = r.get_attr("FRA_TABLE") or r.get("table")
+                if table is not None and is_dfagent_table(int(table)):
+                    continue
+                mark = r.get_attr("FRA_FWMARK")
+                mask = r.get_attr("FRA_FWMASK")
+                if mark is None and mask is None:
+                    continue
+                out.append(
+                    (fam, int(r.get_attr("FRA_PRIORITY") or 0), int(mark or 0),
+                     0xFFFFFFFF if mask is None else int(mask))
+                )  # fmt: skip
+        return out
+
+    def add_rule(self, fam: int, mark: int, mask: int, table: int) -> None:
+        """``fwmark MARK/MASK lookup TABLE``: only dfagent's bits are compared, so another
+        tool setting other bits of the same packet does not unpin it."""
         self.ipr.rule(
             "add",
             family=AF[fam],
             priority=RULE_PRIORITY,
             fwmark=mark,
-            fwmask=0xFFFFFFFF,
-            table=mark,
+            fwmask=mask,
+            table=table,
             protocol=RT_PROTO,
         )
 
@@ -191,7 +219,7 @@ class Netlink:
         if rule.priority:
             kw["priority"] = rule.priority
         if rule.mark:
-            kw.update(fwmark=rule.mark, fwmask=0xFFFFFFFF)
+            kw.update(fwmark=rule.mark, fwmask=rule.mask)
         with contextlib.suppress(Exception):
             self.ipr.rule("del", **kw)
 

@@ -40,20 +40,24 @@ class Nft:
             raise NftError(script, rc, err)
         return str(out)
 
-    def run_json(self, command: str) -> list[dict[str, Any]]:
+    def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
+        """A list command's JSON objects; ``terse`` leaves set and map elements out (the
+        per-flow maps of map mode can hold millions)."""
         with self._lock:
             self._nft.set_json_output(True)
+            self._nft.set_terse_output(terse)
             try:
                 rc, out, err = self._nft.cmd(command)
             finally:
                 self._nft.set_json_output(False)
+                self._nft.set_terse_output(False)
         if rc != 0:
             raise NftError(command, rc, err)
         return list(json.loads(out).get("nftables", [])) if out else []
 
     def table_exists(self) -> bool:
         try:
-            self.run_json(f"list table {T}")
+            self.run_json(f"list table {T}", terse=True)
         except NftError:
             return False
         return True
