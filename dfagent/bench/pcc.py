@@ -89,9 +89,17 @@ class Holder:
         )
 
     def ask(self, cmd: str, **kw: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(cmd, **kw)
+        return self.reply(cmd)
+
+    def send(self, cmd: str, **kw: Any) -> None:
+        """Start a command (e.g. ``traffic``) and do other things before :meth:`reply`."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"cmd": cmd, **kw}) + "\n")
         self.proc.stdin.flush()
+
+    def reply(self, cmd: str = "") -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise LabError(f"connection holder died during {cmd!r}")

@@ -136,6 +136,7 @@ class Planner:
             if nh not in members and rec.in_ecmp:
                 rec.in_ecmp = False
                 rec.left_at = now
+                rec.zero_since = None  # a zero counted before it left proves nothing
                 events.append(Event("drained", nh, rec.mark, rec.pinned))
             if pinned is not None:
                 rec.pinned = pinned.get(rec.mark, 0)
@@ -147,6 +148,8 @@ class Planner:
             rec.alive = alive(nh)
             if was_alive and not rec.alive:
                 rec.dead_since = now
+                if pinned is None:
+                    rec.zero_since = None  # wait for a count taken after the death
                 events.append(Event("dead", nh, rec.mark, rec.pinned))
             elif rec.alive and not was_alive:
                 rec.dead_since = None

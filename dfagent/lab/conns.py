@@ -5,6 +5,8 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
     {"cmd": "check"}          → {"alive": a, "broken": b, "by_server": {…}, "broken_from": {…}}
     {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}
     {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
+    {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
+                                traffic while the caller changes things, then the totals
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -146,6 +148,21 @@ class Holder:
             "by_server": self._by_server(),
             "broken_from": dict(sorted(broken_now.items())),
         }
+
+    def traffic(self, seconds: float, interval: float = 0.1) -> dict[str, Any]:
+        """A request on every live connection every ``interval`` seconds for ``seconds``:
+        a connection moved for even one round trip is caught (reset, silence, or another
+        server), not only those still moved at the end."""
+        before = self.broken
+        rounds = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            self.check(timeout=max(interval * 10, 1.0))
+            rounds += 1
+            time.sleep(max(0.0, interval - (time.monotonic() - t0)))
+        return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
+                "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
 
     def fresh(self, count: int) -> dict[str, Any]:
         addrs, port = self.target

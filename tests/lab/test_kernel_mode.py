@@ -134,9 +134,17 @@ def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "") -> 
     raise AssertionError(f"timed out waiting for {what or pred} (last: {last!r})")
 
 
+def states(lab: Any) -> list[tuple[str, str]]:
+    return sorted((n["nexthop"], n["state"]) for n in lab.status()["nexthops"])
+
+
 class Lab:
-    def __init__(self, nexthop_objects: bool = False, fast_nud: bool = False) -> None:
+    def __init__(
+        self, nexthop_objects: bool = False, fast_nud: bool = False, unnumbered: bool = False
+    ) -> None:
         self.nexthop_objects = nexthop_objects
+        self.unnumbered = unnumbered  # v4 VIP routed via the servers' v6 link-local addresses
+        self.link_local: dict[str, str] = {}
         self.fast_nud = fast_nud
         run = secrets.token_hex(2)
         self.prefix = f"dfk-{run}"
@@ -232,8 +240,19 @@ class Lab:
     def set_members(self, members: tuple[str, ...]) -> None:
         """The router's ECMP set for both VIPs (what BGP would install)."""
         idx = {s: i for i, s in enumerate(SERVERS, 1)}
+        if self.unnumbered:  # RFC 5549: IPv4 over IPv6 link-local next hops, as BGP unnumbered
+            if not self.link_local:
+                for s in SERVERS:
+                    self.link_local[s] = wait_for(lambda s=s: self._link_local(s), what="LL")
+            v4 = " ".join(f"nexthop via inet6 {self.link_local[s]} dev r{s}" for s in members)
+            v6 = " ".join(f"nexthop via {self.link_local[s]} dev r{s}" for s in members)
+            self.x("r", f"ip route replace {VIP4}/32 {v4}")
+            self.x("r", f"ip -6 route replace {VIP6}/128 {v6}")
+            return
         if self.nexthop_objects:  # FRR-style: one nexthop object per server, groups per family
             for s, i in idx.items():
+                if s not in members:  # (a device without carrier refuses new objects)
+                    continue
                 self.x("r", f"ip nexthop replace id {10 + i} via 10.0.{i}.2 dev r{s}")
                 self.x("r", f"ip nexthop replace id {20 + i} via fd00:{i}::2 dev r{s}")
             self.x(
@@ -249,6 +268,14 @@ class Lab:
         v6 = " ".join(f"nexthop via fd00:{idx[s]}::2 dev r{s}" for s in members)
         self.x("r", f"ip route replace {VIP4}/32 {v4}")
         self.x("r", f"ip -6 route replace {VIP6}/128 {v6}")
+
+    def _link_local(self, server: str) -> str | None:
+        """The server's eth0 link-local address once DAD has finished."""
+        for a in json.loads(self.x(server, "ip -6 -j addr show dev eth0 scope link")):
+            for info in a.get("addr_info", []):
+                if info.get("local") and not info.get("tentative"):
+                    return str(info["local"])
+        return None
 
     def client_cmd(self, line: str, node: str = "c") -> dict[str, Any]:
         client = self.clients[node]
@@ -456,9 +483,7 @@ def test_kernel_mode_nexthop_objects() -> None:
         before = lab.open(20, 10)
         assert set(before) == set(SERVERS), before
         lab.set_members(("s2", "s3"))
-        wait_for(
-            lambda: in_map(lab.status()) == 4, what="s1 out of the nexthop map"
-        )
+        wait_for(lambda: in_map(lab.status()) == 4, what="s1 out of the nexthop map")
         after = lab.check()
         print(f"kernel mode, nexthop objects: {broken(before, after)} of {len(before)} broke")
         assert broken(before, after) == 0, list(zip(before, after, strict=True))

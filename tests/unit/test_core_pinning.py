@@ -138,3 +138,18 @@ def test_marks_on_live_entries_owned_by_nobody_are_never_handed_out() -> None:
     assert plan.nh_map == {S1: M2} and plan.released == {M1}
     plan, _ = p.step(1.0, {VIP: [S1, S2]}, alive_all, {})
     assert plan.nh_map == {S1: M2, S2: M1} and not plan.released
+
+
+def test_a_zero_count_from_before_the_death_does_not_remove_a_next_hop() -> None:
+    """Counted 0 at start, then connections arrive and the next hop dies in a round with no
+    count: it must wait for a fresh count (it was removed at once, its mark freed while
+    connections still carried it)."""
+    p = Planner(dead_hold=30)
+    p.step(0.0, {VIP: [S1, S2]}, alive_all, {})
+    dead = {S1}
+    plan, ev = p.step(1.0, {VIP: [S2]}, lambda nh: nh not in dead, None)
+    assert kinds(ev) == [("drained", S1), ("dead", S1)] and S1 in p.records
+    plan, ev = p.step(2.0, {VIP: [S2]}, lambda nh: nh not in dead, {M1: 7})
+    assert S1 in p.records and M1 in plan.released
+    plan, ev = p.step(3.0, {VIP: [S2]}, lambda nh: nh not in dead, {})
+    assert kinds(ev) == [("removed", S1)]

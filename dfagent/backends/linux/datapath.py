@@ -441,7 +441,8 @@ class LinuxDatapath:
                 self.w = want
             except NftError as exc:
                 _log("nft-failed", logging.ERROR, error=str(exc))
-                self.repair("apply failed")
+                if self.cfg.repair:
+                    self.repair("apply failed")
         self._drop_chains()
         self._write_include()
 
