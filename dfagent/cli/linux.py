@@ -219,10 +219,10 @@ def kernel(verbose: bool, dead_hold: float, **opts: Any) -> None:
 def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
     """None = any source (only when `any` is written out); else validated addresses."""
     if not given:
-        raise click.BadParameter(
-            "required with --nexthop-map: the addresses your switches send mirrors from "
-            "(or `any`, to accept mirrored SYNs from every host that can reach this router)",
-            param_hint="--mirror-source",
+        raise click.UsageError(
+            "--mirror-source is required with --nexthop-map: the addresses your switches send "
+            "mirrors from (or `any`, to accept mirrored SYNs from every host that can reach "
+            "this router)"
         )
     if "any" in given:
         if len(given) > 1:
