@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,36 @@ STATE_DIR_OPT = click.option(
     help=f"Where mark allocations are kept across restarts [default: {DEFAULT_STATE_DIR}, "
     f"or {DEFAULT_STATE_DIR}/netns/NAME inside `ip netns exec NAME`].",
 )
+
+
+def one_direction_options(f: Callable[..., None]) -> Callable[..., None]:
+    """--one-direction, --notrack, --fin-timeout (kernel and map mode alike)."""
+    f = click.option(
+        "--fin-timeout",
+        default=30,
+        show_default=True,
+        type=int,
+        help="With --one-direction: seconds a pin lives after the client's FIN or RST.",
+    )(f)
+    f = click.option(
+        "--notrack",
+        is_flag=True,
+        help="With --one-direction: no conntrack at all for VIP traffic (raw priority).",
+    )(f)
+    f = click.option(
+        "--one-direction",
+        is_flag=True,
+        help="The router sees only client → server packets (direct server return, a return "
+        "path that bypasses it): pin in per-flow nft maps looked up on every packet, "
+        "refreshed by traffic, instead of conntrack (which marks every packet after the SYN "
+        "INVALID there).",
+    )(f)
+    return f
+
+
+def _check_one_direction(one_direction: bool, notrack: bool) -> None:
+    if notrack and not one_direction:
+        raise click.UsageError("--notrack needs --one-direction (pins live in conntrack)")
 
 
 def _state_dir(given: str | None) -> str:
@@ -87,6 +118,7 @@ def linux() -> None:
     type=float,
     help="Seconds a dead (released) next hop is remembered while entries still carry its mark.",
 )
+@one_direction_options
 @click.option("-v", "--verbose", is_flag=True)
 def kernel(
     vips: tuple[str, ...],
@@ -94,6 +126,9 @@ def kernel(
     reconcile_interval: float,
     gc_grace: float,
     dead_hold: float,
+    one_direction: bool,
+    notrack: bool,
+    fin_timeout: int,
     verbose: bool,
 ) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
@@ -103,6 +138,7 @@ def kernel(
     """
     from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 
+    _check_one_direction(one_direction, notrack)
     _setup_logging(verbose)
     cfg = DatapathConfig(
         _parse_vips(vips),
@@ -110,6 +146,9 @@ def kernel(
         reconcile_interval=reconcile_interval,
         gc_grace=gc_grace,
         dead_hold=dead_hold,
+        one_direction=one_direction,
+        notrack=notrack,
+        fin_timeout=fin_timeout,
     )
     dp = LinuxDatapath(cfg)
     dp.start()
@@ -140,6 +179,7 @@ def kernel(
 @click.option(
     "--max-delay-ms", default=2.0, show_default=True, type=float, help="Micro-batch max wait."
 )
+@one_direction_options
 @click.option("-v", "--verbose", is_flag=True)
 def map_cmd(
     vips: tuple[str, ...],
@@ -152,6 +192,9 @@ def map_cmd(
     pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
+    one_direction: bool,
+    notrack: bool,
+    fin_timeout: int,
     verbose: bool,
 ) -> None:
     """Map mode: per-flow pins (5-tuple → mark) in nft maps, from mirrored SYNs.
@@ -166,6 +209,7 @@ def map_cmd(
     from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
     from dfagent.core.egress import EgressResolver, parse_session_map
 
+    _check_one_direction(one_direction, notrack)
     _setup_logging(verbose)
     log = logging.getLogger("dfagent.linux")
     try:
@@ -181,6 +225,9 @@ def map_cmd(
         pin_maps=True,
         pin_map_size=map_size,
         pin_timeout=pin_timeout,
+        one_direction=one_direction,
+        notrack=notrack,
+        fin_timeout=fin_timeout,
     )
     dp = LinuxDatapath(cfg)
     dp.start()
@@ -207,7 +254,7 @@ def map_cmd(
     ]
     for t in threads:
         t.start()
-    pinner = MapPinner(dp.nft, dp.resolve_mark, timeout=pin_timeout)
+    pinner = MapPinner(dp.nft, dp.resolve_mark, timeout=pin_timeout, one_direction=one_direction)
     batcher = MicroBatcher(pinner, max_items=max_items, max_delay=max_delay_ms / 1000)
     egress = EgressResolver(sessions)
     log.info(

@@ -29,6 +29,7 @@ from dfagent.backends.linux.netlink import (
 )
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import (
+    DEFAULT_FIN_TIMEOUT,
     RulesetConfig,
     nh_map_keys,
     render_base,
@@ -52,10 +53,21 @@ class DatapathConfig:
     pin_maps: bool = False  # map mode
     pin_map_size: int = 2_000_000
     pin_timeout: int = 300
+    # the router sees one direction only: pins in per-flow maps, not conntrack
+    one_direction: bool = False
+    notrack: bool = False
+    fin_timeout: int = DEFAULT_FIN_TIMEOUT
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
-            self.vips, self.record, self.pin_maps, self.pin_map_size, self.pin_timeout
+            self.vips,
+            self.record,
+            self.pin_maps,
+            self.pin_map_size,
+            self.pin_timeout,
+            one_direction=self.one_direction,
+            notrack=self.notrack,
+            fin_timeout=self.fin_timeout,
         )
 
 
@@ -99,10 +111,15 @@ class LinuxDatapath:
         nft: Nft | None = None,
         nl: Netlink | None = None,
         clock: Callable[[], float] = time.monotonic,
-        count_pins: Callable[[], dict[int, int]] = conntrack.count_by_mark,
+        count_pins: Callable[[], dict[int, int]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.nft = nft or Nft()
+        if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
+            nft_ = self.nft
+            count_pins = (
+                (lambda: count_flow_pins(nft_)) if cfg.one_direction else conntrack.count_by_mark
+            )
         self.nl = nl or Netlink()
         self.clock = clock
         self.count_pins = count_pins
@@ -130,6 +147,7 @@ class LinuxDatapath:
             table_existed=had_table,
             adopted_nexthops=adopted,
             mode="map" if self.cfg.pin_maps else "kernel",
+            one_direction=self.cfg.one_direction,
         )
 
     def _adopt(self, now: float) -> int:
@@ -287,6 +305,7 @@ class LinuxDatapath:
             "version": 1,
             "vips": [str(v) for v in self.cfg.vips],
             "mode": "map" if self.cfg.pin_maps else "kernel",
+            "one_direction": self.cfg.one_direction,
             "marks": self.planner.marks.to_json(),
             "nexthops": {
                 nh.key(): {"vips": sorted(rec.vips)} for nh, rec in self.planner.records.items()
@@ -344,6 +363,19 @@ class LinuxDatapath:
 
 
 # ── status and cleanup (separate processes, no running agent needed) ─────────────
+def count_flow_pins(nft: Nft) -> dict[int, int]:
+    """mark → elements of the one-direction flow maps (``flow4``/``flow6``) carrying it.
+
+    A full listing: fine for tens of thousands of flows, about 47 s at a million (field
+    notes), so the agent only counts while a next hop waits for its pins to drain."""
+    counts: dict[int, int] = {}
+    for mapname in ("flow4", "flow6"):
+        for _key, value in nft.map_elements(mapname):
+            if isinstance(value, int) and is_dfagent_mark(value):
+                counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
 def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], int]:
     """(family, ifname) → mark where that interface has one next hop of the family."""
     seen: dict[tuple[int, str], list[int]] = {}
@@ -366,9 +398,10 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
         }
         released = nft.set_elements("released")
         pinned: dict[int, int] | None = None
+        one_direction = bool(st.get("one_direction"))
         if count:
             try:
-                pinned = conntrack.count_by_mark()
+                pinned = count_flow_pins(nft) if one_direction else conntrack.count_by_mark()
             except Exception:
                 pinned = None
         nexthops = []
@@ -393,6 +426,7 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
             "table": nft.table_exists(),
             "vips": st.get("vips", []),
             "mode": st.get("mode"),
+            "one_direction": one_direction,
             "nexthops": nexthops,
             "nft_nexthop_map": nh_elems,
             "released_marks": [f"0x{m:08x}" for m in released if isinstance(m, int)],

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from dfagent.backends.linux.flowhash import flow6_hash
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import T, pin_element, render_elements
 from dfagent.core.nexthops import NextHop
@@ -95,7 +96,9 @@ class MapPinner:
         resolve: Resolver,
         timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        one_direction: bool = False,
     ) -> None:
+        self.one_direction = one_direction  # write flow4/flow6 (no conntrack) instead of pin4/6
         self.nft = nft
         self.resolve = resolve
         self.timeout = timeout
@@ -116,7 +119,7 @@ class MapPinner:
             if mark is None:
                 res.unknown_nexthop += 1
                 continue
-            mapname, elem = pin_element(str(src), str(dst), int(sport), int(dport), mark)  # type: ignore[call-overload]
+            mapname, elem = self._element(str(src), str(dst), int(sport), int(dport), mark)  # type: ignore[call-overload]
             by_map.setdefault(mapname, []).append(elem)
         for mapname, elems in by_map.items():
             self._add(mapname, elems, res)
@@ -125,6 +128,16 @@ class MapPinner:
             self._live += res.pinned
         self._merge(res)
         return res
+
+    def _element(
+        self, src: str, dst: str, sport: int, dport: int, mark: int | None
+    ) -> tuple[str, str]:
+        if not self.one_direction:
+            return pin_element(src, dst, sport, dport, mark)
+        if ":" not in dst:
+            return pin_element(src, dst, sport, dport, mark, prefix="flow")
+        key = str(flow6_hash(src, dst, sport, dport))  # see ruleset.flow_key
+        return "flow6", key if mark is None else f"{key} : 0x{mark:08x}"
 
     def _add(self, mapname: str, elems: list[str], res: PinStats) -> None:
         try:
@@ -153,7 +166,7 @@ class MapPinner:
         by_map: dict[str, list[str]] = {}
         for it in batch:
             src, dst, sport, dport = it[0], it[1], it[2], it[3]
-            mapname, key = pin_element(str(src), str(dst), int(sport), int(dport), None)  # type: ignore[call-overload]
+            mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)  # type: ignore[call-overload]
             by_map.setdefault(mapname, []).append(key)
         removed = 0
         for mapname, keys in by_map.items():
@@ -191,7 +204,7 @@ class MapPinner:
 
     def lookup(self, src: str, dst: str, sport: int, dport: int) -> int | None:
         """The mark pinned for one flow in the kernel map, or None."""
-        mapname, key = pin_element(src, dst, sport, dport, None)
+        mapname, key = self._element(src, dst, sport, dport, None)
         try:  # nft 1.0.6 answers `get element` in text even in JSON mode
             out = self.nft.run(f"get element {T} {mapname} {{ {key} }}")
         except NftError:

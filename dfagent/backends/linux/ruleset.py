@@ -20,6 +20,7 @@ T = f"{FAMILY} {TABLE}"
 NH_MAP_SIZE = 65536
 DEFAULT_PIN_MAP_SIZE = 2_000_000
 DEFAULT_PIN_TIMEOUT = 300
+DEFAULT_FIN_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,11 @@ class RulesetConfig:
     pin_maps: bool = False  # map mode: per-flow 5-tuple → mark maps
     pin_map_size: int = DEFAULT_PIN_MAP_SIZE
     pin_timeout: int = DEFAULT_PIN_TIMEOUT
+    # the router sees only client → server packets (direct server return, asymmetric
+    # return paths): pins live in per-flow maps looked up on every packet, no conntrack
+    one_direction: bool = False
+    notrack: bool = False  # one direction: VIP traffic not tracked at all (raw priority)
+    fin_timeout: int = DEFAULT_FIN_TIMEOUT  # one direction: what a pin has left after FIN/RST
 
     @property
     def vips4(self) -> list[IPNetwork]:
@@ -92,13 +98,103 @@ def render_base(cfg: RulesetConfig) -> str:
             f"add rule {T} {chain} ct direction original meta mark @released"
             " meta mark set 0 ct mark set 0"
         )
-    if cfg.record:
+    if cfg.record and not cfg.one_direction:
         for ipf, fam in (("ip", "4"), ("ip6", "6")):
             lines.append(
                 f"add rule {T} postrouting ct direction original ct mark 0 {ipf} daddr @vip{fam}"
                 f" ct mark set oifname . rt {ipf} nexthop map @nh{fam}"
             )
+    if cfg.one_direction:
+        lines += render_one_direction(cfg)
     return "\n".join(lines) + "\n"
+
+
+FLOW_HASH_SEED = 0x0DFA
+FLOW_HASH_MOD = 0xFFFFFFFF
+
+
+def flow_key(ipf: str) -> str:
+    """The per-flow key of the one-direction maps, as an nft expression.
+
+    IPv4: the exact 5-tuple (16 bytes). IPv6: nft 1.0.6 cannot linearize a packet-path
+    ``update``/``delete`` on a map whose key is longer than 16 bytes (it aborts with
+    ``netlink_gen_expr: Assertion `dreg < ctx->reg_low' failed``; the 36-byte IPv6 5-tuple,
+    even ``ip6 saddr . tcp sport``, hits it), so IPv6 flows are keyed by a 32-bit jhash of
+    the 5-tuple (:func:`dfagent.backends.linux.flowhash.flow6_hash` computes the same in
+    Python for map mode).
+    """
+    tup = f"{ipf} saddr . {ipf} daddr . tcp sport . tcp dport"
+    if ipf == "ip":
+        return tup
+    return f"jhash {tup} mod {FLOW_HASH_MOD} seed 0x{FLOW_HASH_SEED:x}"
+
+
+def render_one_direction(cfg: RulesetConfig) -> list[str]:
+    """Pinning without conntrack, for routers that see only the client → server half.
+
+    Conntrack cannot follow such a connection: after the SYN (entry SYN_SENT, unreplied,
+    120 s) every packet is INVALID, so neither a conntrack mark nor a rule that needs
+    ``ct direction original`` ever applies (docs/kernel-mode.md, "One direction"). Here the
+    pin is a ``flow4``/``flow6`` element (flow key → next-hop mark) looked up on *every*
+    packet to a VIP, whatever conntrack thinks of it:
+
+    - a SYN (no ACK) starts a new flow: its old pin (port reuse) is deleted;
+    - a hit sets the packet mark (→ ``ip rule fwmark`` → the next hop's table);
+    - a released (dead) next hop's pin is deleted, so the flow re-routes (and re-records);
+    - every other packet refreshes the element's timeout (dynset ``update``: the map needs
+      ``flags dynamic``; an update never replaces an existing element's value);
+    - FIN or RST cuts the pin to ``fin_timeout`` and puts the key in ``end4``/``end6`` so
+      the last ACKs do not refresh it again;
+    - kernel mode (``record``): postrouting writes the route's choice for packets without a
+      pin, ``oifname . rt ip nexthop map @nh4`` as in the conntrack-mark variant.
+
+    Maps of their own (not ``pin4``/``pin6``): a map's flags cannot change in place.
+    """
+    size, fin = cfg.pin_map_size, cfg.fin_timeout
+    ours = f"meta mark and {_mark(MARK_MASK)} == {_mark(MARK_BASE)}"
+    lines = []
+    for ipf, fam in _FAMS:
+        key_type = f"typeof {flow_key(ipf)}"
+        lines += [
+            f"add map {T} flow{fam} {{ {key_type} : meta mark; size {size};"
+            f" flags dynamic,timeout; timeout {cfg.pin_timeout}s; }}",
+            f"add set {T} end{fam} {{ {key_type}; size {size};"
+            f" flags dynamic,timeout; timeout {fin}s; }}",
+        ]
+    lines += [
+        f"add chain {T} raw {{ type filter hook prerouting priority raw; policy accept; }}",
+        f"flush chain {T} raw",
+    ]
+    if cfg.notrack:
+        lines += [f"add rule {T} raw {ipf} daddr @vip{fam} notrack" for ipf, fam in _FAMS]
+    for chain in ("prerouting", "output"):
+        for ipf, fam in _FAMS:
+            k, vip = flow_key(ipf), f"{ipf} daddr @vip{fam} meta l4proto tcp"
+            lines += [
+                f"add rule {T} {chain} {vip} tcp flags & (syn|ack) == syn"
+                f" delete @flow{fam} {{ {k} : meta mark }}",
+                f"add rule {T} {chain} {vip} tcp flags & (syn|ack) == syn"
+                f" delete @end{fam} {{ {k} }}",
+                f"add rule {T} {chain} {vip} meta mark set {k} map @flow{fam}",
+                f"add rule {T} {chain} {vip} meta mark @released"
+                f" delete @flow{fam} {{ {k} : meta mark }} meta mark set 0",
+                f"add rule {T} {chain} {vip} {ours} tcp flags & (fin|rst) == 0"
+                f" {k} != @end{fam} update @flow{fam} {{ {k} : meta mark }}",
+                f"add rule {T} {chain} {vip} {ours} tcp flags & (fin|rst) != 0"
+                f" update @flow{fam} {{ {k} timeout {fin}s : meta mark }}"
+                f" update @end{fam} {{ {k} }}",
+            ]
+    if cfg.record:
+        for ipf, fam in _FAMS:
+            lines.append(
+                f"add rule {T} postrouting {ipf} daddr @vip{fam} meta l4proto tcp meta mark 0"
+                f" meta mark set oifname . rt {ipf} nexthop map @nh{fam}"
+                f" update @flow{fam} {{ {flow_key(ipf)} : meta mark }}"
+            )
+    return lines
+
+
+_FAMS = (("ip", "4"), ("ip6", "6"))
 
 
 def nh_map_keys(nh: NextHop, vips: Iterable[str]) -> list[tuple[str, str]]:
@@ -123,8 +219,10 @@ def render_elements(verb: str, mapname: str, items: Iterable[str]) -> str:
     return f"{verb} element {T} {mapname} {{ {body} }}\n" if body else ""
 
 
-def pin_element(src: str, dst: str, sport: int, dport: int, mark: int | None) -> tuple[str, str]:
-    """(map name, element text) for one map-mode flow."""
+def pin_element(
+    src: str, dst: str, sport: int, dport: int, mark: int | None, prefix: str = "pin"
+) -> tuple[str, str]:
+    """(map name, element text) for one map-mode flow (``prefix="flow"``: one direction)."""
     fam = "6" if ":" in dst else "4"
     key = f"{src} . {dst} . {sport} . {dport}"
-    return f"pin{fam}", key if mark is None else f"{key} : {_mark(mark)}"
+    return f"{prefix}{fam}", key if mark is None else f"{key} : {_mark(mark)}"
