@@ -88,6 +88,36 @@ def test_conntrack_pins_fail_in_one_direction(dsr_lab: Lab) -> None:
     n = broken(before, lab.check())
     print(f"one direction, conntrack-mark kernel mode, drain s1: {n} of {len(before)} broke")
     assert n >= before.count("s1") > 0  # s1's all, and what the rehash moved off s2/s3
+    # the agent notices: a warning in its log, the verdict and counters in `status`
+    d = _direction_after_traffic(lab)
+    assert d["suspected"] is True and d["warnings"] == 1, d
+    assert d["counters"]["vip_invalid"] > d["counters"]["vip_packets"] / 2, d
+    assert "one-direction-suspected" in (lab.tmp / "agent.log").read_text()
+    assert "WARNING: conntrack sees no replies" in lab.dfagent("status")
+    lab.stop_agent()
+    lab.dfagent("cleanup")
+
+
+def _direction_after_traffic(lab: Lab) -> dict:
+    """Keep the held connections busy until the agent has judged a full window."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        lab.check()
+        d = lab.status()["direction"]
+        if d.get("windows"):
+            return dict(d)
+        time.sleep(0.5)
+    raise AssertionError(f"the agent judged no window: {lab.status()['direction']}")
+
+
+def test_direction_probe_quiet_when_both_directions_are_seen(lab: Lab) -> None:
+    """The control of the warning: the plain (both directions) lab is never suspected."""
+    lab.start_agent("kernel", *VIPS)
+    wait_for(lambda: lab.status()["rules"] >= 6, what="agent")
+    lab.open(30, 20)
+    d = _direction_after_traffic(lab)
+    assert d["suspected"] is False and d["warnings"] == 0 and d["packets"] >= 100, d
+    assert d["counters"]["vip_invalid"] < d["counters"]["vip_packets"] / 10, d
     lab.stop_agent()
     lab.dfagent("cleanup")
 

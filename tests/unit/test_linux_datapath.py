@@ -63,6 +63,9 @@ class FakeNft:
     def set_elements(self, name: str) -> list[Any]:
         return sorted(self.released)
 
+    def counters(self) -> dict[str, int]:
+        return {}  # no traffic: the one-direction probe never judges
+
 
 class FakeNetlink:
     def __init__(self) -> None:

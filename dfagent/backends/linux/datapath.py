@@ -30,11 +30,14 @@ from dfagent.backends.linux.netlink import (
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import (
     DEFAULT_FIN_TIMEOUT,
+    PROBE_INVALID,
+    PROBE_PACKETS,
     RulesetConfig,
     nh_map_keys,
     render_base,
     render_elements,
 )
+from dfagent.core.direction import DirectionProbe
 from dfagent.core.marks import MarkAllocator, is_dfagent_mark
 from dfagent.core.nexthops import IPNetwork, NextHop
 from dfagent.core.pinning import Event, Plan, Planner
@@ -57,6 +60,7 @@ class DatapathConfig:
     one_direction: bool = False
     notrack: bool = False
     fin_timeout: int = DEFAULT_FIN_TIMEOUT
+    direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -134,6 +138,7 @@ class LinuxDatapath:
         # (family, ifname) → mark, for interfaces that carry exactly one next hop per family
         self.interface_marks: dict[tuple[int, str], int] = {}
         self.stop_event = threading.Event()
+        self.direction = DirectionProbe(window=cfg.direction_window)
 
     # ── start: install the table, adopt what is there ────────────────────────────
     def start(self) -> None:
@@ -218,6 +223,8 @@ class LinuxDatapath:
                     pinned=ev.pinned,
                 )
             self._apply(plan)
+            if not self.cfg.one_direction:
+                self._check_direction(now)
             self.gateway_marks = {(nh.family, nh.gateway): m for nh, m in plan.nh_map.items()}
             self.interface_marks = _unique_by_interface(plan.nh_map)
             self._save()
@@ -289,6 +296,29 @@ class LinuxDatapath:
             if want is None or want.gateway != rt.gateway:
                 self.nl.del_route(rt)
 
+    def _check_direction(self, now: float) -> None:
+        """Warn when the VIP traffic looks one-directional (conntrack pins cannot work)."""
+        try:
+            c = self.nft.counters()
+        except Exception as exc:
+            _log("direction-probe-failed", error=repr(exc))
+            return
+        before = self.direction.verdict.suspected
+        v = self.direction.observe(now, c.get(PROBE_PACKETS, 0), c.get(PROBE_INVALID, 0))
+        if v is None or v.suspected == before:
+            return
+        if v.suspected:
+            log.warning(
+                "one-direction-suspected packets=%d invalid=%d warnings=%d hint=%s",
+                v.packets,
+                v.invalid,
+                v.warnings,
+                "conntrack sees no replies (direct server return or an asymmetric return"
+                " path?): pins in conntrack do not apply; run with --one-direction",
+            )
+        else:
+            _log("one-direction-cleared", packets=v.packets, invalid=v.invalid)
+
     def _rules_now(self) -> list[OwnedRule]:
         return self.nl.owned_rules()
 
@@ -306,6 +336,7 @@ class LinuxDatapath:
             "vips": [str(v) for v in self.cfg.vips],
             "mode": "map" if self.cfg.pin_maps else "kernel",
             "one_direction": self.cfg.one_direction,
+            "direction": self.direction.verdict.to_json(),
             "marks": self.planner.marks.to_json(),
             "nexthops": {
                 nh.key(): {"vips": sorted(rec.vips)} for nh, rec in self.planner.records.items()
@@ -427,6 +458,14 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
             "vips": st.get("vips", []),
             "mode": st.get("mode"),
             "one_direction": one_direction,
+            # conntrack modes: the agent's last verdict, and the kernel's counters since the
+            # table was made (TCP packets to the VIPs, and those conntrack called INVALID)
+            "direction": {
+                **(st.get("direction") or {}),
+                "counters": {
+                    k: v for k, v in nft.counters().items() if k in (PROBE_PACKETS, PROBE_INVALID)
+                },
+            },
             "nexthops": nexthops,
             "nft_nexthop_map": nh_elems,
             "released_marks": [f"0x{m:08x}" for m in released if isinstance(m, int)],
@@ -480,6 +519,13 @@ def format_status(data: dict[str, Any]) -> str:
         lines.append(
             f"{nh['nexthop']:34} {nh['family']:>3} {nh['mark']:>10} {nh['table']:>10}"
             f" {nh['state']:8} {'yes' if nh['rule'] else 'no':4} {nh.get('pinned')}"
+        )
+    d = data.get("direction") or {}
+    if d.get("suspected"):
+        lines.append(
+            f"WARNING: conntrack sees no replies for the VIPs ({d.get('invalid')} of "
+            f"{d.get('packets')} packets INVALID in the last window; {d.get('warnings')} "
+            "warnings): the router sees one direction only, run with --one-direction"
         )
     if data.get("pinned_other_marks"):
         lines.append(f"pinned under unknown marks: {json.dumps(data['pinned_other_marks'])}")

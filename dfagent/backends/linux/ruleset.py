@@ -106,7 +106,28 @@ def render_base(cfg: RulesetConfig) -> str:
             )
     if cfg.one_direction:
         lines += render_one_direction(cfg)
+    else:
+        lines += render_direction_probe()
     return "\n".join(lines) + "\n"
+
+
+PROBE_PACKETS = "vip_packets"
+PROBE_INVALID = "vip_invalid"
+
+
+def render_direction_probe() -> list[str]:
+    """Two named counters telling whether this router sees both directions: forwarded TCP
+    packets to the VIPs, and those conntrack calls INVALID (nearly all but the SYNs when
+    the replies bypass the router). Read by :class:`dfagent.core.direction.DirectionProbe`.
+    Counter objects keep their values across a restart's chain flush."""
+    lines = [f"add counter {T} {PROBE_PACKETS}", f"add counter {T} {PROBE_INVALID}"]
+    for ipf, fam in _FAMS:
+        vip = f"{ipf} daddr @vip{fam} meta l4proto tcp"
+        lines.append(f'add rule {T} prerouting {vip} counter name "{PROBE_PACKETS}"')
+        lines.append(
+            f'add rule {T} prerouting {vip} ct state invalid counter name "{PROBE_INVALID}"'
+        )
+    return lines
 
 
 FLOW_HASH_SEED = 0x0DFA
