@@ -150,7 +150,7 @@ def test_kernel_mode_one_direction(dsr_lab: Lab) -> None:
     wait_for(lambda: lab.status()["rules"] >= 4, what="agent back")
     assert broken(before, lab.check()) == 0
 
-    # traffic refreshes the pins (default timeout 300 s), FIN cuts them to --fin-timeout
+    # the pins carry the default 300 s timeout; FIN cuts them to --fin-timeout
     wait_for(lambda: len(_flow_elements(lab)) == 50, what="the fresh flows' pins gone")
     assert min(left for _, left in _flow_elements(lab)) > 200
     lab.client_cmd("close")
@@ -186,8 +186,10 @@ for line in sys.stdin:
 
 
 def test_map_mode_one_direction(dsr_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pins from MapPinner (v6 keys hashed in Python) hold; traffic keeps them past their
+    4 s timeout; idle, they age out and the flows fall back to ECMP."""
     lab = dsr_lab
-    lab.start_agent("map", *VIPS, extra=("--one-direction",))
+    lab.start_agent("map", *VIPS, extra=("--one-direction", "--timeout", "4"))
     wait_for(lambda: len(lab.status()["nft_nexthop_map"]) >= 6, what="map-mode agent")
     monkeypatch.setattr("tests.lab.test_map_mode.FEEDER_PY", FEEDER_ONE_DIRECTION)
     feed = Feeder(lab)
@@ -200,12 +202,19 @@ def test_map_mode_one_direction(dsr_lab: Lab, monkeypatch: pytest.MonkeyPatch) -
         items.append([src, VIP6 if fam == 6 else VIP4, sport, 8080, GW[fam][name]])
     res = feed(items=items)
     assert res == {"pinned": 50, "unknown": 0, "failed": 0}, res
+    for _ in range(5):  # 7.5 s of traffic: every packet refreshes its pin's 4 s timeout
+        assert broken(before, lab.check()) == 0
+        time.sleep(1.5)
+    assert len(_flow_elements(lab)) == 50
     lab.set_members(("s2", "s3"))
     after = lab.check()
     print(f"one direction, map mode, drain s1: {broken(before, after)} of 50 broke")
     assert broken(before, after) == 0, list(zip(before, after, strict=True))
-    # the pins were found by the packets (v6 through the jhash key) and refreshed by them
-    assert len(_flow_elements(lab)) == 50
+    # idle for longer than the timeout: the pins age out, and s1's flows now follow ECMP
+    wait_for(lambda: not _flow_elements(lab), timeout=10, what="pins aged out")
+    n = broken(before, lab.check())
+    print(f"one direction, map mode, pins aged out: {n} of 50 broke")
+    assert n >= before.count("s1") > 0
     lab.stop_agent()
     lab.dfagent("cleanup")
 
