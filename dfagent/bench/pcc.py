@@ -9,6 +9,10 @@ to see where new flows go.
 Modes: `ecmp` (plain Linux multipath, no dfagent), `resilient` (a Linux resilient nexthop
 group, the events applied to its members), `kernel` (dfagent kernel mode on lb), `map`
 (dfagent map mode fed by a mirror shim on lb).
+
+Topologies: `symmetric` (the resilient-ecmp lab: lb sees both directions) and `asymmetric`
+(the resilient-ecmp-dsr lab: the servers answer the client directly, lb sees only the
+client → server half; the agent runs with `--one-direction`).
 """
 
 from __future__ import annotations
@@ -32,11 +36,20 @@ from dfagent.lab.errors import LabError
 from dfagent.lab.state import LabState
 
 LAB = "resilient-ecmp"
+# topology → (lab, extra agent options)
+TOPOLOGIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "symmetric": (LAB, ()),
+    "asymmetric": ("resilient-ecmp-dsr", ("--one-direction",)),
+}
 VIP4, VIP6, PORT = "1.1.1.1", "2001:db8::1", 80
 SERVERS = {
     f"s{n}": (f"10.2.{n}.2", f"fd00:2:{n}::2", f"eth{n + 1}", 65100 + n) for n in (1, 2, 3, 4)
 }
 MODES = ("ecmp", "resilient", "kernel", "map")
+# kernel / map mode with pins in conntrack even on the asymmetric topology (the failure the
+# --one-direction option fixes, kept measurable); on the symmetric one they equal kernel / map
+CONNTRACK_MODES = ("kernel-ct", "map-ct")
+ALL_MODES = MODES + CONNTRACK_MODES
 # (event, servers in the ECMP set afterwards)
 EVENTS: tuple[tuple[str, frozenset[str]], ...] = (
     ("drain s1", frozenset({"s2", "s3"})),
@@ -115,7 +128,18 @@ class Holder:
 
 
 class PccBench:
-    def __init__(self, connections: int, fresh: int = 60, log: Log = print):
+    def __init__(
+        self,
+        connections: int,
+        fresh: int = 60,
+        log: Log = print,
+        topology: str = "symmetric",
+        rates: bool | None = None,
+    ):
+        self.topology = topology
+        self.lab_name, self.agent_opts = TOPOLOGIES[topology]
+        # the new-connection rate is measured on the symmetric lab only, unless asked
+        self.measure_rates = topology == "symmetric" if rates is None else rates
         self.n = connections
         self.fresh = fresh
         self.log = log
@@ -148,13 +172,15 @@ class PccBench:
             raise LabError(f"{node}: vtysh {commands}: {out.strip()}")
 
     def _lab_up(self) -> None:
-        self.lab = spec.load(LAB)
-        runner.down(LAB)
+        self.lab = spec.load(self.lab_name)
+        runner.down(self.lab_name)
         self.state = runner.up(self.lab, log=False)
         results = checks.run_checks(self.state, self.lab)
         failed = [r for r in results if not r.ok]
         if failed or len(results) != len(self.lab.checks):
-            raise LabError(f"{LAB} did not converge: {failed[0].name}: {failed[0].detail}")
+            raise LabError(
+                f"{self.lab_name} did not converge: {failed[0].name}: {failed[0].detail}"
+            )
 
     def _lab_down(self) -> None:
         for proc in (self.agent, self.shim):
@@ -165,7 +191,7 @@ class PccBench:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self.agent = self.shim = None
-        runner.down(LAB)
+        runner.down(self.lab_name)
         self.state = None
 
     # --- routes -------------------------------------------------------------------------
@@ -246,19 +272,20 @@ class PccBench:
     def _agent_argv(self, mode: str) -> list[str]:
         # the default reconcile interval: route changes wake the agent at once anyway
         vips = ["--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128"]
-        return _dfagent("linux", mode, *vips, "--state-dir", self._state_dir())
+        opts = () if mode in CONNTRACK_MODES else self.agent_opts
+        return _dfagent("linux", _base(mode), *vips, *opts, "--state-dir", self._state_dir())
 
     def _start_agent(self, mode: str) -> None:
         assert self.state is not None
         argv = self._agent_argv(mode)
-        if mode == "map":
+        if _base(mode) == "map":
             # one ERSPAN session per ECMP member interface; the session names the member's
             # interface, and the flow's family picks that member's v4 or v6 next hop
             for name, (_, _, dev, _) in SERVERS.items():
                 argv += ["--nexthop-map", f"{name[1:]}=%{dev}"]
             argv += ["--mirror-source", "127.0.0.1"]
         self.agent = self._spawn(f"agent-{mode}", argv)
-        if mode == "map":
+        if _base(mode) == "map":
             shim = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1"]
             for name, (_, _, dev, _) in SERVERS.items():
                 shim += ["--member", f"{dev}={name[1:]}"]
@@ -341,9 +368,9 @@ class PccBench:
         try:
             if mode == "resilient":
                 self._resilient_setup()
-            elif mode == "kernel":
+            elif mode == "kernel" and self.measure_rates:
                 self._measure_rates(holder)
-            if mode in ("kernel", "map"):
+            if _base(mode) in ("kernel", "map"):
                 self._start_agent(mode)
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
             res.opened, res.open_failed = opened["opened"], opened["failed"]
@@ -372,17 +399,19 @@ class PccBench:
                     f"{mode}: {event:14} alive {ev['alive']:6}  broken {ev['broken']:6}  "
                     f"fresh {ev['fresh']}"
                 )
-            if mode == "map":
-                res.pins = self._count_pins()
-                self.log(f"map: {res.pins} flows in the pin maps")
+            if mode == "map" or (mode == "kernel" and "--one-direction" in self.agent_opts):
+                res.pins = self._count_pins(mode)
+                self.log(f"{mode}: {res.pins} flows in the pin maps")
         finally:
             holder.close()
             self._lab_down()
         return res
 
-    def _count_pins(self) -> int:
+    def _count_pins(self, mode: str) -> int:
         total = 0
-        for name in ("pin4", "pin6"):
+        flows = "--one-direction" in self._agent_argv(mode)
+        names = ("flow4", "flow6") if flows else ("pin4", "pin6")
+        for name in names:
             out = self._on("lb", ["nft", "-j", "list", "map", "inet", "dfagent", name])
             for obj in json.loads(out)["nftables"]:
                 total += len(obj.get("map", {}).get("elem", []))
@@ -392,7 +421,12 @@ class PccBench:
         results = {}
         for mode in modes:
             results[mode] = self.run_mode(mode).as_dict()
-        out: dict[str, Any] = {"connections": self.n, "modes": results}
+        out: dict[str, Any] = {
+            "connections": self.n,
+            "topology": self.topology,
+            "lab": self.lab_name,
+            "modes": results,
+        }
         if self.rates:
             out["new_connection_rate"] = {
                 "without_pinning": round(self.rates["without"], 1),
@@ -403,6 +437,10 @@ class PccBench:
                 "ratio_vs_conntrack": round(self.rates["ratio_conntrack"], 3),
             }
         return out
+
+
+def _base(mode: str) -> str:
+    return mode.removesuffix("-ct")
 
 
 def _dfagent(*args: str) -> list[str]:

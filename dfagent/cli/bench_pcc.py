@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from dfagent.bench.pcc import MODES, PccBench, root_required
+from dfagent.bench.pcc import ALL_MODES, MODES, TOPOLOGIES, PccBench, root_required
 from dfagent.bench.pcc_chart import write_chart
 from dfagent.cli.bench import bench
 from dfagent.lab.errors import LabError
@@ -19,24 +19,41 @@ from dfagent.lab.errors import LabError
     "--modes",
     default=",".join(MODES),
     show_default=True,
-    help="Comma-separated: ecmp, resilient, kernel, map.",
+    help="Comma-separated: ecmp, resilient, kernel, map; kernel-ct and map-ct keep pins in "
+    "conntrack on the asymmetric topology too (to measure what --one-direction fixes).",
+)
+@click.option(
+    "--topology",
+    type=click.Choice(sorted(TOPOLOGIES)),
+    default="symmetric",
+    show_default=True,
+    help="symmetric: lb sees both directions (resilient-ecmp). asymmetric: the servers "
+    "answer the client directly (resilient-ecmp-dsr), the agent runs with --one-direction.",
 )
 @click.option("--fresh", default=60, show_default=True, help="New connections after each event.")
 @click.option("--chart", type=click.Path(dir_okay=False), help="Write a PNG chart here.")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
-def pcc(connections: int, modes: str, fresh: int, chart: str | None, as_json: bool) -> None:
+def pcc(
+    connections: int,
+    modes: str,
+    topology: str,
+    fresh: int,
+    chart: str | None,
+    as_json: bool,
+) -> None:
     """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
     how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
     undrained — with plain ECMP, a resilient nexthop group, and dfagent's kernel and map
     modes."""
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in MODES]
+    unknown = [m for m in wanted if m not in ALL_MODES]
     if unknown:
-        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+        known = ", ".join(ALL_MODES)
+        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {known}")
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     try:
         root_required()
-        result = PccBench(connections, fresh=fresh, log=log).run(wanted)
+        result = PccBench(connections, fresh=fresh, log=log, topology=topology).run(wanted)
     except LabError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -49,7 +66,10 @@ def pcc(connections: int, modes: str, fresh: int, chart: str | None, as_json: bo
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{result['connections']} connections per mode"]
+    lines = [
+        f"{result['connections']} connections per mode, {result.get('topology', 'symmetric')}"
+        f" topology ({result.get('lab', 'resilient-ecmp')})"
+    ]
     lines.append(f"{'mode':10} {'event':14} {'alive':>7} {'broken':>7}  fresh connections went to")
     for mode, r in result["modes"].items():
         for ev in r["events"]:

@@ -111,6 +111,15 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--nft-include", default=None, metavar="PATH",
                      help="Keep dfagent's table as an nft script here, for the firewall config "
                      "to include after `flush ruleset` [default: STATE_DIR/dfagent.nft]."),
+        click.option("--one-direction", is_flag=True,
+                     help="The router sees only client → server packets (direct server "
+                     "return, a return path that bypasses it): pin in per-flow nft maps looked "
+                     "up on every packet and refreshed by traffic, instead of conntrack (which "
+                     "calls every packet after the SYN INVALID there)."),
+        click.option("--notrack", is_flag=True,
+                     help="With --one-direction: no conntrack at all for VIP traffic."),
+        click.option("--fin-timeout", default=30, show_default=True, type=int,
+                     help="With --one-direction: seconds a pin lives after a FIN or RST."),
         click.option("--no-repair", is_flag=True,
                      help="Do not watch nftables nor reinstall dfagent's table when a firewall "
                      "reload deletes it (pinning then stops until the agent restarts)."),
@@ -130,15 +139,24 @@ def _config(
     allow_mark_overlap: bool,
     nft_include: str | None,
     no_repair: bool,
+    one_direction: bool,
+    notrack: bool,
+    fin_timeout: int,
     **kw: Any,
 ) -> DatapathConfig:
     from dfagent.backends.linux.datapath import DatapathConfig
     from dfagent.core.marks import MarkSpace
 
     sd = _state_dir(state_dir)
-    for name, value in (("--reconcile-interval", reconcile_interval), ("--gc-grace", gc_grace)):
+    for name, value in (
+        ("--reconcile-interval", reconcile_interval),
+        ("--gc-grace", gc_grace),
+        ("--fin-timeout", fin_timeout),
+    ):
         if value <= 0:
             raise click.BadParameter("must be more than 0 seconds", param_hint=name)
+    if notrack and not one_direction:
+        raise click.UsageError("--notrack needs --one-direction (the pins live in conntrack)")
     return DatapathConfig(
         _parse_vips(vips),
         state_dir=sd,
@@ -148,6 +166,9 @@ def _config(
         allow_mark_overlap=allow_mark_overlap,
         include_file=nft_include or os.path.join(sd, "dfagent.nft"),
         repair=not no_repair,
+        one_direction=one_direction,
+        notrack=notrack,
+        fin_timeout=fin_timeout,
         **kw,
     )
 
@@ -341,7 +362,13 @@ def _serve_mirrors(
     ]
     for t in threads:
         t.start()
-    pinner = MapPinner(dp.nft, dp.resolve_mark, timeout=pin_timeout)
+    pinner = MapPinner(
+        dp.nft,
+        dp.resolve_mark,
+        timeout=pin_timeout,
+        one_direction=dp.cfg.one_direction,
+        space=dp.space,
+    )
     batcher = MicroBatcher(pinner, max_items=max_items, max_delay=max_delay_ms / 1000)
     log.info(
         "map-mode receiver=on sessions=%s sources=%s",

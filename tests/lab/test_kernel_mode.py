@@ -140,12 +140,19 @@ def states(lab: Any) -> list[tuple[str, str]]:
 
 class Lab:
     def __init__(
-        self, nexthop_objects: bool = False, fast_nud: bool = False, unnumbered: bool = False
+        self,
+        nexthop_objects: bool = False,
+        fast_nud: bool = False,
+        unnumbered: bool = False,
+        dsr: bool = False,
     ) -> None:
         self.nexthop_objects = nexthop_objects
         self.unnumbered = unnumbered  # v4 VIP routed via the servers' v6 link-local addresses
         self.link_local: dict[str, str] = {}
         self.fast_nud = fast_nud
+        # direct server return: the client's segment is a bridge in ``c`` that each server
+        # also joins; servers answer from there, so ``r`` sees only client → server packets
+        self.dsr = dsr
         run = secrets.token_hex(2)
         self.prefix = f"dfk-{run}"
         self.ns = {n: f"{self.prefix}-{n}" for n in ("c", "r", *SERVERS)}
@@ -163,8 +170,14 @@ class Lab:
             sh(f"ip -n {ns} link set lo up")
         r = self.ns["r"]
         sh(f"ip link add c0 netns {self.ns['c']} type veth peer name r0 netns {r}")
-        self.x("c", "ip addr add 10.0.0.2/24 dev c0")
-        self.x("c", "ip -6 addr add fd00::2/64 dev c0 nodad")
+        cdev = "c0"
+        if self.dsr:
+            cdev = "br0"
+            self.x("c", "ip link add br0 type bridge")
+            self.x("c", "ip link set c0 master br0")
+            self.x("c", "ip link set br0 up")
+        self.x("c", f"ip addr add 10.0.0.2/24 dev {cdev}")
+        self.x("c", f"ip -6 addr add fd00::2/64 dev {cdev} nodad")
         self.x("c", "ip link set c0 up")
         self.x("c", "ip route add default via 10.0.0.1")
         self.x("c", "ip -6 route add default via fd00::1")
@@ -206,6 +219,16 @@ class Lab:
             self.x(s, f"ip -6 addr add {VIP6}/128 dev lo")
             self.x(s, f"ip route add default via 10.0.{i}.1")
             self.x(s, f"ip -6 route add default via fd00:{i}::1")
+            if self.dsr:  # s{i} on the client's segment: its answers bypass r
+                c = self.ns["c"]
+                sh(f"ip link add d{s} netns {c} type veth peer name dsr netns {self.ns[s]}")
+                self.x("c", f"ip link set d{s} master br0")
+                self.x("c", f"ip link set d{s} up")
+                self.x(s, f"ip addr add 10.0.0.1{i}/24 dev dsr")
+                self.x(s, f"ip -6 addr add fd00::1{i}/64 dev dsr nodad")
+                self.x(s, "ip link set dsr up")
+                for dev in ("all", "default", "eth0", "dsr"):
+                    self.x(s, f"sysctl -qw net.ipv4.conf.{dev}.rp_filter=0")
         self.set_members(SERVERS)
         for i in range(1, len(SERVERS) + 1):  # resolve neighbours before the first SYN
             self.x("r", f"ping -c1 -W2 10.0.{i}.2")

@@ -118,6 +118,9 @@ class FakeNft:
             return sorted(self.released)
         return sorted(self.vips.get(name, ()))
 
+    def counters(self) -> dict[str, int]:
+        return {}  # no traffic: the one-direction probe never judges
+
 
 class FakeNetlink:
     def __init__(self) -> None:

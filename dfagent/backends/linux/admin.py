@@ -12,9 +12,18 @@ import time
 from typing import Any
 
 from dfagent.backends.linux import conntrack, state
+from dfagent.backends.linux.datapath import count_flow_pins
 from dfagent.backends.linux.netlink import Netlink
 from dfagent.backends.linux.nft import Nft, NftError
-from dfagent.backends.linux.ruleset import BASE_CHAINS, T, hexmark, verdict_slot
+from dfagent.backends.linux.ruleset import (
+    BASE_CHAINS,
+    PROBE_INVALID,
+    PROBE_PACKETS,
+    RulesetConfig,
+    T,
+    hexmark,
+    verdict_slot,
+)
 from dfagent.core.marks import MarkSpace, parse_mask
 
 
@@ -25,7 +34,9 @@ def space_of(st: dict[str, Any]) -> MarkSpace:
         return MarkSpace()
 
 
-def installed(nft: Nft, pin_maps: bool) -> tuple[bool, list[str], dict[int, list[str]]]:
+def installed(
+    nft: Nft, pin_maps: bool, one_direction: bool = False
+) -> tuple[bool, list[str], dict[int, list[str]]]:
     """(table present, what is missing from it, slot → nh-map keys in the kernel)."""
     try:
         listing = nft.run_json(f"list table {T}", terse=True)
@@ -43,9 +54,7 @@ def installed(nft: Nft, pin_maps: bool) -> tuple[bool, list[str], dict[int, list
     missing = [f"chain {c}" for c in BASE_CHAINS if not rules.get(c)]
     if pin_maps:  # map mode records nothing in postrouting
         missing = [m for m in missing if m != "chain postrouting"]
-    want = {"nh4", "nh6", "restore", "released", "vip4", "vip6"} | (
-        {"pin4", "pin6"} if pin_maps else set()
-    )
+    want = RulesetConfig((), pin_maps=pin_maps, one_direction=one_direction).maps
     missing += [f"map {m}" for m in sorted(want - names)]
     keys: dict[int, list[str]] = {}
     for mapname in ("nh4", "nh6"):
@@ -65,7 +74,8 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
     try:
         rules = nl.owned_rules()
         routes = nl.owned_routes()
-        table, missing, keys = installed(nft, st.get("mode") == "map")
+        one_direction = bool(st.get("one_direction"))
+        table, missing, keys = installed(nft, st.get("mode") == "map", one_direction)
         released = {
             s
             for m in nft.set_elements("released")
@@ -77,7 +87,9 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
         count_error = None
         if count:
             try:
-                pinned = conntrack.count_by_slot(space)
+                pinned = (
+                    count_flow_pins(nft, space) if one_direction else conntrack.count_by_slot(space)
+                )
             except conntrack.ConntrackError as exc:
                 count_error = str(exc)
         nexthops = []
@@ -119,6 +131,15 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
             "vips": st.get("vips", []),
             "mode": st.get("mode"),
             "mark_mask": hexmark(space.mask),
+            "one_direction": one_direction,
+            # conntrack modes: the agent's last verdict, and the kernel's counters since the
+            # table was made (TCP packets to the VIPs, and those conntrack called INVALID)
+            "direction": {
+                **_as_dict(st.get("direction")),
+                "counters": {
+                    k: v for k, v in nft.counters().items() if k in (PROBE_PACKETS, PROBE_INVALID)
+                },
+            },
             "nexthops": nexthops,
             "rules": len(rules),
             "routes": len(routes),
@@ -129,6 +150,10 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
         }
     finally:
         nl.close()
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _fits(space: MarkSpace, slot: int) -> bool:
@@ -160,7 +185,8 @@ def format_status(data: dict[str, Any]) -> str:
     lines = [
         f"agent: {who}",
         f"datapath: {health}",
-        f"mode: {data.get('mode')}   vips: {', '.join(data.get('vips') or []) or '-'}"
+        f"mode: {data.get('mode')}{' (one direction)' if data.get('one_direction') else ''}"
+        f"   vips: {', '.join(data.get('vips') or []) or '-'}"
         f"   mark bits: {data['mark_mask']}",
         f"rules: {data['rules']}   table routes: {data['routes']}",
         f"{'NEXT HOP':34} {'FAM':>3} {'MARK':>10} {'TABLE':>10} {'STATE':8} {'RULE':4} PINNED",
@@ -174,6 +200,13 @@ def format_status(data: dict[str, Any]) -> str:
     if not data.get("pinned_counted"):
         lines.append("pinned: not counted" + (f" ({data['count_error']})" if data.get(
             "count_error") else " (--no-count)"))  # fmt: skip
+    d = data.get("direction") or {}
+    if d.get("suspected"):
+        lines.append(
+            f"WARNING: conntrack sees no replies for the VIPs ({d.get('invalid')} of "
+            f"{d.get('packets')} packets INVALID in the last window; {d.get('warnings')} "
+            "warnings): the router sees one direction only, run with --one-direction"
+        )
     if data.get("pinned_unknown_marks"):
         lines.append(f"pinned under unknown marks: {json.dumps(data['pinned_unknown_marks'])}")
     return "\n".join(lines)

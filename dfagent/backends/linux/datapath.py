@@ -31,7 +31,9 @@ from dfagent.backends.linux.netlink import (
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.nftevents import NftEvents
 from dfagent.backends.linux.ruleset import (
-    BASE_CHAINS,
+    DEFAULT_FIN_TIMEOUT,
+    PROBE_INVALID,
+    PROBE_PACKETS,
     SLOT_CHAIN_KINDS,
     RulesetConfig,
     T,
@@ -46,6 +48,7 @@ from dfagent.backends.linux.ruleset import (
     restore_element,
     verdict_slot,
 )
+from dfagent.core.direction import DirectionProbe
 from dfagent.core.marks import MarkAllocator, MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
 from dfagent.core.pinning import Event, Plan, Planner
@@ -70,12 +73,25 @@ class DatapathConfig:
     pin_timeout: int = 300
     space: MarkSpace = field(default_factory=MarkSpace)
     repair: bool = True  # watch nftables and reinstall what was deleted under us
-    allow_mark_overlap: bool = False  # start even if other rules use dfagent's mark bits
     include_file: str | None = None  # nft script an operator's firewall config includes
+    allow_mark_overlap: bool = False  # start even if other rules use dfagent's mark bits
+    # the router sees one direction only: pins in per-flow maps, not conntrack
+    one_direction: bool = False
+    notrack: bool = False
+    fin_timeout: int = DEFAULT_FIN_TIMEOUT
+    direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
-            self.vips, self.record, self.pin_maps, self.pin_map_size, self.pin_timeout, self.space
+            self.vips,
+            self.record,
+            self.pin_maps,
+            self.pin_map_size,
+            self.pin_timeout,
+            self.space,
+            one_direction=self.one_direction,
+            notrack=self.notrack,
+            fin_timeout=self.fin_timeout,
         )
 
     @property
@@ -140,7 +156,16 @@ class LinuxDatapath:
         self.nft = nft or Nft()
         self.nl = nl or Netlink()
         self.clock = clock
-        self.count_pins = count_pins or (lambda: conntrack.count_by_slot(cfg.space))
+        if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
+            nft_ = self.nft
+            count_pins = (
+                (lambda: count_flow_pins(nft_, cfg.space))
+                if cfg.one_direction
+                else (lambda: conntrack.count_by_slot(cfg.space))
+            )
+        self.count_pins = count_pins
+        self.direction = DirectionProbe(window=cfg.direction_window)
+        self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
         self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.liveness = Liveness(self.nl)
@@ -195,6 +220,7 @@ class LinuxDatapath:
             adopted_nexthops=adopted,
             mode=self.cfg.mode,
             mark_mask=hexmark(self.space.mask),
+            one_direction=self.cfg.one_direction,
         )
 
     def _adopt(self, now: float) -> int:
@@ -330,6 +356,8 @@ class LinuxDatapath:
                     pinned=ev.pinned,
                 )
             self._apply(plan)
+            if not self.cfg.one_direction:
+                self._check_direction(now)
             self.gateway_marks = {(nh.family, nh.gateway): m for nh, m in plan.nh_map.items()}
             self.interface_marks = _unique_by_interface(plan.nh_map)
             self._save()
@@ -365,11 +393,12 @@ class LinuxDatapath:
         """Chains first (elements jump to them), then element changes. ``full``: rewrite
         everything (repair), else only the difference from what was written."""
         have = Written() if full else self.w
-        pin = self.cfg.pin_maps
+        pin, one = self.cfg.pin_maps, self.cfg.one_direction
         script = ""
         for slot, live in sorted(want.chains.items()):
             if full or have.chains.get(slot) != live:
-                script += render_slot_chains(self.space, slot, pin, live)
+                fam = self._slot_family.get(slot, 4)
+                script += render_slot_chains(self.space, slot, pin, live, one, fam)
         if full:
             script += "".join(f"flush map {T} {m}\n" for m in ("nh4", "nh6", "restore"))
             script += f"flush set {T} released\n"
@@ -406,6 +435,7 @@ class LinuxDatapath:
         return script
 
     def _apply(self, plan: Plan) -> None:
+        self._slot_family.update(plan.rules)
         want = self._want(plan)
         # additions in dependency order: table routes, rules, then nft (records new pins)
         tables = set(plan.rules) | {r.table for r in self._rules_now()}
@@ -466,6 +496,30 @@ class LinuxDatapath:
                 continue  # still referenced (a pin that has not timed out): next round
             del self.w.chains[slot]
 
+    def _check_direction(self, now: float) -> None:
+        """Warn when the VIP traffic looks one-directional (conntrack pins cannot work)."""
+        try:
+            c = self.nft.counters()
+        except Exception as exc:
+            _log("direction-probe-failed", logging.WARNING, error=repr(exc))
+            return
+        before = self.direction.verdict.suspected
+        v = self.direction.observe(now, c.get(PROBE_PACKETS, 0), c.get(PROBE_INVALID, 0))
+        if v is None or v.suspected == before:
+            return
+        if v.suspected:
+            _log(
+                "one-direction-suspected",
+                logging.WARNING,
+                packets=v.packets,
+                invalid=v.invalid,
+                warnings=v.warnings,
+                hint="'conntrack sees no replies (direct server return or an asymmetric return"
+                " path?): pins in conntrack do not apply; run with --one-direction'",
+            )
+        else:
+            _log("one-direction-cleared", packets=v.packets, invalid=v.invalid)
+
     def _rules_now(self) -> list[OwnedRule]:
         return self.nl.owned_rules()
 
@@ -489,12 +543,10 @@ class LinuxDatapath:
                 elif "map" in item or "set" in item:
                     maps.add(str((item.get("map") or item.get("set") or {}).get("name")))
             missing: list[str] = []
-            want_maps = {"nh4", "nh6", "restore", "released", "vip4", "vip6"}
-            if self.cfg.pin_maps:
-                want_maps |= {"pin4", "pin6"}
-            missing += [f"map {m}" for m in sorted(want_maps - maps)]
+            rs = self.cfg.ruleset()
+            missing += [f"map {m}" for m in sorted(rs.maps - maps)]
             expected = self._base_rules()
-            for c in BASE_CHAINS:
+            for c in rs.base_chains:
                 if chains.get(c) != expected.get(c):
                     missing.append(f"chain {c}")
             for slot, live in self.w.chains.items():
@@ -519,8 +571,9 @@ class LinuxDatapath:
         return self._base_snapshot
 
     def _list_base_rules(self) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {c: [] for c in BASE_CHAINS}
-        for c in BASE_CHAINS:
+        chains = self.cfg.ruleset().base_chains
+        out: dict[str, list[Any]] = {c: [] for c in chains}
+        for c in chains:
             for item in self.nft.run_json(f"list chain {T} {c}"):
                 if "rule" in item:
                     out[c].append(item["rule"].get("expr"))
@@ -627,6 +680,8 @@ class LinuxDatapath:
             "vips": [str(v) for v in self.cfg.vips],
             "mode": self.cfg.mode,
             "mark_mask": hexmark(self.space.mask),
+            "one_direction": self.cfg.one_direction,
+            "direction": self.direction.verdict.to_json(),
             "marks": self.planner.marks.to_json(),
             "quarantine": sorted(self.planner.marks.quarantine),
             "nexthops": {
@@ -705,6 +760,20 @@ class LinuxDatapath:
 
     def close(self) -> None:
         self.nl.close()
+
+
+def count_flow_pins(nft: Nft, space: MarkSpace) -> dict[int, int]:
+    """slot → elements of the one-direction flow maps (``flow4``/``flow6``) carrying it.
+
+    A full listing: fine for tens of thousands of flows, about 47 s at a million (field
+    notes), so the agent only counts while a next hop waits for its pins to drain."""
+    counts: dict[int, int] = {}
+    for mapname in ("flow4", "flow6"):
+        for _key, value in nft.map_elements(mapname):
+            slot = space.slot(value) if isinstance(value, int) else None
+            if slot is not None:
+                counts[slot] = counts.get(slot, 0) + 1
+    return counts
 
 
 def _dict(value: Any, what: str) -> dict[str, Any]:

@@ -25,10 +25,18 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dfagent.backends.linux.nft import Nft, NftError
-from dfagent.backends.linux.ruleset import T, pin_element, render_elements, verdict_slot
+from dfagent.backends.linux.ruleset import (
+    T,
+    flow_element,
+    pin_element,
+    render_elements,
+    verdict_slot,
+)
+from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import NextHop
 
 _ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
+_ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
 
 
 class PinItem(NamedTuple):
@@ -96,7 +104,12 @@ class MapPinner:
         resolve: Resolver,
         timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        one_direction: bool = False,
+        space: MarkSpace | None = None,
     ) -> None:
+        # one direction: write flow4/flow6 (no conntrack needed) instead of pin4/pin6
+        self.one_direction = one_direction
+        self.space = space or MarkSpace()
         self.nft = nft
         self.resolve = resolve
         self.timeout = timeout
@@ -117,7 +130,7 @@ class MapPinner:
             if mark is None:
                 res.unknown_nexthop += 1
                 continue
-            mapname, elem = pin_element(str(src), str(dst), int(sport), int(dport), mark)  # type: ignore[call-overload]
+            mapname, elem = self._element(str(src), str(dst), int(sport), int(dport), mark)  # type: ignore[call-overload]
             by_map.setdefault(mapname, []).append(elem)
         for mapname, elems in by_map.items():
             self._add(mapname, elems, res)
@@ -126,6 +139,13 @@ class MapPinner:
             self._live += res.pinned
         self._merge(res)
         return res
+
+    def _element(
+        self, src: str, dst: str, sport: int, dport: int, slot: int | None
+    ) -> tuple[str, str]:
+        if self.one_direction:
+            return flow_element(self.space, src, dst, sport, dport, slot)
+        return pin_element(src, dst, sport, dport, slot)
 
     def _add(self, mapname: str, elems: list[str], res: PinStats) -> None:
         try:
@@ -154,7 +174,7 @@ class MapPinner:
         by_map: dict[str, list[str]] = {}
         for it in batch:
             src, dst, sport, dport = it[0], it[1], it[2], it[3]
-            mapname, key = pin_element(str(src), str(dst), int(sport), int(dport), None)  # type: ignore[call-overload]
+            mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)  # type: ignore[call-overload]
             by_map.setdefault(mapname, []).append(key)
         removed = 0
         for mapname, keys in by_map.items():
@@ -192,13 +212,16 @@ class MapPinner:
 
     def lookup(self, src: str, dst: str, sport: int, dport: int) -> int | None:
         """The slot pinned for one flow in the kernel map, or None."""
-        mapname, key = pin_element(src, dst, sport, dport, None)
+        mapname, key = self._element(src, dst, sport, dport, None)
         try:  # nft 1.0.6 answers `get element` in text even in JSON mode
             out = self.nft.run(f"get element {T} {mapname} {{ {key} }}")
         except NftError:
             return None
         m = _ELEM_SLOT.search(out)
-        return int(m.group(1), 16) if m else None
+        if m:
+            return int(m.group(1), 16)
+        m = _ELEM_MARK.search(out)  # one direction: the element holds the mark bits
+        return self.space.slot(int(m.group(1), 16)) if m else None
 
 
 class MicroBatcher:

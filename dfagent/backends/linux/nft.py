@@ -90,6 +90,16 @@ class Nft:
                 return list(s.get("elem", []))
         return []
 
+    def counters(self) -> dict[str, int]:
+        """Packet counts of the table's named counters ({} when there is no table)."""
+        try:
+            data = self.run_json(f"list counters table {T}")
+        except NftError:
+            return {}
+        return {
+            str(c["name"]): int(c.get("packets", 0)) for item in data if (c := item.get("counter"))
+        }
+
     def delete_table(self) -> bool:
         if not self.table_exists():
             return False

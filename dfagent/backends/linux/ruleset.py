@@ -27,6 +27,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dfagent.backends.linux.flowhash import FLOW_HASH_MOD, FLOW_HASH_SEED, flow6_hash
 from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
 
@@ -36,6 +37,7 @@ T = f"{FAMILY} {TABLE}"
 NH_MAP_SIZE = 65536
 DEFAULT_PIN_MAP_SIZE = 2_000_000
 DEFAULT_PIN_TIMEOUT = 300
+DEFAULT_FIN_TIMEOUT = 30
 BASE_CHAINS = ("prerouting", "output", "postrouting")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
 SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6")
@@ -49,6 +51,25 @@ class RulesetConfig:
     pin_map_size: int = DEFAULT_PIN_MAP_SIZE
     pin_timeout: int = DEFAULT_PIN_TIMEOUT
     space: MarkSpace = field(default_factory=MarkSpace)
+    # the router sees only client → server packets (direct server return, asymmetric
+    # return paths): pins live in per-flow maps looked up on every packet, no conntrack
+    one_direction: bool = False
+    notrack: bool = False  # one direction: VIP traffic not tracked at all (raw priority)
+    fin_timeout: int = DEFAULT_FIN_TIMEOUT  # one direction: what a pin has left after FIN/RST
+
+    @property
+    def base_chains(self) -> tuple[str, ...]:
+        return (*BASE_CHAINS, "raw") if self.one_direction else BASE_CHAINS
+
+    @property
+    def maps(self) -> set[str]:
+        """Every set and map of the table (check() looks for each)."""
+        out = set(SMALL_MAPS)
+        if self.pin_maps:
+            out |= {"pin4", "pin6"}
+        if self.one_direction:
+            out |= {"flow4", "flow6", "end4", "end6"}
+        return out
 
     @property
     def vips4(self) -> list[IPNetwork]:
@@ -128,21 +149,140 @@ def render_base(cfg: RulesetConfig) -> str:
                     f" {ours} == 0 {ipf} saddr . {ipf} daddr . tcp sport . tcp dport"
                     f" vmap @pin{fam}"
                 )
-    if cfg.record:
-        for ipf, fam in (("ip", "4"), ("ip6", "6")):
+    if cfg.record and not cfg.one_direction:
+        for ipf, fam in _FAMS:
             lines.append(
                 f"add rule {T} postrouting ct direction original {ours} == 0"
                 f" {ipf} daddr @vip{fam} oifname . rt {ipf} nexthop vmap @nh{fam}"
             )
+    if cfg.one_direction:
+        lines += render_one_direction(cfg)
+    else:
+        lines += render_direction_probe()
     return "\n".join(lines) + "\n"
 
 
-def render_slot_chains(space: MarkSpace, slot: int, pin_maps: bool, live: bool = True) -> str:
+_FAMS = (("ip", "4"), ("ip6", "6"))
+PROBE_PACKETS = "vip_packets"
+PROBE_INVALID = "vip_invalid"
+
+
+def render_direction_probe() -> list[str]:
+    """Two named counters telling whether this router sees both directions: TCP packets to
+    the VIPs, and those conntrack calls INVALID (nearly all but the SYNs when the replies
+    bypass the router). Read by :class:`dfagent.core.direction.DirectionProbe`."""
+    lines = [f"add counter {T} {PROBE_PACKETS}", f"add counter {T} {PROBE_INVALID}"]
+    for ipf, fam in _FAMS:
+        vip = f"{ipf} daddr @vip{fam} meta l4proto tcp"
+        lines.append(f'add rule {T} prerouting {vip} counter name "{PROBE_PACKETS}"')
+        lines.append(
+            f'add rule {T} prerouting {vip} ct state invalid counter name "{PROBE_INVALID}"'
+        )
+    return lines
+
+
+def flow_key(ipf: str) -> str:
+    """The per-flow key of the one-direction maps, as an nft expression.
+
+    IPv4: the exact 5-tuple (16 bytes). IPv6: nft 1.0.6 cannot linearize a packet-path
+    ``update``/``delete`` on a map whose key is longer than 16 bytes (it aborts with
+    ``netlink_gen_expr: Assertion `dreg < ctx->reg_low' failed``), so IPv6 flows are keyed
+    by a 32-bit jhash of the 5-tuple (:func:`dfagent.backends.linux.flowhash.flow6_hash`
+    computes the same in Python for map mode).
+    """
+    tup = f"{ipf} saddr . {ipf} daddr . tcp sport . tcp dport"
+    if ipf == "ip":
+        return tup
+    return f"jhash {tup} mod {FLOW_HASH_MOD} seed 0x{FLOW_HASH_SEED:x}"
+
+
+def render_one_direction(cfg: RulesetConfig) -> list[str]:
+    """Pinning without conntrack, for routers that see only the client → server half.
+
+    Conntrack cannot follow such a connection: after the SYN (entry SYN_SENT, unreplied,
+    120 s) every packet is INVALID, so neither a conntrack mark nor a rule that needs
+    ``ct direction original`` ever applies (docs/kernel-mode.md, "One direction"). Here the
+    pin is a ``flow4``/``flow6`` element (flow key → the next hop's mark bits) looked up on
+    *every* packet to a VIP, whatever conntrack thinks of it:
+
+    - a SYN (no ACK) starts a new flow: its old pin (port reuse) is deleted;
+    - a hit sets the packet mark (→ ``ip rule fwmark`` → the next hop's table). nft 1.0.6
+      cannot OR a looked-up value into the mark, so this one rule writes the whole mark of
+      a pinned VIP packet: mark users that run after dfagent's hook keep their bits;
+    - a released (dead) next hop's pin is deleted, so the flow re-routes (and re-records);
+    - every other packet refreshes the element's timeout (dynset ``update``: the map needs
+      ``flags dynamic``; an update never replaces an existing element's value);
+    - FIN or RST cuts the pin to ``fin_timeout`` and puts the key in ``end4``/``end6`` so
+      the last ACKs do not refresh it again;
+    - kernel mode (``record``): postrouting jumps to the chosen next hop's ``rec_<slot>``
+      chain for packets without a pin, which writes the pin with its constant mark.
+
+    Maps of their own (not ``pin4``/``pin6``): a map's flags cannot change in place.
+    """
+    size, fin = cfg.pin_map_size, cfg.fin_timeout
+    fld, keep = hexmark(cfg.space.mask), hexmark(~cfg.space.mask & 0xFFFFFFFF)
+    ours = f"meta mark and {fld} != 0"
+    lines = []
+    for ipf, fam in _FAMS:
+        key_type = f"typeof {flow_key(ipf)}"
+        lines += [
+            f"add map {T} flow{fam} {{ {key_type} : meta mark; size {size};"
+            f" flags dynamic,timeout; timeout {cfg.pin_timeout}s; }}",
+            f"add set {T} end{fam} {{ {key_type}; size {size};"
+            f" flags dynamic,timeout; timeout {fin}s; }}",
+        ]
+    lines += [
+        f"add chain {T} raw {{ type filter hook prerouting priority raw; policy accept; }}",
+        f"flush chain {T} raw",
+    ]
+    if cfg.notrack:
+        lines += [f"add rule {T} raw {ipf} daddr @vip{fam} notrack" for ipf, fam in _FAMS]
+    for chain in ("prerouting", "output"):
+        for ipf, fam in _FAMS:
+            k, vip = flow_key(ipf), f"{ipf} daddr @vip{fam} meta l4proto tcp"
+            lines += [
+                f"add rule {T} {chain} {vip} tcp flags & (syn|ack) == syn"
+                f" delete @flow{fam} {{ {k} : meta mark }}",
+                f"add rule {T} {chain} {vip} tcp flags & (syn|ack) == syn"
+                f" delete @end{fam} {{ {k} }}",
+                f"add rule {T} {chain} {vip} meta mark set {k} map @flow{fam}",
+                f"add rule {T} {chain} {vip} meta mark and {fld} @released"
+                f" delete @flow{fam} {{ {k} : meta mark }} meta mark set meta mark and {keep}",
+                f"add rule {T} {chain} {vip} {ours} tcp flags & (fin|rst) == 0"
+                f" {k} != @end{fam} update @flow{fam} {{ {k} : meta mark }}",
+                f"add rule {T} {chain} {vip} {ours} tcp flags & (fin|rst) != 0"
+                f" update @flow{fam} {{ {k} timeout {fin}s : meta mark }}"
+                f" update @end{fam} {{ {k} }}",
+            ]
+    if cfg.record:
+        for ipf, fam in _FAMS:
+            lines.append(
+                f"add rule {T} postrouting {ipf} daddr @vip{fam} meta l4proto tcp"
+                f" meta mark and {fld} == 0 oifname . rt {ipf} nexthop vmap @nh{fam}"
+            )
+    return lines
+
+
+def render_slot_chains(
+    space: MarkSpace,
+    slot: int,
+    pin_maps: bool,
+    live: bool = True,
+    one_direction: bool = False,
+    family: int = 4,
+) -> str:
     """Create (or refill) the chains of one slot; ``live=False`` leaves them empty, so the
-    pins and records that still jump to them do nothing (a dead next hop's)."""
+    pins and records that still jump to them do nothing (a dead next hop's). With
+    ``one_direction`` the record writes the flow's pin (its ``family``'s flow map)."""
     mark, keep = hexmark(space.mark(slot)), hexmark(~space.mask & 0xFFFFFFFF)
+    ipf = "ip" if family == 4 else "ip6"
+    record = (
+        f"update @flow{family} {{ {flow_key(ipf)} : {mark} }}"
+        if one_direction
+        else f"ct mark set ct mark and {keep} or {mark}"
+    )
     body = {
-        "rec": f"ct mark set ct mark and {keep} or {mark}",
+        "rec": record,
         "res": f"meta mark set meta mark and {keep} or {mark}",
         "pin": f"meta mark set meta mark and {keep} or {mark} ct mark set ct mark and {keep}"
         f" or {mark}",
@@ -198,6 +338,18 @@ def pin_element(src: str, dst: str, sport: int, dport: int, slot: int | None) ->
     fam = "6" if ":" in dst else "4"
     key = f"{src} . {dst} . {sport} . {dport}"
     return f"pin{fam}", key if slot is None else f"{key} : jump {chain_name('pin', slot)}"
+
+
+def flow_element(
+    space: MarkSpace, src: str, dst: str, sport: int, dport: int, slot: int | None
+) -> tuple[str, str]:
+    """(map name, element text) for one one-direction flow pin (``flow4``/``flow6``)."""
+    if ":" in dst:
+        key = str(flow6_hash(src, dst, sport, dport))
+        name = "flow6"
+    else:
+        key, name = f"{src} . {dst} . {sport} . {dport}", "flow4"
+    return name, key if slot is None else f"{key} : {hexmark(space.mark(slot))}"
 
 
 def verdict_slot(value: object) -> int | None:
