@@ -7,11 +7,12 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
 
-from dfagent.lab import checks, runner, spec
+from dfagent.lab import checks, containerlab, fabric_gen, runner, spec
 from dfagent.lab.errors import LabError
 from dfagent.lab.state import LabState, all_states, load_state
 from dfagent.lab.topology import load as load_topology
@@ -46,11 +47,41 @@ def list_cmd(as_json: bool) -> None:
     """Labs that ship with dfagent, and whether each is up."""
     up = {s.name for s in all_states()}
     names = sorted(p.name for p in spec.LABS_DIR.iterdir() if (p / spec.TOPOLOGY_FILE).is_file())
-    if as_json:
-        click.echo(json.dumps([{"name": n, "up": n in up} for n in names]))
-        return
+    rows = []
     for n in names:
-        click.echo(f"{n:24} {'up' if n in up else '-'}")
+        try:
+            description = spec.load(n).description
+        except LabError as exc:
+            description = f"(invalid: {str(exc).splitlines()[0]})"
+        rows.append({"name": n, "up": n in up, "description": description})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:18} {'up' if r['up'] else '- '}  {r['description']}")
+
+
+@lab.command()
+@click.argument("name", type=click.Choice([fabric_gen.LAB_NAME]))
+@click.option("--spines", default=fabric_gen.FabricSize.spines, show_default=True)
+@click.option("--leaves", default=fabric_gen.FabricSize.leaves, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Lab folder to write (default: the shipped labs/NAME, and containerlab/NAME.clab.yml).",
+)
+def generate(name: str, spines: int, leaves: int, out: Path | None) -> None:
+    """Write a generated lab (topology, lab.yaml, node configs) at the size asked for."""
+    size = fabric_gen.FabricSize(spines, leaves)
+    if size.problems():
+        raise click.UsageError("; ".join(size.problems()))
+    target = out or spec.LABS_DIR / name
+    written = fabric_gen.write(target, size)
+    if out is None:
+        clab = containerlab.CONTAINERLAB_DIR / f"{name}.clab.yml"
+        clab.write_text(containerlab.render(target / spec.TOPOLOGY_FILE))
+        written.append(clab)
+    click.echo(f"{name}: {spines} spines x {leaves} leaves, {len(written)} files in {target}")
 
 
 @lab.command()
@@ -69,6 +100,25 @@ def validate(ref: str, containerlab: bool) -> None:
     except LabError as exc:
         _fail(exc)
     click.echo(f"{path}: valid")
+
+
+@lab.command()
+@click.argument("ref")
+@click.option("--write", is_flag=True, help="Write containerlab/NAME.clab.yml instead of printing.")
+def export(ref: str, write: bool) -> None:
+    """The containerlab file for a runner lab (binds, images and Docker's default route fixed)."""
+    try:
+        path = spec.resolve(ref)
+        text = containerlab.render(path)
+    except LabError as exc:
+        _fail(exc)
+    if not write:
+        click.echo(text, nl=False)
+        return
+    name = spec.load(str(path)).name
+    target = containerlab.CONTAINERLAB_DIR / f"{name}.clab.yml"
+    target.write_text(text)
+    click.echo(f"wrote {target}")
 
 
 @lab.command()
