@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from dfagent.lab import checks, containerlab, fabric_gen, runner, spec
+from dfagent.lab import checks, fabric_gen, runner, spec
+from dfagent.lab import containerlab as containerlab_files
 from dfagent.lab.errors import LabError
 from dfagent.lab.state import LabState, all_states, load_state
 from dfagent.lab.topology import load as load_topology
@@ -78,21 +79,33 @@ def generate(name: str, spines: int, leaves: int, out: Path | None) -> None:
     target = out or spec.LABS_DIR / name
     written = fabric_gen.write(target, size)
     if out is None:
-        clab = containerlab.CONTAINERLAB_DIR / f"{name}.clab.yml"
-        clab.write_text(containerlab.render(target / spec.TOPOLOGY_FILE))
+        clab = containerlab_files.CONTAINERLAB_DIR / f"{name}.clab.yml"
+        clab.write_text(containerlab_files.render(target / spec.TOPOLOGY_FILE))
         written.append(clab)
     click.echo(f"{name}: {spines} spines x {leaves} leaves, {len(written)} files in {target}")
 
 
 @lab.command()
 @click.argument("ref")
-@click.option("--containerlab", is_flag=True, help="Validate for containerlab (any kind it knows).")
+@click.option(
+    "--containerlab",
+    is_flag=True,
+    help="Validate for containerlab (any kind it knows) and compare with the runner's lab.",
+)
 def validate(ref: str, containerlab: bool) -> None:
     """Validate a topology (and lab.yaml) offline; every error with its path."""
     try:
         path = spec.resolve(ref)
         if containerlab:
-            load_topology(path, runnable=False)
+            clab = load_topology(path, runnable=False)
+            runner_topo = spec.LABS_DIR / clab.name / spec.TOPOLOGY_FILE
+            drift = (
+                containerlab_files.drift(load_topology(runner_topo), clab)
+                if runner_topo.is_file()
+                else []
+            )
+            if drift:
+                raise LabError(f"{path}: drifted from {runner_topo}:\n  " + "\n  ".join(drift))
         elif (path.parent / spec.SPEC_FILE).is_file():
             spec.load(str(path))
         else:
@@ -109,14 +122,14 @@ def export(ref: str, write: bool) -> None:
     """The containerlab file for a runner lab (binds, images and Docker's default route fixed)."""
     try:
         path = spec.resolve(ref)
-        text = containerlab.render(path)
+        text = containerlab_files.render(path)
     except LabError as exc:
         _fail(exc)
     if not write:
         click.echo(text, nl=False)
         return
     name = spec.load(str(path)).name
-    target = containerlab.CONTAINERLAB_DIR / f"{name}.clab.yml"
+    target = containerlab_files.CONTAINERLAB_DIR / f"{name}.clab.yml"
     target.write_text(text)
     click.echo(f"wrote {target}")
 
@@ -156,6 +169,11 @@ def _run_checks(state: LabState, the_lab: spec.Lab, as_json: bool) -> int:
         total = sum(r.seconds for r in results)
         verdict = "all checks hold" if ok else "checks FAILED"
         click.echo(f"{the_lab.name}: {verdict} ({total:.1f}s)")
+        if not ok:
+            click.echo(
+                f"{the_lab.name}: daemon logs and configs in {state.run_dir} "
+                f"(kept until `dfagent lab down {the_lab.name}`)"
+            )
     return 0 if ok else 1
 
 
