@@ -48,7 +48,7 @@ def list_cmd(as_json: bool) -> None:
     """Labs that ship with dfagent, and whether each is up."""
     up = {s.name for s in all_states()}
     names = sorted(p.name for p in spec.LABS_DIR.iterdir() if (p / spec.TOPOLOGY_FILE).is_file())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in names:
         try:
             description = spec.load(n).description
@@ -58,8 +58,9 @@ def list_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows))
         return
+    width = max((len(n) for n in names), default=0)
     for r in rows:
-        click.echo(f"{r['name']:18} {'up' if r['up'] else '- '}  {r['description']}")
+        click.echo(f"{r['name']:{width}}  {'up' if r['up'] else '- '}  {r['description']}")
 
 
 @lab.command()

@@ -3,7 +3,9 @@ test fails, copy the run folder (daemon logs, configs as run) to the test's tmp_
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,13 +46,19 @@ def lab_run(ref: str, keep_logs_in: Path) -> Iterator[Run]:
         yield Run(the_lab, state, time.monotonic() - t0)
         ok = True
     finally:
-        if not ok and Path(state.run_dir).is_dir():
-            shutil.copytree(state.run_dir, keep_logs_in / "run", dirs_exist_ok=True)
-            print(f"daemon logs of the failed run: {keep_logs_in / 'run'}")
-        runner.down(the_lab.name)
+        try:
+            if not ok and Path(state.run_dir).is_dir():
+                shutil.copytree(state.run_dir, keep_logs_in / "run", ignore=_sockets)
+                print(f"daemon logs of the failed run: {keep_logs_in / 'run'}")
+        finally:
+            runner.down(the_lab.name)
         present = set(netns.list_netns())
         assert not [ns for ns in state.namespaces.values() if ns in present]
         assert not Path(state.run_dir).exists()
+
+
+def _sockets(directory: str, names: list[str]) -> list[str]:
+    return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(directory, n)).st_mode)]
 
 
 def failures(results: list[checks.Result]) -> str:
