@@ -172,7 +172,7 @@ def resolve_function(dotted: Any) -> Any:
     """`package.module.function` → the function (raises LabError if there is none)."""
     module, _, name = str(dotted).rpartition(".")
     try:
-        fn = getattr(importlib.import_module(module), name) if module else None
+        fn = getattr(importlib.import_module(module), name, None) if module else None
     except ImportError as exc:
         raise LabError(f"cannot import {module!r}: {exc}") from exc
     if not callable(fn):
