@@ -161,6 +161,12 @@ checks:
   - name: hosts on different leaves ping each other over VXLAN
     call: dfagent.lab.fabric_checks.host_pings
     timeout: 30
+  - name: l1's cable to s2 moves to s2's last port (swp32), configs untouched
+    do: dfagent.lab.link_actions.move_link
+    args: {node: l1, iface: swp2, to: "s2:swp32"}
+  - name: one ECMP path per spine again, over the moved cable
+    call: dfagent.lab.fabric_checks.loopbacks_ecmp
+    timeout: 30
   - name: every link of spine s1 goes down
     do: dfagent.lab.link_actions.links_down
     args: {node: s1}
