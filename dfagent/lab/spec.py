@@ -30,6 +30,7 @@ from the topology's labels, so a generated lab's checks do not change with its s
 from __future__ import annotations
 
 import importlib
+import inspect
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,11 @@ def _step(
             return None
         if not isinstance(args["args"], dict):
             problems.append((f"{where}.args", "args must be a mapping"))
+            return None
+        try:  # the arguments fit the function: known now, not half-way through the checks
+            inspect.signature(resolve_function(raw[kind])).bind(None, **args["args"])
+        except TypeError as exc:
+            problems.append((f"{where}.args", f"{raw[kind]}: {exc}"))
             return None
         node = args["args"].get("node")
         if node is None:  # a function may look at the whole lab

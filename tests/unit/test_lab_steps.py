@@ -24,12 +24,21 @@ def test_call_and_do_steps_are_checked_when_the_lab_loads(tmp_path):
         {"name": "no function", "do": "dfagent.lab.link_actions.nosuch"},
         {"name": "bad args", "do": "dfagent.lab.link_actions.links_down", "args": [1]},
         {"name": "bad node", "do": "dfagent.lab.link_actions.links_down", "args": {"node": "z"}},
+        {"name": "unknown arg", "call": "dfagent.lab.fabric_checks.host_pings", "args": {"x": 1}},
+        {"name": "missing arg", "do": "dfagent.lab.link_actions.move_link", "args": {"node": "a"}},
     ]
     (tmp_path / spec.SPEC_FILE).write_text(yaml.safe_dump({"checks": steps}))
     with pytest.raises(TopologyError) as err:
         spec.load(str(tmp_path))
     paths = {p for p, _ in err.value.problems}
-    assert paths == {"checks[1].call", "checks[2].do", "checks[3].args", "checks[4].node"}
+    assert paths == {
+        "checks[1].call",
+        "checks[2].do",
+        "checks[3].args",
+        "checks[4].node",
+        "checks[5].args",
+        "checks[6].args",
+    }
 
 
 class FakeContext(StepContext):
