@@ -20,6 +20,7 @@ import yaml
 
 from dfagent.lab import spec, yamlfmt
 from dfagent.lab import topology as topo
+from dfagent.lab.errors import LabError
 
 CONTAINERLAB_DIR = spec.LABS_DIR.parent / "containerlab"
 FRR_IMAGE = "quay.io/frrouting/frr:8.4.4"
@@ -57,7 +58,9 @@ def render(topology_path: Path, out_dir: Path = CONTAINERLAB_DIR) -> str:
         svc = services.get(name)
         if svc is not None:
             binds.append(SERVICE_BIND)
-            argv = ["python3", "/service.py", *svc.cmd[3:]]  # cmd: python -m dfagent.lab.service
+            if svc.cmd[1:3] != ["-m", "dfagent.lab.service"]:
+                raise LabError(f"{name}: only dfagent.lab.service exports, not {svc.cmd}")
+            argv = ["python3", "/service.py", *svc.cmd[3:]]  # the module, bound in as a file
             if node.frr_conf is not None:
                 raw["cmd"] = f"sh -c '/usr/lib/frr/docker-start & exec {shlex.join(argv)}'"
             else:
