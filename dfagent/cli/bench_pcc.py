@@ -9,6 +9,7 @@ import click
 
 from dfagent.bench.pcc import ALL_MODES, MODES, TOPOLOGIES, PccBench, root_required
 from dfagent.bench.pcc_chart import write_chart
+from dfagent.cli import bench_egress as egress_cmd
 from dfagent.cli.bench import bench
 from dfagent.lab.errors import LabError
 
@@ -33,6 +34,13 @@ from dfagent.lab.errors import LabError
 @click.option("--fresh", default=60, show_default=True, help="New connections after each event.")
 @click.option("--chart", type=click.Path(dir_okay=False), help="Write a PNG chart here.")
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@click.option(
+    "--lab",
+    type=click.Choice(["resilient-ecmp", "egress-ecmp"]),
+    default="resilient-ecmp",
+    show_default=True,
+    help="egress-ecmp: hosts behind two NAT gateways (modes ecmp, kernel; see bench/egress.py).",
+)
 def pcc(
     connections: int,
     modes: str,
@@ -40,11 +48,15 @@ def pcc(
     fresh: int,
     chart: str | None,
     as_json: bool,
+    lab: str,
 ) -> None:
     """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
     how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
     undrained — with plain ECMP, a resilient nexthop group, and dfagent's kernel and map
-    modes."""
+    modes. With --lab egress-ecmp: from a host through two NAT gateways, per gateway policy."""
+    if lab == "egress-ecmp":
+        default_modes = modes == ",".join(MODES)
+        sys.exit(egress_cmd.run(connections, modes, fresh, as_json, default_modes))
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in wanted if m not in ALL_MODES]
     if unknown:

@@ -7,11 +7,13 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
 
-from dfagent.lab import checks, runner, spec
+from dfagent.lab import checks, fabric_gen, runner, spec
+from dfagent.lab import containerlab as containerlab_files
 from dfagent.lab.errors import LabError
 from dfagent.lab.state import LabState, all_states, load_state
 from dfagent.lab.topology import load as load_topology
@@ -46,22 +48,65 @@ def list_cmd(as_json: bool) -> None:
     """Labs that ship with dfagent, and whether each is up."""
     up = {s.name for s in all_states()}
     names = sorted(p.name for p in spec.LABS_DIR.iterdir() if (p / spec.TOPOLOGY_FILE).is_file())
-    if as_json:
-        click.echo(json.dumps([{"name": n, "up": n in up} for n in names]))
-        return
+    rows: list[dict[str, Any]] = []
     for n in names:
-        click.echo(f"{n:24} {'up' if n in up else '-'}")
+        try:
+            description = spec.load(n).description
+        except LabError as exc:
+            description = f"(invalid: {str(exc).splitlines()[0]})"
+        rows.append({"name": n, "up": n in up, "description": description})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    width = max((len(n) for n in names), default=0)
+    for r in rows:
+        click.echo(f"{r['name']:{width}}  {'up' if r['up'] else '- '}  {r['description']}")
+
+
+@lab.command()
+@click.argument("name", type=click.Choice([fabric_gen.LAB_NAME]))
+@click.option("--spines", default=fabric_gen.FabricSize.spines, show_default=True)
+@click.option("--leaves", default=fabric_gen.FabricSize.leaves, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Lab folder to write (default: the shipped labs/NAME, and containerlab/NAME.clab.yml).",
+)
+def generate(name: str, spines: int, leaves: int, out: Path | None) -> None:
+    """Write a generated lab (topology, lab.yaml, node configs) at the size asked for."""
+    size = fabric_gen.FabricSize(spines, leaves)
+    if size.problems():
+        raise click.UsageError("; ".join(size.problems()))
+    target = out or spec.LABS_DIR / name
+    written = fabric_gen.write(target, size)
+    if out is None:
+        clab = containerlab_files.CONTAINERLAB_DIR / f"{name}.clab.yml"
+        clab.write_text(containerlab_files.render(target / spec.TOPOLOGY_FILE))
+        written.append(clab)
+    click.echo(f"{name}: {spines} spines x {leaves} leaves, {len(written)} files in {target}")
 
 
 @lab.command()
 @click.argument("ref")
-@click.option("--containerlab", is_flag=True, help="Validate for containerlab (any kind it knows).")
+@click.option(
+    "--containerlab",
+    is_flag=True,
+    help="Validate for containerlab (any kind it knows) and compare with the runner's lab.",
+)
 def validate(ref: str, containerlab: bool) -> None:
     """Validate a topology (and lab.yaml) offline; every error with its path."""
     try:
         path = spec.resolve(ref)
         if containerlab:
-            load_topology(path, runnable=False)
+            clab = load_topology(path, runnable=False)
+            runner_topo = spec.LABS_DIR / clab.name / spec.TOPOLOGY_FILE
+            drift = (
+                containerlab_files.drift(load_topology(runner_topo), clab)
+                if runner_topo.is_file()
+                else []
+            )
+            if drift:
+                raise LabError(f"{path}: drifted from {runner_topo}:\n  " + "\n  ".join(drift))
         elif (path.parent / spec.SPEC_FILE).is_file():
             spec.load(str(path))
         else:
@@ -69,6 +114,25 @@ def validate(ref: str, containerlab: bool) -> None:
     except LabError as exc:
         _fail(exc)
     click.echo(f"{path}: valid")
+
+
+@lab.command()
+@click.argument("ref")
+@click.option("--write", is_flag=True, help="Write containerlab/NAME.clab.yml instead of printing.")
+def export(ref: str, write: bool) -> None:
+    """The containerlab file for a runner lab (binds, images and Docker's default route fixed)."""
+    try:
+        path = spec.resolve(ref)
+        text = containerlab_files.render(path)
+    except LabError as exc:
+        _fail(exc)
+    if not write:
+        click.echo(text, nl=False)
+        return
+    name = spec.load(str(path)).name
+    target = containerlab_files.CONTAINERLAB_DIR / f"{name}.clab.yml"
+    target.write_text(text)
+    click.echo(f"wrote {target}")
 
 
 @lab.command()
@@ -106,6 +170,11 @@ def _run_checks(state: LabState, the_lab: spec.Lab, as_json: bool) -> int:
         total = sum(r.seconds for r in results)
         verdict = "all checks hold" if ok else "checks FAILED"
         click.echo(f"{the_lab.name}: {verdict} ({total:.1f}s)")
+        if not ok:
+            click.echo(
+                f"{the_lab.name}: daemon logs and configs in {state.run_dir} "
+                f"(kept until `dfagent lab down {the_lab.name}`)"
+            )
     return 0 if ok else 1
 
 

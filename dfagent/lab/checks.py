@@ -17,7 +17,7 @@ from typing import Any
 from dfagent.lab import runner
 from dfagent.lab.errors import LabError
 from dfagent.lab.jsoncmp import json_diff
-from dfagent.lab.spec import Lab, Step
+from dfagent.lab.spec import Lab, Step, resolve_function
 from dfagent.lab.state import LabState
 
 POLL = 0.25
@@ -31,7 +31,22 @@ class Result:
     detail: list[str] = field(default_factory=list)
 
 
-def _run_on(state: LabState, node: str, cmd: str | list[str], timeout: float = 30) -> str:
+@dataclass
+class StepContext:
+    """What a `call`/`do` function gets: the running lab, and a way to run commands on it."""
+
+    state: LabState
+    lab: Lab
+
+    def run(self, node: str, cmd: str | list[str], timeout: float = 30) -> str:
+        """stdout of `cmd` on `node` (vtysh/birdc reach its daemons); LabError if it fails."""
+        return run_on(self.state, node, cmd, timeout)
+
+    def ns(self, node: str) -> str:
+        return self.state.namespaces[node]
+
+
+def run_on(state: LabState, node: str, cmd: str | list[str], timeout: float = 30) -> str:
     argv = runner.exec_argv(state, node, shlex.split(cmd) if isinstance(cmd, str) else cmd)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -40,7 +55,7 @@ def _run_on(state: LabState, node: str, cmd: str | list[str], timeout: float = 3
 
 
 def _check_cmd(state: LabState, step: Step) -> list[str]:
-    out = _run_on(state, step.node, step.args["cmd"])
+    out = run_on(state, step.node, step.args["cmd"])
     try:
         seen = json.loads(out)
     except json.JSONDecodeError:
@@ -55,7 +70,7 @@ def _check_spread(state: LabState, step: Step) -> list[str]:
     a = step.args
     cmd = [sys.executable, "-m", "dfagent.lab.probe", str(a["addr"]), str(a["port"])]
     cmd += ["--count", str(a.get("connections", 16))]
-    seen = json.loads(_run_on(state, step.node, cmd, timeout=120))
+    seen = json.loads(run_on(state, step.node, cmd, timeout=120))
     answers: dict[str, int] = seen["answers"]
     problems = []
     if seen["errors"]:
@@ -75,14 +90,22 @@ def _check_spread(state: LabState, step: Step) -> list[str]:
 def _check_exec(state: LabState, step: Step) -> list[str]:
     """The command exits 0 (and prints `contains`, if given). No shell: vtysh and birdc
     reach the node's own daemons."""
-    out = _run_on(state, step.node, step.args["cmd"])
+    out = run_on(state, step.node, step.args["cmd"])
     want = step.args.get("contains")
     if want is not None and str(want) not in out:
         return [f"output lacks {want!r}", f"seen: {out.strip()[:600]}"]
     return []
 
 
+def _call(state: LabState, lab: Lab, step: Step) -> list[str]:
+    fn = resolve_function(step.args["fn"])
+    problems = fn(StepContext(state, lab), **step.args["args"])
+    return [str(p) for p in problems or []]
+
+
 def _action(state: LabState, lab: Lab, step: Step) -> list[str]:
+    if step.kind == "do":
+        return _call(state, lab, step)
     daemon = step.args.get("daemon", "")
     if step.kind == "stop":
         runner.stop_daemon(state, step.node, daemon)
@@ -100,7 +123,7 @@ CHECKERS: dict[str, Callable[[LabState, Step], list[str]]] = {
 
 def run_step(state: LabState, lab: Lab, step: Step) -> Result:
     start = time.monotonic()
-    if step.kind in ("stop", "start"):
+    if step.kind in ("stop", "start", "do"):
         try:
             problems = _action(state, lab, step)
         except LabError as exc:
@@ -109,7 +132,10 @@ def run_step(state: LabState, lab: Lab, step: Step) -> Result:
     deadline = start + step.timeout
     while True:
         try:
-            problems = CHECKERS[step.kind](state, step)
+            if step.kind == "call":
+                problems = _call(state, lab, step)
+            else:
+                problems = CHECKERS[step.kind](state, step)
         except (LabError, subprocess.TimeoutExpired, json.JSONDecodeError, KeyError) as exc:
             problems = [f"{type(exc).__name__}: {exc}"]
         if not problems or time.monotonic() >= deadline:

@@ -3,7 +3,8 @@
 Order of `up`: record state → namespaces (DAD off, so IPv6 addresses work at once) → veth
 pairs → bridges for `kind: bridge` nodes → each node's `exec` lines → routing daemons (FRR
 configs dry-run first, BIRD configs parsed first) → services. A failure anywhere tears down
-what was made and re-raises; a runner killed outright leaves a state file that `down` uses.
+what was made (except the run folder with the daemon logs, which the error names and `down`
+removes) and re-raises; a runner killed outright leaves a state file that `down` uses.
 """
 
 from __future__ import annotations
@@ -73,9 +74,19 @@ def up(lab: Lab, log: bool = True) -> LabState:
     try:
         with _term_as_interrupt():
             _build(lab, state, log)
-    except BaseException:
+    except KeyboardInterrupt:  # the user stopped it: nothing to investigate, remove it all
         down_state(state)
         raise
+    except BaseException as exc:
+        # Keep the run folder (daemon logs, the configs as run) for the post-mortem; the
+        # record stays too, so `dfagent lab down NAME` removes the folder later.
+        stop_running(state)
+        state.status = "failed"
+        state.save()
+        raise LabError(
+            f"{exc}\n{lab.name}: bring-up failed; namespaces removed, daemon logs and configs "
+            f"kept in {state.run_dir} (`dfagent lab down {lab.name}` removes them)"
+        ) from exc
     state.status = "up"
     state.save()
     return state
@@ -216,13 +227,18 @@ def down_state(state: LabState) -> None:
     """Remove every namespace (and so every process in it) and the run's files."""
     state.status = "stopping"
     state.save()
+    stop_running(state)
+    shutil.rmtree(state.run_dir, ignore_errors=True)
+    state.remove()
+
+
+def stop_running(state: LabState) -> None:
+    """Remove the run's namespaces and processes; keep its files."""
     for ns in state.namespaces.values():
         netns.delete_netns(ns)
     for proc in state.processes:  # started inside a namespace, so already gone; belt and braces
         if proc.pid and netns.alive(proc.pid) and _cmdline_matches(proc):
             os.kill(proc.pid, signal.SIGKILL)
-    shutil.rmtree(state.run_dir, ignore_errors=True)
-    state.remove()
 
 
 def _cmdline_matches(proc: Process) -> bool:

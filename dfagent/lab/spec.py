@@ -2,6 +2,7 @@
 and `lab.yaml` (what only our runner needs: long-running services and the lab's checks).
 
 lab.yaml:
+    description: one line for `dfagent lab list`
     services:                       # started after the routing daemons
       - {node: inet, name: web, cmd: [python, -m, dfagent.lab.service, --name, inet]}
     checks:                         # run in order by `dfagent lab check`
@@ -15,10 +16,21 @@ lab.yaml:
       - {name: r1 starts BGP, start: {node: r1, daemon: bgpd}}
       - name: flows spread
         spread: {node: host, addr: 203.0.113.10, port: 8080, connections: 32, min_distinct: 2}
+      - name: every loopback reachable from every leaf
+        call: dfagent.lab.fabric_checks.loopbacks_ecmp   # a Python check, retried like the rest
+        args: {without: [s1]}
+      - {name: s1's links down, do: dfagent.lab.link_actions.links_down, args: {node: s1}}
+
+`call` and `do` name a function `f(ctx: StepContext, **args) -> list[str]` (problems; empty
+when it holds). `call` is retried until its deadline; `do` runs once (an action). They say
+what a fixed list of commands cannot: "one path per spine" for any number of spines, read
+from the topology's labels, so a generated lab's checks do not change with its size.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +44,7 @@ from dfagent.lab.errors import LabError, TopologyError
 LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
 TOPOLOGY_FILE = "topology.clab.yml"
 SPEC_FILE = "lab.yaml"
-STEP_KINDS = ("cmd", "stop", "start", "spread", "exec")
+STEP_KINDS = ("cmd", "stop", "start", "spread", "exec", "call", "do")
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Lab:
     topology: topo.Topology
     services: list[Service]
     checks: list[Step]
+    description: str = ""
 
     @property
     def name(self) -> str:
@@ -86,13 +99,14 @@ def load(ref: str) -> Lab:
             raise TopologyError(str(spec_path), [("", "must be a mapping")])
         raw = loaded
     problems: list[tuple[str, str]] = []
-    unknown = set(raw) - {"services", "checks"}
-    problems += [(k, "unknown key (known: services, checks)") for k in sorted(unknown)]
+    unknown = set(raw) - {"description", "services", "checks"}
+    problems += [(k, "unknown key (known: description, services, checks)") for k in sorted(unknown)]
     services = _services(raw.get("services") or [], topology, problems)
     checks = [_step(i, s, topology, problems) for i, s in enumerate(raw.get("checks") or [])]
     if problems:
         raise TopologyError(str(spec_path), problems)
-    return Lab(topology, services, [c for c in checks if c is not None])
+    description = " ".join(str(raw.get("description") or "").split())
+    return Lab(topology, services, [c for c in checks if c is not None], description)
 
 
 def _services(raw: Any, topology: topo.Topology, problems: list[tuple[str, str]]) -> list[Service]:
@@ -134,6 +148,23 @@ def _step(
         )
         if "expect" not in raw:
             problems.append((f"{where}.expect", "a cmd check needs expect"))
+    elif kind in ("call", "do"):
+        args = {"fn": raw[kind], "args": raw.get("args") or {}}
+        problem = _function_problem(raw[kind])
+        if problem:
+            problems.append((f"{where}.{kind}", problem))
+            return None
+        if not isinstance(args["args"], dict):
+            problems.append((f"{where}.args", "args must be a mapping"))
+            return None
+        try:  # the arguments fit the function: known now, not half-way through the checks
+            inspect.signature(resolve_function(raw[kind])).bind(None, **args["args"])
+        except TypeError as exc:
+            problems.append((f"{where}.args", f"{raw[kind]}: {exc}"))
+            return None
+        node = args["args"].get("node")
+        if node is None:  # a function may look at the whole lab
+            return Step(str(raw["name"]), kind, "", args, timeout)
     else:
         args = raw[kind] if isinstance(raw[kind], dict) else {}
         node = args.get("node")
@@ -141,3 +172,23 @@ def _step(
         problems.append((f"{where}.node", f"no node {node!r} in the topology"))
         return None
     return Step(str(raw["name"]), kind, str(node), args, timeout)
+
+
+def resolve_function(dotted: Any) -> Any:
+    """`package.module.function` → the function (raises LabError if there is none)."""
+    module, _, name = str(dotted).rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name, None) if module else None
+    except ImportError as exc:
+        raise LabError(f"cannot import {module!r}: {exc}") from exc
+    if not callable(fn):
+        raise LabError(f"{dotted!r} is not a function (give package.module.function)")
+    return fn
+
+
+def _function_problem(dotted: Any) -> str:
+    try:
+        resolve_function(dotted)
+    except LabError as exc:
+        return str(exc)
+    return ""
