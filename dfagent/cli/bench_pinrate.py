@@ -80,7 +80,8 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
 
     from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
     from dfagent.backends.linux.nft import Nft
-    from dfagent.backends.linux.ruleset import RulesetConfig, render_base
+    from dfagent.backends.linux.ruleset import RulesetConfig, render_base, render_slot_chains
+    from dfagent.core.marks import MarkSpace
 
     flows = int(opts["flows"])
     batch = int(opts["batch"])
@@ -97,6 +98,8 @@ def run_inner(opts: dict[str, Any]) -> dict[str, Any]:
                 pin_timeout=3600,
             )
         )
+        # the next hop's chain the pins jump to (the datapath makes it per next hop)
+        + render_slot_chains(MarkSpace(), 0x0DFA0001, pin_maps=True)
     )
     marks = {(4, "10.0.1.2"): 0x0DFA0001}
     pinner = MapPinner(nft, lambda fam, nh: marks.get((fam, str(nh))), timeout=3600)
