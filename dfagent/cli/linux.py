@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -26,7 +25,8 @@ from dfagent.backends.linux.state import DEFAULT_STATE_DIR
 from dfagent.core.marks import DEFAULT_MARK_MASK
 
 if TYPE_CHECKING:
-    from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
+    from dfagent.agent.agent import Agent
+    from dfagent.backends.linux.datapath import DatapathConfig
     from dfagent.core.nexthops import IPNetwork
 
 STATE_DIR_OPT = click.option(
@@ -174,9 +174,10 @@ def _config(
 
 
 @contextmanager
-def _running(cfg: DatapathConfig) -> Iterator[LinuxDatapath]:
-    """Lock the state dir, start the datapath, stop cleanly; every failure is one line."""
-    from dfagent.backends.linux.datapath import LinuxDatapath, MarkConflict
+def _running(cfg: DatapathConfig) -> Iterator[Agent]:
+    """Lock the state dir, build and start the agent, close it; every failure is one line."""
+    from dfagent.agent.linux import build
+    from dfagent.backends.linux.datapath import MarkConflict
     from dfagent.backends.linux.nft import NftError
     from dfagent.backends.linux.state import AgentLock, AgentRunning
     from dfagent.core.marks import MarksExhausted
@@ -186,18 +187,17 @@ def _running(cfg: DatapathConfig) -> Iterator[LinuxDatapath]:
         lock.acquire()
     except (AgentRunning, OSError) as exc:
         _fail(str(exc))
-    dp: LinuxDatapath | None = None
+    agent: Agent | None = None
     try:
         try:
-            dp = LinuxDatapath(cfg)
-            dp.start()
+            agent = build(cfg)
         except (MarkConflict, NftError, MarksExhausted, OSError) as exc:
             _fail(str(exc))
-        assert dp is not None
-        yield dp
+        assert agent is not None
+        yield agent
     finally:
-        if dp is not None:
-            dp.close()
+        if agent is not None:
+            agent.close()
         lock.release()
 
 
@@ -232,9 +232,9 @@ def kernel(verbose: bool, dead_hold: float, **opts: Any) -> None:
     cfg = _config(dead_hold=dead_hold, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
-    with _running(cfg) as dp:
-        _on_signals(dp.stop)
-        dp.run()
+    with _running(cfg) as agent:
+        _on_signals(agent.stop)
+        agent.run()
 
 
 def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
@@ -322,33 +322,33 @@ def map_cmd(
     _need_root("map")
     _setup_logging(verbose)
     log = logging.getLogger("dfagent.linux")
-    with _running(cfg) as dp:
+    with _running(cfg) as agent:
         if not sessions:
             log.info("map-mode receiver=off (pins through the MapPinner API only)")
-            _on_signals(dp.stop)
-            dp.run()
+            _on_signals(agent.stop)
+            agent.run()
             return
         egress = EgressResolver(sessions, vips=cfg.vips)
-        _serve_mirrors(dp, egress, sources, pin_timeout, max_items, max_delay_ms, log)
+        _serve_mirrors(agent, egress, sources, max_items, max_delay_ms, log)
 
 
 def _serve_mirrors(
-    dp: LinuxDatapath,
+    agent: Agent,
     egress: Any,
     sources: list[str] | None,
-    pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
     log: logging.Logger,
 ) -> None:
-    from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem
+    """The receiver and the mirror feed in their threads, the agent's loop in this one."""
+    from dfagent.agent.mirror import MirrorFeed
     from dfagent.mirror.receiver import MirrorReceiver
 
     stop = threading.Event()
 
     def _stop() -> None:
         stop.set()
-        dp.stop()
+        agent.stop()
 
     _on_signals(_stop)
     receiver = MirrorReceiver(sources)
@@ -356,20 +356,13 @@ def _serve_mirrors(
         receiver.open()
     except (OSError, ValueError) as exc:
         _fail(f"mirror receiver: {exc}")
+    feed = MirrorFeed(agent, receiver, egress, max_items, max_delay_ms / 1000)
     threads = [
-        threading.Thread(target=dp.run, name="datapath", daemon=True),
         threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
+        threading.Thread(target=feed.run, args=(stop,), name="feed", daemon=True),
     ]
     for t in threads:
         t.start()
-    pinner = MapPinner(
-        dp.nft,
-        dp.resolve_mark,
-        timeout=pin_timeout,
-        one_direction=dp.cfg.one_direction,
-        space=dp.space,
-    )
-    batcher = MicroBatcher(pinner, max_items=max_items, max_delay=max_delay_ms / 1000)
     log.info(
         "map-mode receiver=on sessions=%s sources=%s",
         json.dumps({str(k): v for k, v in egress.sessions.items()}),
@@ -377,34 +370,10 @@ def _serve_mirrors(
     )
     if sources is None:
         log.warning("mirror-source-any: mirrored SYNs are accepted from every host")
-    next_report = time.monotonic() + 10
     try:
-        while not stop.is_set():
-            events = receiver.poll_batch(max_items, timeout=max_delay_ms / 1000)
-            now = time.monotonic()
-            for item in egress.pin_items(events):
-                batcher.add(PinItem(*item), now)
-            batcher.poll(time.monotonic())
-            if now >= next_report:
-                next_report = now + 10
-                st = pinner.stats
-                log.info(
-                    "map-pins pinned=%d live=%d unknown_session=%d not_vip=%d "
-                    "unknown_nexthop=%d replaced=%d failed=%d batches=%d mirror=%s",
-                    st.pinned,
-                    pinner.count(),
-                    egress.unknown,
-                    egress.not_vip,
-                    st.unknown_nexthop,
-                    st.replaced,
-                    st.failed,
-                    st.batches,
-                    json.dumps(receiver.counters, sort_keys=True),
-                )
-        batcher.flush()
+        agent.run()
     finally:
         stop.set()
-        dp.stop()
         for t in threads:
             t.join(5)
         receiver.close()
@@ -451,7 +420,14 @@ def cleanup(state_dir: str | None, keep_state: bool, stop_agent: bool, as_json: 
         removed = admin.cleanup(sd, keep_state=keep_state)
     except (AgentRunning, ConntrackError, OSError) as exc:
         _fail(str(exc))
+    if removed.get("conntrack_marks_left"):
+        click.echo(
+            f"warning: {removed['conntrack_marks_left']} conntrack entries still carry "
+            f"dfagent's mark bits ({removed.get('conntrack_error')}); a later start "
+            "quarantines them",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(removed))
     else:
-        click.echo(" ".join(f"{k}={v}" for k, v in removed.items()))
+        click.echo(" ".join(f"{k}={v}" for k, v in removed.items() if k != "conntrack_error"))

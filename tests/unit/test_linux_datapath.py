@@ -14,6 +14,7 @@ from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
 from dfagent.backends.linux.nft import NftError
 from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
+from dfagent.routes.linux import LinuxRoutes
 
 VIP4 = parse_vip("1.1.1.1/32")
 VIP6 = parse_vip("2001:db8::1/128")
@@ -186,6 +187,7 @@ class Kernel:
         )
         dp = LinuxDatapath(
             cfg,
+            routes=LinuxRoutes,  # the real route source, over the fake netlink
             nft=self.nft,  # type: ignore[arg-type]
             nl=self.nl,  # type: ignore[arg-type]
             clock=lambda: self.t,

@@ -231,7 +231,31 @@ def stop_agent(state_dir: str, timeout: float = 10.0) -> int | None:
 EMPTY_INCLUDE = "# dfagent was removed from this router (dfagent linux cleanup): nothing here.\n"
 
 
-def cleanup(state_dir: str | None, keep_state: bool = False) -> dict[str, int]:
+def _clear_conntrack(space: MarkSpace, attempts: int = 3) -> tuple[int, int, str | None]:
+    """Clear dfagent's bits from conntrack marks: (entries that carried them, entries still
+    carrying them, last error). A big, busy table can make ``conntrack -U`` fail with
+    ENOBUFS part-way; it is retried, and what is left is reported, not fatal: a later start
+    quarantines marks it finds on live entries, so none is ever reused wrongly."""
+    error = None
+    try:
+        carried = left = sum(conntrack.count_by_slot(space).values())
+    except conntrack.ConntrackError as exc:
+        return 0, 0, f"conntrack -L: {exc}"
+    for _ in range(attempts):
+        if not left:
+            break
+        try:
+            conntrack.clear_marks(space)
+        except conntrack.ConntrackError as exc:
+            error = str(exc)
+        try:
+            left = sum(conntrack.count_by_slot(space).values())
+        except conntrack.ConntrackError as exc:
+            error = str(exc)
+    return carried, left, error if left else None
+
+
+def cleanup(state_dir: str | None, keep_state: bool = False) -> dict[str, Any]:
     """Remove dfagent's nft table, ip rules and table routes (recognised by their markers),
     and dfagent's bits from conntrack marks. Refuses while an agent runs on ``state_dir``."""
     st = state.load(state_dir) if state_dir else {}
@@ -255,9 +279,7 @@ def cleanup(state_dir: str | None, keep_state: bool = False) -> dict[str, int]:
             nl.del_route(rt)
             n_routes += 1
         space = space_of(st)
-        cleared = sum(conntrack.count_by_slot(space).values())
-        if cleared:
-            conntrack.clear_marks(space)
+        carried, left, ct_error = _clear_conntrack(space)
         include = st.get("include_file")
         if isinstance(include, str) and os.path.exists(include):
             # the operator's firewall config still includes it: leave it valid and empty
@@ -269,7 +291,9 @@ def cleanup(state_dir: str | None, keep_state: bool = False) -> dict[str, int]:
             "nft_tables": int(removed_table),
             "rules": n_rules,
             "routes": n_routes,
-            "conntrack_marks_cleared": cleared,
+            "conntrack_marks_cleared": carried - left,
+            "conntrack_marks_left": left,
+            **({"conntrack_error": ct_error} if ct_error else {}),
             "state_files": int(removed_state),
         }
     finally:

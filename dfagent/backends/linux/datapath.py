@@ -16,20 +16,13 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dfagent.backends.linux import conntrack, markusers, state
-from dfagent.backends.linux.netlink import (
-    NUD_FAILED,
-    NUD_GOOD,
-    Netlink,
-    OwnedRule,
-    RouteEvents,
-)
+from dfagent.backends.linux.netlink import Netlink, OwnedRule
 from dfagent.backends.linux.nft import Nft, NftError
-from dfagent.backends.linux.nftevents import NftEvents
 from dfagent.backends.linux.ruleset import (
     DEFAULT_FIN_TIMEOUT,
     PROBE_INVALID,
@@ -51,7 +44,8 @@ from dfagent.backends.linux.ruleset import (
 from dfagent.core.direction import DirectionProbe
 from dfagent.core.marks import MarkAllocator, MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
-from dfagent.core.pinning import Event, Plan, Planner
+from dfagent.core.pinning import Event, NhRecord, Plan, Planner
+from dfagent.core.ports import RouteSource
 
 log = logging.getLogger("dfagent.linux")
 
@@ -103,35 +97,6 @@ def _log(kind: str, level: int = logging.INFO, **fields: Any) -> None:
     log.log(level, "%s %s", kind, " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
-class Liveness:
-    """Link up and neighbour not FAILED; once dead, a next hop stays dead until its
-    neighbour entry is confirmed good again (an expired FAILED entry is no proof of life)."""
-
-    def __init__(self, nl: Netlink) -> None:
-        self.nl = nl
-        self.dead: set[NextHop] = set()
-        self._neigh: dict[tuple[int, str], int] = {}
-
-    def refresh(self) -> None:
-        self._neigh = self.nl.neighbour_states()
-
-    def __call__(self, nh: NextHop) -> bool:
-        idx = self.nl.ifindex(nh.ifname)
-        if idx is None or not self.nl.link_up(nh.ifname):
-            self.dead.add(nh)
-            return False
-        st = self._neigh.get((idx, nh.gateway))
-        if st is not None and st & NUD_FAILED:
-            self.dead.add(nh)
-            return False
-        if nh in self.dead:
-            if st is not None and st & NUD_GOOD:
-                self.dead.discard(nh)
-                return True
-            return False
-        return True
-
-
 @dataclass
 class Written:
     """What the datapath last wrote to nftables (compared with the kernel by check())."""
@@ -146,15 +111,19 @@ class LinuxDatapath:
     def __init__(
         self,
         cfg: DatapathConfig,
+        routes: Callable[[Netlink], RouteSource],
         nft: Nft | None = None,
         nl: Netlink | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_pins: Callable[[], dict[int, int]] | None = None,
     ) -> None:
+        """``routes`` makes the route source from the datapath's netlink handle (one
+        socket for reads and writes; everything runs on the agent's one thread)."""
         self.cfg = cfg
         self.space = cfg.space
         self.nft = nft or Nft()
         self.nl = nl or Netlink()
+        self.routes = routes(self.nl)
         self.clock = clock
         if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
             nft_ = self.nft
@@ -168,7 +137,6 @@ class LinuxDatapath:
         self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
         self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
-        self.liveness = Liveness(self.nl)
         self.w = Written()
         self._unkeyable: set[NextHop] = set()
         self._unrouted: set[str] = set()
@@ -182,7 +150,6 @@ class LinuxDatapath:
         self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → slot
         # (family, ifname) → slot, for interfaces that carry exactly one next hop per family
         self.interface_marks: dict[tuple[int, str], int] = {}
-        self.stop_event = threading.Event()
 
     # ── start: install the table, adopt what is there ────────────────────────────
     def check_mark_users(self) -> None:
@@ -314,13 +281,31 @@ class LinuxDatapath:
                     out.add(slot)
         return out
 
+    @property
+    def records(self) -> dict[NextHop, NhRecord]:
+        return self.planner.records
+
+    def wants_count(self) -> bool:
+        """A conntrack dump can be big: at most once per interval, and only while a next hop
+        waits for its pins to drain (or a quarantined mark for its entries to go)."""
+        due = self.clock() - self._last_count >= self.cfg.reconcile_interval
+        waiting = any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
+        return due and (waiting or bool(self.planner.marks.quarantine))
+
     # ── one reconcile round ──────────────────────────────────────────────────────
-    def reconcile(self, force_count: bool = False) -> list[Event]:
+    def reconcile(
+        self,
+        force_count: bool = False,
+        pinned: Mapping[int, int] | None = None,
+        count: bool = True,
+    ) -> list[Event]:
+        """Observe, plan, apply. ``pinned``: a count made elsewhere (the agent counts in a
+        worker thread, and passes ``count=False``); else, with ``count``, one is made here
+        when forced or :meth:`wants_count`."""
         with self._lock:
             now = self.clock()
-            self.nl.refresh_names()
-            self.liveness.refresh()
-            current = {str(v): self.nl.ecmp_set(v) for v in self.cfg.vips}
+            view = self.routes.observe(self.cfg.vips)
+            current = view.current
             for vip, nhs in current.items():  # say so once when a VIP has no route
                 if not nhs and vip not in self._unrouted:
                     self._unrouted.add(vip)
@@ -333,18 +318,15 @@ class LinuxDatapath:
                 elif nhs and vip in self._unrouted:
                     self._unrouted.discard(vip)
                     _log("vip-routed", vip=vip, nexthops=len(nhs))
-            # a conntrack dump can be big: at most once per interval (GC waits for it)
-            due = now - self._last_count >= self.cfg.reconcile_interval
-            waiting = any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
-            waiting = waiting or bool(self.planner.marks.quarantine)
-            pinned = None
-            if force_count or (due and waiting):
+            if pinned is not None:
+                self._last_count = now
+            elif count and (force_count or self.wants_count()):
                 try:
                     pinned = self.count_pins()
                     self._last_count = now
                 except Exception as exc:  # never GC on a failed count
                     _log("count-failed", logging.WARNING, error=repr(exc))
-            plan, events = self.planner.step(now, current, self.liveness, pinned)
+            plan, events = self.planner.step(now, current, view.alive, pinned)
             for ev in events:
                 _log(
                     f"nexthop-{ev.kind}",
@@ -718,45 +700,6 @@ class LinuxDatapath:
         with contextlib.suppress(ValueError):
             gw = str(ipaddress.ip_address(gw))
         return self.gateway_marks.get((family, gw))
-
-    # ── the loop ────────────────────────────────────────────────────────────────
-    def run(self, on_reconcile: Callable[[LinuxDatapath], None] | None = None) -> None:
-        import select
-
-        events = RouteEvents()
-        watch = NftEvents() if self.cfg.repair else None
-        socks: list[Any] = [events.sock] + ([watch.sock] if watch else [])
-        try:
-            self.reconcile(force_count=True)
-            if watch:
-                self.check_and_repair()
-            next_periodic = self.clock() + self.cfg.reconcile_interval
-            while not self.stop_event.is_set():
-                timeout = max(0.0, min(next_periodic - self.clock(), 0.5))
-                ready, _, _ = select.select(socks, [], [], timeout)
-                if watch and watch.sock in ready and watch.pending():
-                    self.check_and_repair()  # a reload: at once, no debounce
-                changed = events.sock in ready and events.wait(0)
-                if changed:
-                    time.sleep(0.05)  # debounce bursts (multipath route replace = several msgs)
-                    events.wait(0)
-                periodic = self.clock() >= next_periodic
-                if changed or periodic:
-                    if periodic and watch:
-                        self.check_and_repair()  # the safety net for lost events
-                    self.reconcile(force_count=periodic)
-                    if periodic:
-                        next_periodic = self.clock() + self.cfg.reconcile_interval
-                    if on_reconcile is not None:
-                        on_reconcile(self)
-        finally:
-            events.close()
-            if watch:
-                watch.close()
-            _log("stop", nexthops=len(self.planner.records), repairs=self.repairs)
-
-    def stop(self) -> None:
-        self.stop_event.set()
 
     def close(self) -> None:
         self.nl.close()

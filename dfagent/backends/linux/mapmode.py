@@ -34,6 +34,7 @@ from dfagent.backends.linux.ruleset import (
 )
 from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import NextHop
+from dfagent.core.ports import PinSink
 
 _ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
 _ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
@@ -228,7 +229,7 @@ class MicroBatcher:
     """Collects pins and flushes them as one batch when ``max_items`` are waiting or the
     oldest has waited ``max_delay`` seconds (call :meth:`poll` from the receive loop)."""
 
-    def __init__(self, pinner: MapPinner, max_items: int = 1000, max_delay: float = 0.002):
+    def __init__(self, pinner: PinSink, max_items: int = 1000, max_delay: float = 0.002):
         self.pinner = pinner
         self.max_items = max_items
         self.max_delay = max_delay
@@ -251,7 +252,10 @@ class MicroBatcher:
         return False
 
     def flush(self) -> int:
+        """Hand the waiting pins over; returns how many were handed (the sink may apply them
+        later: the agent's loop does)."""
         items, self._items = self._items, []
         if not items:
             return 0
-        return self.pinner.pin(items).pinned
+        self.pinner.pin(items)
+        return len(items)

@@ -295,6 +295,13 @@ class RouteEvents:
         s.setblocking(False)
         self.sock = s
 
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def pending(self) -> bool:
+        """Drain the socket; True if anything was there (or messages were lost)."""
+        return self.wait(0)
+
     def wait(self, timeout: float) -> bool:
         """True if something changed within ``timeout`` seconds (drains the socket)."""
         r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))

@@ -1,0 +1,210 @@
+"""The agent: the one owner of dfagent's state, and its one loop.
+
+Everything that changes the datapath runs on the loop's thread: reconcile passes (woken by
+route hints, or periodic), repairs (woken by nftables hints), pin batches (from the mirror
+receiver's thread), and the operations other threads ask for (drain, undrain, resync, purge,
+reload — the gRPC servicer's calls). Other threads never touch the datapath: they
+:meth:`Agent.call` a function, which is queued, run on the loop, and its result (or
+exception) handed back.
+
+The one slow read, the conntrack count (a kernel dump: seconds at a million entries), runs in
+a worker thread; its result comes back to the loop as an operation, so a count never delays
+a pin batch or a route change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from dfagent.core.ports import Datapath, Hints, PinSink
+
+log = logging.getLogger("dfagent.agent")
+T = TypeVar("T")
+DEBOUNCE = 0.05  # a multipath route replace arrives as several messages
+
+
+@dataclass
+class AgentOptions:
+    reconcile_interval: float = 5.0
+    repair: bool = True  # check (and repair) the datapath on every hint and every pass
+
+
+class Agent:
+    def __init__(
+        self,
+        datapath: Datapath,
+        route_hints: Hints | None = None,
+        datapath_hints: Hints | None = None,
+        options: AgentOptions | None = None,
+        pinner: PinSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dp = datapath
+        self.route_hints = route_hints
+        self.datapath_hints = datapath_hints
+        self.opt = options or AgentOptions()
+        self.pinner = pinner
+        self.clock = clock
+        self._ops: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any] | None]] = (
+            queue.SimpleQueue()
+        )
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._pipe_lock = threading.Lock()
+        self._closed = False
+        self._stop = threading.Event()
+        self._counting = False
+        self.started_at = time.time()
+        self.passes = 0
+        self.on_pass: list[Callable[[Agent], None]] = []
+
+    # ── other threads ───────────────────────────────────────────────────────────
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the loop; the future holds its result or exception."""
+        fut: Future[T] = Future()
+        self._ops.put((fn, fut))
+        self._wake()
+        return fut
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        """:meth:`submit` and wait (from any thread but the loop's)."""
+        return self.submit(fn).result(timeout)
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the loop, nobody waiting (pin batches: errors are logged)."""
+        self._ops.put((fn, None))
+        self._wake()
+
+    def pin(self, batch: Iterable[Any]) -> None:
+        """A micro-batch of pins from the mirror path, applied on the loop."""
+        if self.pinner is None:
+            raise RuntimeError("this agent has no pin sink (not in map mode)")
+        items = list(batch)
+        pinner = self.pinner
+        self.post(lambda: pinner.pin(items))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._pipe_lock:  # never write to a closed (maybe reused) descriptor
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError):  # a full pipe: the loop is awake
+                os.write(self._wake_w, b"x")
+
+    # ── the loop ────────────────────────────────────────────────────────────────
+    def run(self) -> None:
+        try:
+            self._pass(periodic=True)
+            next_periodic = self.clock() + self.opt.reconcile_interval
+            while not self._stop.is_set():
+                fds: list[Any] = [self._wake_r]
+                fds += [h for h in (self.route_hints, self.datapath_hints) if h is not None]
+                timeout = max(0.0, min(next_periodic - self.clock(), 0.5))
+                ready, _, _ = select.select(fds, [], [], timeout)
+                if self._wake_r in ready:
+                    self._drain_wake()
+                self._run_ops()
+                dh, rh = self.datapath_hints, self.route_hints
+                if dh is not None and dh in ready and dh.pending():
+                    self._repair()  # a firewall reload: at once, no debounce
+                changed = rh is not None and rh in ready and rh.pending()
+                if changed and rh is not None:
+                    time.sleep(DEBOUNCE)
+                    rh.pending()
+                periodic = self.clock() >= next_periodic
+                if changed or periodic:
+                    self._pass(periodic)
+                    if periodic:
+                        next_periodic = self.clock() + self.opt.reconcile_interval
+        finally:
+            self._run_ops()
+            log.info("stop passes=%d", self.passes)
+
+    def _pass(self, periodic: bool, pinned: dict[int, int] | None = None) -> None:
+        if periodic and self.opt.repair:
+            self._repair()  # the safety net for lost nftables events
+        self.dp.reconcile(pinned=pinned, count=False)
+        self.passes += 1
+        if periodic or self.dp.wants_count():
+            self._count_in_background()
+        for cb in self.on_pass:
+            cb(self)
+
+    def _repair(self) -> None:
+        if not self.opt.repair:
+            return
+        try:
+            self.dp.check_and_repair()
+        except Exception as exc:  # a failed check must not stop the loop
+            log.error("check-failed error=%r", exc)
+
+    def _count_in_background(self) -> None:
+        if self._counting:
+            return
+        self._counting = True
+
+        def work() -> None:
+            try:
+                counts = self.dp.count_pins()
+            except Exception as exc:  # never GC on a failed count
+                log.warning("count-failed error=%r", exc)
+                self.post(self._count_done)
+                return
+            self.post(lambda: self._count_done(counts))
+
+        threading.Thread(target=work, name="count", daemon=True).start()
+
+    def _count_done(self, counts: dict[int, int] | None = None) -> None:
+        self._counting = False
+        if counts is not None and not self._stop.is_set():
+            self._pass(periodic=False, pinned=counts)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _run_ops(self) -> None:
+        while True:
+            try:
+                fn, fut = self._ops.get_nowait()
+            except queue.Empty:
+                return
+            if fut is not None and not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:
+                if fut is not None:
+                    fut.set_exception(exc)
+                else:
+                    log.error("operation-failed error=%r", exc)
+                continue
+            if fut is not None:
+                fut.set_result(result)
+
+    def close(self) -> None:
+        for h in (self.route_hints, self.datapath_hints):
+            if h is not None:
+                h.close()
+        self._stop.set()
+        with self._pipe_lock:
+            self._closed = True
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.dp.close()

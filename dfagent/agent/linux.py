@@ -1,0 +1,36 @@
+"""Wiring of the agent on a Linux router: routes from netlink, the nftables datapath, hints
+from rtnetlink and from nftables, and (map mode) the pin sink the mirror path feeds."""
+
+from __future__ import annotations
+
+from dfagent.agent.agent import Agent, AgentOptions
+from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
+from dfagent.backends.linux.mapmode import MapPinner
+from dfagent.backends.linux.nftevents import NftEvents
+from dfagent.routes.linux import LinuxRoutes
+
+
+def build(cfg: DatapathConfig) -> Agent:
+    """An agent over a started datapath (start() raises before anything is left behind)."""
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes)
+    try:
+        dp.start()
+    except BaseException:
+        dp.close()
+        raise
+    pinner = None
+    if cfg.pin_maps:
+        pinner = MapPinner(
+            dp.nft,
+            dp.resolve_mark,
+            timeout=cfg.pin_timeout,
+            one_direction=cfg.one_direction,
+            space=cfg.space,
+        )
+    return Agent(
+        dp,
+        route_hints=LinuxRoutes.hints(),
+        datapath_hints=NftEvents() if cfg.repair else None,
+        options=AgentOptions(reconcile_interval=cfg.reconcile_interval, repair=cfg.repair),
+        pinner=pinner,
+    )

@@ -1,0 +1,64 @@
+"""The ports every backend implements (``typing.Protocol``s), so the agent, the fakes of the
+unit tests and the real backends are checked against one shape. No I/O here.
+
+* :class:`RouteSource` — where next hops come from (Linux netlink today, EOS eAPI later);
+* :class:`Hints` — a file descriptor that becomes readable when something may have changed
+  (routes, the datapath's own state): the agent wakes on it, checks, and acts;
+* :class:`Datapath` — applies plans and reports what is installed (Linux nftables + ip rules
+  today; EOS DirectFlow later); it runs no loop of its own;
+* :class:`DrainActuator` — makes the routing daemon stop preferring a next hop for new flows;
+* :class:`PinSink` — takes per-flow pins in micro-batches (map mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dfagent.core.nexthops import IPNetwork, NextHop
+from dfagent.core.pinning import Event, NhRecord
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """One observation: each VIP's ECMP set, and the liveness of any next hop."""
+
+    current: Mapping[str, set[NextHop]]
+    alive: Callable[[NextHop], bool]
+
+
+class RouteSource(Protocol):
+    def observe(self, vips: Iterable[IPNetwork]) -> RouteView: ...
+
+
+class Hints(Protocol):
+    def fileno(self) -> int: ...
+    def pending(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Datapath(Protocol):
+    @property
+    def records(self) -> Mapping[NextHop, NhRecord]: ...
+    def start(self) -> None: ...
+    def reconcile(
+        self,
+        force_count: bool = False,
+        pinned: Mapping[int, int] | None = None,
+        count: bool = True,
+    ) -> list[Event]: ...
+    def wants_count(self) -> bool: ...
+    def count_pins(self) -> dict[int, int]: ...
+    def check_and_repair(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class DrainActuator(Protocol):
+    def drain(self, addresses: Sequence[str]) -> None: ...
+    def undrain(self, addresses: Sequence[str]) -> None: ...
+    def drained(self) -> set[str]: ...
+
+
+class PinSink(Protocol):
+    def pin(self, batch: Iterable[Any]) -> Any: ...
