@@ -100,6 +100,8 @@ class Duration(click.ParamType):
 
 
 def fmt_duration(seconds: float) -> str:
+    if seconds < 10 and not float(seconds).is_integer():
+        return f"{seconds:.1f}s"  # short --timeout values in tests and scripts
     s = int(round(seconds))
     if s < 60:
         return f"{s}s"
