@@ -118,6 +118,10 @@ def _count(n: int | None) -> str:
     return "-" if n is None else str(n)
 
 
+def _flows(n: int | None) -> str:
+    return f"{_count(n)} pinned flow{'' if n == 1 else 's'}"
+
+
 # --- status, nexthops --------------------------------------------------------------------
 
 
@@ -315,7 +319,7 @@ def progress_line(info: DrainInfo, prog: DrainProgress, elapsed: float) -> str:
     rate_s = "-" if rate is None else f"{rate:.1f}/s"
     eta_s = "?" if eta is None else fmt_duration(eta)
     return (
-        f"{info.nexthop} {info.state}: {_count(info.pinned)} pinned flows left, "
+        f"{info.nexthop} {info.state}: {_flows(info.pinned)} left, "
         f"rate {rate_s}, about {eta_s} left ({fmt_duration(elapsed)} elapsed)"
     )
 
@@ -359,7 +363,7 @@ def _wait_drained(
                 if tty:
                     click.echo()
                 _fail(
-                    f"{info.nexthop} still holds {_count(info.pinned)} pinned flows after "
+                    f"{info.nexthop} still holds {_flows(info.pinned)} after "
                     f"{fmt_duration(timeout)}; it stays drained (undrain: dfagent undrain "
                     f"{info.nexthop})",
                     EXIT_DEADLINE,
@@ -381,7 +385,7 @@ def _show_drain(info: DrainInfo, as_json: bool) -> None:
     if as_json:
         _dump(info.to_json())
     else:
-        click.echo(f"{info.nexthop} {info.state}: {_count(info.pinned)} pinned flows left")
+        click.echo(f"{info.nexthop} {info.state}: {_flows(info.pinned)} left")
 
 
 @click.command()
