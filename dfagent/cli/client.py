@@ -324,10 +324,14 @@ def progress_line(info: DrainInfo, prog: DrainProgress, elapsed: float) -> str:
     )
 
 
+def _stdout_is_tty() -> bool:  # one place for tests to pretend
+    return sys.stdout.isatty()
+
+
 def _wait_drained(
     agent: Client, first: DrainInfo, timeout: float | None, interval: float, as_json: bool
 ) -> None:
-    tty = sys.stdout.isatty() and not as_json
+    tty = _stdout_is_tty() and not as_json
     prog = DrainProgress()
     start = time.monotonic()
     info, last_shown = first, None
@@ -349,7 +353,8 @@ def _wait_drained(
                     )
                 )
             elif tty:
-                click.echo("\r\x1b[K" + progress_line(info, prog, elapsed), nl=False)
+                # color=True: click would strip the erase-line escape if it thinks this is no TTY
+                click.echo("\r\x1b[K" + progress_line(info, prog, elapsed), nl=False, color=True)
             elif info.pinned != last_shown:  # a plain line per change keeps logs short
                 click.echo(progress_line(info, prog, elapsed))
             last_shown = info.pinned

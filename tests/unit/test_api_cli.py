@@ -171,6 +171,22 @@ def test_drain_wait_reaches_zero(server: Server, agent: FakeAgent, sock: str) ->
     assert lines[-1] == "s1 drained: no pinned flow left"
 
 
+def test_drain_wait_on_a_tty_rewrites_one_line(
+    server: Server, agent: FakeAgent, sock: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dfagent.cli.client._stdout_is_tty", lambda: True)
+    t = _lower(agent, "s1", [1, 0], every=0.1)
+    res = run(sock, "drain", "s1", "--wait", "--interval", "0.03s")
+    t.join()
+    assert res.exit_code == 0
+    live, verdict = res.stdout.rstrip("\n").rsplit("\n", 1)
+    assert "\n" not in live  # every update went to the same line ...
+    updates = live.split("\r\x1b[K")[1:]  # ... each one wiping it first
+    assert updates[0].startswith("s1 draining: 3 pinned flows left")
+    assert updates[-1].startswith("s1 drained: 0 pinned flows left")
+    assert verdict == "s1 drained: no pinned flow left"
+
+
 def test_drain_wait_json_lines(server: Server, agent: FakeAgent, sock: str) -> None:
     t = _lower(agent, "s2", [1, 0], every=0.1)
     res = run(sock, "drain", "s2", "--wait", "--interval", "0.03s", "--json")
