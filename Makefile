@@ -12,7 +12,7 @@ APT_PACKAGES := frr frr-pythontools bird2 nftables libnftables1 conntrack iprout
                 iputils-ping tcpdump procps psmisc
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv demo test lint typecheck unit clean
+.PHONY: setup apt venv demo test lint typecheck unit proto clean
 
 setup: apt venv
 
@@ -44,6 +44,10 @@ typecheck: venv
 
 unit: venv
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+# Regenerate the committed gRPC stubs after editing dfagent/api/dfagent.proto.
+proto: venv
+	scripts/gen_proto.sh
 
 test: setup lint typecheck
 	$(BIN)/pytest -q $(PYTEST_ARGS)

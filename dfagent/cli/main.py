@@ -6,6 +6,7 @@ import click
 
 from dfagent import __version__
 from dfagent.cli.bench import bench
+from dfagent.cli.client import COMMANDS as AGENT_COMMANDS
 from dfagent.cli.decode import decode
 from dfagent.cli.demo import demo
 from dfagent.cli.lab import lab
@@ -29,6 +30,8 @@ cli.add_command(decode)
 cli.add_command(bench)
 cli.add_command(linux)
 cli.add_command(demo)
+for _command in AGENT_COMMANDS:  # status, nexthops, flows, drain, …: clients of the agent
+    cli.add_command(_command)
 
 
 def main() -> None:
