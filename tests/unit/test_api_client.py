@@ -69,9 +69,18 @@ def shared_dir() -> Iterator[str]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_socket_without_permission_as_nobody(agent: FakeAgent, shared_dir: str) -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the client as nobody")
+def test_socket_without_permission(agent: FakeAgent, shared_dir: str, sock: str) -> None:
+    """As root (CI): the client runs as `nobody` against the 0600 socket. Not root: a
+    socket with mode 000 (root would pass any file mode)."""
+    if os.geteuid() != 0:
+        srv = serve(agent, sock)
+        os.chmod(sock, 0)
+        try:
+            with pytest.raises(AgentPermissionDenied):
+                Client(sock)
+        finally:
+            srv.stop(grace=0)
+        return
     path = os.path.join(shared_dir, "run", "dfagent.sock")
     srv = serve(agent, path)
     try:
@@ -86,15 +95,3 @@ def test_socket_without_permission_as_nobody(agent: FakeAgent, shared_dir: str) 
     assert proc.returncode == 77, proc.stderr
     assert proc.stderr == f"error: permission denied on {path}: run as root (the socket is 0600)\n"
     assert proc.stdout == ""
-
-
-def test_socket_chmod_000_when_not_root(agent: FakeAgent, sock: str) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root passes any file mode; test_socket_without_permission_as_nobody covers")
-    srv = serve(agent, sock)
-    os.chmod(sock, 0)
-    try:
-        with pytest.raises(AgentPermissionDenied):
-            Client(sock)
-    finally:
-        srv.stop(grace=0)
