@@ -6,6 +6,7 @@ import click
 
 from dfagent import __version__
 from dfagent.cli.bench import bench
+from dfagent.cli.config import config_group
 from dfagent.cli.decode import decode
 from dfagent.cli.demo import demo
 from dfagent.cli.lab import lab
@@ -29,6 +30,7 @@ cli.add_command(decode)
 cli.add_command(bench)
 cli.add_command(linux)
 cli.add_command(demo)
+cli.add_command(config_group)
 
 
 def main() -> None:
