@@ -75,6 +75,7 @@ ACTUATORS = ("frr", "none")
 LOG_FORMATS = ("kv", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ANY = "any"
+MAX_NUMBER = 0xFFFFFFFF  # the largest count, size or time any key takes
 # a name must not read as an address, so `dfagent drain X` is never ambiguous
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -274,8 +275,11 @@ def _number(
     if isinstance(value, bool) or not isinstance(value, ok_type):
         err.add(path, f"expected {kind} of {unit}, got {_typename(value)}")
         return default
-    if not value > 0 or value != value or value == float("inf"):
+    if not value > 0:  # NaN too
         err.add(path, f"must be more than 0 {unit}, got {value}")
+        return default
+    if value > MAX_NUMBER:  # nft sizes are 32 bits; also keeps float() from overflowing
+        err.add(path, f"must be at most {MAX_NUMBER} {unit}, got {value}")
         return default
     return value if integer else float(value)
 
@@ -462,6 +466,9 @@ MIRROR_KEYS = ("listen", "sources", "sessions", "pin_timeout", "pin_map_size", "
 
 
 def _addresses(err: _Errors, path: str, value: Any, allow_any: bool) -> tuple[str, ...]:
+    if allow_any and value == ANY:
+        err.add(path, "expected a list: write [any]")
+        return ()
     items = _list(err, path, value)
     out = []
     for i, a in enumerate(items):
@@ -666,12 +673,12 @@ def _api(err: _Errors, value: Any) -> ApiConfig:
     if d.get("tcp") is not None:
         # the API drains servers and purges pins: over TCP only with mutual TLS
         t = _section(err, "api.tcp", d["tcp"], TCP_KEYS, required=TCP_KEYS)
-        if t is not None and all(t.get(k) is not None for k in TCP_KEYS):
-            address = _text(err, "api.tcp.address", t["address"], None)
+        if t is not None:
+            address = _text(err, "api.tcp.address", t.get("address"), None)
             why = _host_port(address) if address else None
             if why:
                 err.add("api.tcp.address", why)
-            files = [_path(err, f"api.tcp.{k}", t[k], None) for k in TCP_KEYS[1:]]
+            files = [_path(err, f"api.tcp.{k}", t.get(k), None) for k in TCP_KEYS[1:]]
             if address and not why and all(files):
                 tcp = ApiTcp(address, *(f or "" for f in files))
     return ApiConfig(sock, tcp)
@@ -762,6 +769,8 @@ class _StrictLoader(yaml.SafeLoader):
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor`: merged keys may be overridden, that is the point
         key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
         if isinstance(key, list | dict):

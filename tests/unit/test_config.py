@@ -102,6 +102,15 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
         (with_("linux", [1]), "linux: expected a mapping, got a list"),
         ({"vips": [MIRROR_VIP]},
          "mirror.sources: required when a VIP uses mode mirror (or write [any])"),
+        (with_("linux", {"gc_grace": 10**400}),
+         "linux.gc_grace: must be at most 4294967295 seconds, got " + str(10**400)),
+        (with_("linux", {"gc_grace": float("inf")}),
+         "linux.gc_grace: must be at most 4294967295 seconds, got inf"),
+        (with_("linux", {"gc_grace": float("nan")}),
+         "linux.gc_grace: must be more than 0 seconds, got nan"),
+        (with_("mirror", {"pin_map_size": 2**32}),
+         "mirror.pin_map_size: must be at most 4294967295 flows, got 4294967296"),
+        (with_("mirror", {"sources": "any"}), "mirror.sources: expected a list: write [any]"),
         (with_("mirror", {"sources": ["any", "10.0.0.1"]}),
          "mirror.sources[0]: `any` cannot be combined with addresses"),
         (with_("mirror", {"sources": ["10.0.0.300"]}),
@@ -312,10 +321,11 @@ def test_api_over_tcp_needs_mutual_tls() -> None:
     assert parse(with_("api", {"tcp": tcp})).api.tcp == config.ApiTcp(
         "[2001:db8::1]:9643", "/c", "/k", "/ca"
     )
-    assert errors_of(with_("api", {"tcp": {"address": "0.0.0.0:9643"}})) == [
+    assert errors_of(with_("api", {"tcp": {"address": "0.0.0.0"}})) == [
         "api.tcp.tls_cert: required",
         "api.tcp.tls_key: required",
         "api.tcp.tls_client_ca: required",
+        "api.tcp.address: '0.0.0.0' is not HOST:PORT",
     ]
 
 
@@ -374,6 +384,17 @@ def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(f))
     assert info.value.errors == ["line 4, column 3: duplicate key 'gc_grace' (first on line 3)"]
+
+
+def test_merge_keys_work_and_may_override(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "vips:\n  - &web {prefix: 192.0.2.10/32, mode: kernel, name: web}\n"
+        "  - <<: *web\n    prefix: 192.0.2.11/32\n    name: web2\n"
+    )
+    assert [(str(v.prefix), v.mode, v.name) for v in load(str(f)).vips] == [
+        ("192.0.2.10/32", "kernel", "web"), ("192.0.2.11/32", "kernel", "web2"),
+    ]  # fmt: skip
 
 
 def test_yaml_syntax_error_is_one_line_with_its_line(tmp_path: Path) -> None:
