@@ -713,7 +713,11 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
     """Rules between sections (each error still names the key to change); ``at[i]`` is the
     index in the file of ``cfg.vips[i]``."""
     modes = cfg.modes()
-    if "mirror" in modes and not cfg.mirror.sources and not err.under("mirror"):
+    # unless the sources (or the whole mirror section) were already wrong
+    mirror_read = not err.under("mirror.sources") and not any(
+        e.startswith("mirror: ") for e in err.items
+    )
+    if "mirror" in modes and not cfg.mirror.sources and mirror_read:
         err.add("mirror.sources", "required when a VIP uses mode mirror (or write [any])")
     if err.under("backend"):
         return  # which backend was meant is unknown: its rules would be guesses

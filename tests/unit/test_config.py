@@ -220,6 +220,20 @@ def test_every_error_is_reported_at_once_in_schema_order() -> None:
     ]
 
 
+def test_missing_sources_are_reported_beside_other_mirror_errors() -> None:
+    assert errors_of({"vips": [MIRROR_VIP], "mirror": {"sessions": {1: "foo"}}}) == [
+        "mirror.sessions.1: 'foo' is not an IP address or a name under nexthops",
+        "mirror.sources: required when a VIP uses mode mirror (or write [any])",
+    ]
+    # but not again when the sources themselves (or the section) are what is wrong
+    assert errors_of({"vips": [MIRROR_VIP], "mirror": {"sources": ["x"]}}) == [
+        "mirror.sources[0]: 'x' is not an IP address"
+    ]
+    assert errors_of({"vips": [MIRROR_VIP], "mirror": "on"}) == [
+        "mirror: expected a mapping, got 'on'"
+    ]
+
+
 def test_the_error_message_holds_source_and_every_error() -> None:
     with pytest.raises(ConfigError, match=r"^/etc/x.yaml: vips: required.*; log.format"):
         parse({"log": {"format": "xml"}}, source="/etc/x.yaml")
