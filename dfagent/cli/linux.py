@@ -21,8 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dfagent.backends.linux.state import DEFAULT_STATE_DIR
-from dfagent.core.marks import DEFAULT_MARK_MASK
+# every default is written once, in dfagent.config (the config file shares them)
+from dfagent.config import (
+    DEFAULT_BATCH_MAX_DELAY_MS,
+    DEFAULT_BATCH_MAX_ITEMS,
+    DEFAULT_DEAD_HOLD,
+    DEFAULT_FIN_TIMEOUT,
+    DEFAULT_GC_GRACE,
+    DEFAULT_MARK_MASK,
+    DEFAULT_PIN_MAP_SIZE,
+    DEFAULT_PIN_TIMEOUT,
+    DEFAULT_RECONCILE_INTERVAL,
+    DEFAULT_STATE_DIR,
+)
 
 if TYPE_CHECKING:
     from dfagent.agent.agent import Agent
@@ -97,10 +108,11 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vip", "vips", multiple=True, required=True,
                      help="VIP prefix to pin connections to (repeatable, v4 or v6)."),
         STATE_DIR_OPT,
-        click.option("--reconcile-interval", default=5.0, show_default=True, type=float,
+        click.option("--reconcile-interval", default=DEFAULT_RECONCILE_INTERVAL,
+                     show_default=True, type=float,
                      help="Seconds between full passes (route and nftables changes are acted "
                      "on at once; the pass is the safety net)."),
-        click.option("--gc-grace", default=5.0, show_default=True, type=float,
+        click.option("--gc-grace", default=DEFAULT_GC_GRACE, show_default=True, type=float,
                      help="Seconds a gone next hop with no pinned flow is kept before its "
                      "rule and table are removed."),
         click.option("--mark-mask", default=f"0x{DEFAULT_MARK_MASK:08x}", show_default=True,
@@ -118,7 +130,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      "calls every packet after the SYN INVALID there)."),
         click.option("--notrack", is_flag=True,
                      help="With --one-direction: no conntrack at all for VIP traffic."),
-        click.option("--fin-timeout", default=30, show_default=True, type=int,
+        click.option("--fin-timeout", default=DEFAULT_FIN_TIMEOUT, show_default=True, type=int,
                      help="With --one-direction: seconds a pin lives after a FIN or RST."),
         click.option("--no-repair", is_flag=True,
                      help="Do not watch nftables nor reinstall dfagent's table when a firewall "
@@ -218,7 +230,7 @@ def linux() -> None:
 @_common
 @click.option(
     "--dead-hold",
-    default=30.0,
+    default=DEFAULT_DEAD_HOLD,
     show_default=True,
     type=float,
     help="Seconds a dead (released) next hop is remembered while entries still carry its mark.",
@@ -281,13 +293,15 @@ def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
     help="Accept mirrored packets only from this address (repeatable; required with "
     "--nexthop-map; `any` accepts every source).",
 )
-@click.option("--size", "map_size", default=2_000_000, show_default=True, type=int,
+@click.option("--size", "map_size", default=DEFAULT_PIN_MAP_SIZE, show_default=True, type=int,
               help="Capacity of each pin map (flows).")  # fmt: skip
-@click.option("--timeout", "pin_timeout", default=300, show_default=True, type=int,
+@click.option("--timeout", "pin_timeout", default=DEFAULT_PIN_TIMEOUT, show_default=True,
+              type=int,
               help="Seconds a pin lives in the map (its connection keeps the mark).")  # fmt: skip
-@click.option("--max-items", default=256, show_default=True, type=int,
+@click.option("--max-items", default=DEFAULT_BATCH_MAX_ITEMS, show_default=True, type=int,
               help="Micro-batch size (pins per nft transaction).")  # fmt: skip
-@click.option("--max-delay-ms", default=2.0, show_default=True, type=float,
+@click.option("--max-delay-ms", default=DEFAULT_BATCH_MAX_DELAY_MS, show_default=True,
+              type=float,
               help="Micro-batch max wait, in milliseconds.")  # fmt: skip
 def map_cmd(
     verbose: bool,

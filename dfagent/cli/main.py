@@ -7,6 +7,7 @@ import click
 from dfagent import __version__
 from dfagent.cli.bench import bench
 from dfagent.cli.client import COMMANDS as AGENT_COMMANDS
+from dfagent.cli.config import config_group
 from dfagent.cli.decode import decode
 from dfagent.cli.demo import demo
 from dfagent.cli.lab import lab
@@ -32,6 +33,7 @@ cli.add_command(linux)
 cli.add_command(demo)
 for _command in AGENT_COMMANDS:  # status, nexthops, flows, drain, …: clients of the agent
     cli.add_command(_command)
+cli.add_command(config_group)
 
 
 def main() -> None:

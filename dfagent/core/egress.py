@@ -54,6 +54,16 @@ def _ifname_ok(name: str) -> bool:
     return 0 < len(name) <= 15 and not any(c in name for c in " /\t\n:") and name not in (".", "..")
 
 
+def check_session_id(text: str) -> str | None:
+    """Why ``text`` is not a mirror session id (ERSPAN session or GRE key), or None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True; int("²") fails
+        return f"{text!r} is not a session id (a whole number)"
+    if int(text) > MAX_SESSION:
+        return f"session {text} is more than 32 bits"
+    return None
+
+
 def parse_session_map(items: Iterable[str]) -> dict[int, str]:
     """``["1=10.0.1.2", "2=fe80::1%swp2", "3=%swp3"]`` → ``{1: "10.0.1.2", …}``; every error
     is reported at once.
@@ -65,11 +75,12 @@ def parse_session_map(items: Iterable[str]) -> dict[int, str]:
     for item in items:
         sid, sep, nh = item.partition("=")
         sid, nh = sid.strip(), nh.strip()
-        if not sep or not sid.isdigit() or not nh:
+        why = check_session_id(sid)
+        if not sep or not nh or (why and "more than" not in why):
             errors.append(f"{item!r}: want SESSION=NEXTHOP")
             continue
-        if int(sid) > MAX_SESSION:
-            errors.append(f"{item!r}: session {sid} is more than 32 bits")
+        if why:
+            errors.append(f"{item!r}: {why}")
             continue
         why = check_nexthop_text(nh)
         if why:

@@ -60,3 +60,20 @@ def test_resolve_by_session_then_gre_key() -> None:
         ("10.0.0.2", "1.1.1.1", 5, 80, "10.0.2.2"),
     ]
     assert r.unknown == 2 and r.by_session == {1: 1, 7: 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("7", None), (" 7 ", None), ("4294967295", None), ("x", "not a session id"),
+     ("²", "not a session id"), ("-1", "not a session id"), ("4294967296", "more than 32 bits")],
+)  # fmt: skip
+def test_check_session_id(text: str, why: str | None) -> None:
+    from dfagent.core.egress import check_session_id
+
+    got = check_session_id(text)
+    assert (got is None) if why is None else (got is not None and why in got)
+
+
+def test_unicode_digits_are_not_a_session() -> None:
+    with pytest.raises(ValueError, match="want SESSION=NEXTHOP"):
+        parse_session_map(["²=10.0.0.1"])

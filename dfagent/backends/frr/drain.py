@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dfagent.config import DEFAULT_DRAIN_PREFIX_LIST_V4, DEFAULT_DRAIN_PREFIX_LIST_V6
+
 LAST_SEQ = 4294967295
 SEQ_STEP = 5
 
@@ -24,7 +26,12 @@ class VtyshError(RuntimeError):
 
 
 class FrrDrain:
-    def __init__(self, vtysh: Sequence[str], plist4: str = "DRAIN4", plist6: str = "DRAIN6"):
+    def __init__(
+        self,
+        vtysh: Sequence[str],
+        plist4: str = DEFAULT_DRAIN_PREFIX_LIST_V4,
+        plist6: str = DEFAULT_DRAIN_PREFIX_LIST_V6,
+    ):
         """`vtysh` is the argv that reaches the router's vtysh (with netns exec, --vty_socket)."""
         self.vtysh = list(vtysh)
         self.plists = {4: plist4, 6: plist6}

@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dfagent import config
 from dfagent.backends.linux import conntrack, markusers, state
 from dfagent.backends.linux.netlink import Netlink, OwnedRule
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import (
-    DEFAULT_FIN_TIMEOUT,
     PROBE_INVALID,
     PROBE_PACKETS,
     SLOT_CHAIN_KINDS,
@@ -57,14 +57,14 @@ class MarkConflict(RuntimeError):
 @dataclass
 class DatapathConfig:
     vips: tuple[IPNetwork, ...]
-    state_dir: str = state.DEFAULT_STATE_DIR
-    reconcile_interval: float = 5.0
-    gc_grace: float = 5.0
-    dead_hold: float = 30.0
+    state_dir: str = config.DEFAULT_STATE_DIR
+    reconcile_interval: float = config.DEFAULT_RECONCILE_INTERVAL
+    gc_grace: float = config.DEFAULT_GC_GRACE
+    dead_hold: float = config.DEFAULT_DEAD_HOLD
     record: bool = True  # kernel mode
     pin_maps: bool = False  # map mode
-    pin_map_size: int = 2_000_000
-    pin_timeout: int = 300
+    pin_map_size: int = config.DEFAULT_PIN_MAP_SIZE
+    pin_timeout: int = config.DEFAULT_PIN_TIMEOUT
     space: MarkSpace = field(default_factory=MarkSpace)
     repair: bool = True  # watch nftables and reinstall what was deleted under us
     include_file: str | None = None  # nft script an operator's firewall config includes
@@ -72,7 +72,7 @@ class DatapathConfig:
     # the router sees one direction only: pins in per-flow maps, not conntrack
     one_direction: bool = False
     notrack: bool = False
-    fin_timeout: int = DEFAULT_FIN_TIMEOUT
+    fin_timeout: int = config.DEFAULT_FIN_TIMEOUT
     direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
 
     def ruleset(self) -> RulesetConfig:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dfagent.backends.linux.flowhash import FLOW_HASH_MOD, FLOW_HASH_SEED, flow6_hash
+from dfagent.config import DEFAULT_FIN_TIMEOUT, DEFAULT_PIN_MAP_SIZE, DEFAULT_PIN_TIMEOUT
 from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
 
@@ -35,9 +36,6 @@ TABLE = "dfagent"
 FAMILY = "inet"
 T = f"{FAMILY} {TABLE}"
 NH_MAP_SIZE = 65536
-DEFAULT_PIN_MAP_SIZE = 2_000_000
-DEFAULT_PIN_TIMEOUT = 300
-DEFAULT_FIN_TIMEOUT = 30
 BASE_CHAINS = ("prerouting", "output", "postrouting")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
 SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6")

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dfagent.config import DEFAULT_STATE_DIR
+
 log = logging.getLogger("dfagent.linux")
 PID_FILE = "agent.pid"
 
-DEFAULT_STATE_DIR = "/var/lib/dfagent"
 STATE_FILE = "linux-datapath.json"
 
 
