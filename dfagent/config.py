@@ -185,7 +185,9 @@ class Config:
     vips: tuple[Vip, ...]
     linux: LinuxConfig = LinuxConfig()
     mirror: MirrorConfig = MirrorConfig()
-    nexthops: Mapping[str, str] = field(default_factory=dict)  # name → ADDR[%IFNAME]
+    nexthops: Mapping[str, str] = field(default_factory=dict)  # name → (first) ADDR[%IFNAME]
+    # name → every address it stands for (a server's v4 and v6 next hops)
+    nexthop_addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     drain: DrainConfig = DrainConfig()
     backend: BackendConfig = BackendConfig()
     api: ApiConfig = ApiConfig()
@@ -541,36 +543,49 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
     )  # fmt: skip
 
 
-def _nexthops(err: _Errors, value: Any) -> dict[str, str]:
+def _nexthops(err: _Errors, value: Any) -> dict[str, tuple[str, ...]]:
+    """name → its addresses: one (``s1: 10.2.1.2``) or a server's v4 and v6 next hops
+    (``s1: [10.2.1.2, fd00:2:1::2]``: a drain acts on both)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         err.add("nexthops", f"expected a mapping of name → address, got {_typename(value)}")
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, ...]] = {}
     by_addr: dict[str, str] = {}
-    for name, addr in value.items():
-        path = f"nexthops.{name}"
+    for name, given in value.items():
         if not isinstance(name, str) or not _NAME.match(name):
-            err.add(path, f"{name!r} is not a name (a letter, then A-Z a-z 0-9 _ . -)")
+            err.add(
+                f"nexthops.{name}", f"{name!r} is not a name (a letter, then A-Z a-z 0-9 _ . -)"
+            )
             continue
-        if not isinstance(addr, str):
-            err.add(path, f"expected an address (ADDR or ADDR%IFNAME), got {_typename(addr)}")
-            continue
-        why = check_nexthop_text(addr)
-        if why is None and addr.startswith("%"):
-            why = f"{addr!r} has no address: write ADDR or ADDR%IFNAME (drain acts on addresses)"
-        if why:
-            err.add(path, why)
-            continue
-        ip, sep, ifname = addr.partition("%")
-        key = f"{ipaddress.ip_address(ip)}{sep}{ifname}"  # 10.0.0.1 and 10.00.0.1 are one
-        if key in by_addr:
-            err.add(path, f"{addr} is already named {by_addr[key]}")
-            continue
-        by_addr[key] = name
-        out[name] = addr
+        items = given if isinstance(given, list) and given else [given]
+        for i, addr in enumerate(items):
+            path = f"nexthops.{name}" + (f"[{i}]" if isinstance(given, list) else "")
+            if _nexthop_address(err, path, addr, name, by_addr):
+                out[name] = (*out.get(name, ()), addr)
     return out
+
+
+def _nexthop_address(
+    err: _Errors, path: str, addr: Any, name: str, by_addr: dict[str, str]
+) -> bool:
+    if not isinstance(addr, str):
+        err.add(path, f"expected an address (ADDR or ADDR%IFNAME), got {_typename(addr)}")
+        return False
+    why = check_nexthop_text(addr)
+    if why is None and addr.startswith("%"):
+        why = f"{addr!r} has no address: write ADDR or ADDR%IFNAME (drain acts on addresses)"
+    if why:
+        err.add(path, why)
+        return False
+    ip, sep, ifname = addr.partition("%")
+    key = f"{ipaddress.ip_address(ip)}{sep}{ifname}"  # 10.0.0.1 and 10.00.0.1 are one
+    if key in by_addr:
+        err.add(path, f"{addr} is already named {by_addr[key]}")
+        return False
+    by_addr[key] = name
+    return True
 
 
 DRAIN_KEYS = ("actuator", "vtysh", "prefix_lists", "wait_timeout", "bgp_hostnames")
@@ -748,12 +763,14 @@ def parse(data: Any, source: str = "<config>") -> Config:
         raise ConfigError(err.items, source)
     vips = _vips(err, top.get("vips"))
     linux = _linux(err, top.get("linux"))
-    nexthops = _nexthops(err, top.get("nexthops"))  # before mirror: sessions may use names
+    named = _nexthops(err, top.get("nexthops"))  # before mirror: sessions may use names
+    nexthops = {name: addrs[0] for name, addrs in named.items()}
     cfg = Config(
         vips=tuple(v for _, v in vips),
         linux=linux,
         mirror=_mirror(err, top.get("mirror"), nexthops),
         nexthops=nexthops,
+        nexthop_addresses=named,
         drain=_drain(err, top.get("drain")),
         backend=_backend(err, top.get("backend")),
         api=_api(err, top.get("api")),
@@ -845,7 +862,10 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "pin_map_size": cfg.mirror.pin_map_size,
             "batch": dataclasses.asdict(cfg.mirror.batch),
         },
-        "nexthops": dict(cfg.nexthops),
+        "nexthops": {
+            name: addrs[0] if len(addrs) == 1 else list(addrs)
+            for name, addrs in cfg.nexthop_addresses.items()
+        },
         "drain": {
             "actuator": cfg.drain.actuator,
             "vtysh": list(cfg.drain.vtysh),

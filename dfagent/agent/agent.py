@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dfagent.core.pinning import Event
 from dfagent.core.ports import Datapath, Hints, PinSink
 
 log = logging.getLogger("dfagent.agent")
@@ -67,7 +68,9 @@ class Agent:
         self._counting = False
         self.started_at = time.time()
         self.passes = 0
-        self.on_pass: list[Callable[[Agent], None]] = []
+        self.on_pass: list[Callable[[Agent], None]] = []  # run on the loop after each pass
+        self.last_events: list[Event] = []
+        self.last_count_at = -1.0  # when the last applied pin count began (agent clock)
 
     # ── other threads ───────────────────────────────────────────────────────────
     def submit(self, fn: Callable[[], T]) -> Future[T]:
@@ -137,12 +140,20 @@ class Agent:
     def _pass(self, periodic: bool, pinned: dict[int, int] | None = None) -> None:
         if periodic and self.opt.repair:
             self._repair()  # the safety net for lost nftables events
-        self.dp.reconcile(pinned=pinned, count=False)
+        self.last_events = self.dp.reconcile(pinned=pinned, count=False)
         self.passes += 1
         if periodic or self.dp.wants_count():
             self._count_in_background()
         for cb in self.on_pass:
             cb(self)
+
+    def resync(self) -> None:
+        """A full pass now (on the loop): check and repair, observe, apply, count."""
+        self._pass(periodic=True)
+
+    def request_count(self) -> None:
+        """Count pins in the background now (e.g. someone waits for a drain to finish)."""
+        self._count_in_background()
 
     def _repair(self) -> None:
         if not self.opt.repair:
@@ -156,6 +167,7 @@ class Agent:
         if self._counting:
             return
         self._counting = True
+        started = self.clock()
 
         def work() -> None:
             try:
@@ -164,12 +176,14 @@ class Agent:
                 log.warning("count-failed error=%r", exc)
                 self.post(self._count_done)
                 return
-            self.post(lambda: self._count_done(counts))
+            self.post(lambda: self._count_done(counts, started))
 
         threading.Thread(target=work, name="count", daemon=True).start()
 
-    def _count_done(self, counts: dict[int, int] | None = None) -> None:
+    def _count_done(self, counts: dict[int, int] | None = None, started: float = 0.0) -> None:
         self._counting = False
+        if counts is not None:
+            self.last_count_at = started  # the counts describe the kernel as of then
         if counts is not None and not self._stop.is_set():
             self._pass(periodic=False, pinned=counts)
 

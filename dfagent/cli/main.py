@@ -12,6 +12,7 @@ from dfagent.cli.decode import decode
 from dfagent.cli.demo import demo
 from dfagent.cli.lab import lab
 from dfagent.cli.linux import linux
+from dfagent.cli.run import run_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,7 @@ cli.add_command(lab)
 cli.add_command(decode)
 cli.add_command(bench)
 cli.add_command(linux)
+cli.add_command(run_cmd)
 cli.add_command(demo)
 for _command in AGENT_COMMANDS:  # status, nexthops, flows, drain, …: clients of the agent
     cli.add_command(_command)

@@ -7,6 +7,7 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
     {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
     {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
                                 traffic while the caller changes things, then the totals
+    {"cmd": "close", "server": "s1"}  → closes the held connections to s1 (all without server)
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -163,6 +164,19 @@ class Holder:
             time.sleep(max(0.0, interval - (time.monotonic() - t0)))
         return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
                 "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
+
+    def close(self, server: str | None = None) -> dict[str, Any]:
+        """Close the held connections (to one server, or all): they end normally (FIN)."""
+        keep = []
+        closed = 0
+        for c in self.alive:
+            if server is None or c.server == server:
+                c.sock.close()
+                closed += 1
+            else:
+                keep.append(c)
+        self.alive = keep
+        return {"closed": closed, "alive": len(self.alive), "by_server": self._by_server()}
 
     def fresh(self, count: int) -> dict[str, Any]:
         addrs, port = self.target

@@ -589,3 +589,26 @@ def test_random_input_is_a_config_or_a_config_error(data: Any) -> None:
         assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
     else:
         assert parse(to_dict(cfg)) == cfg
+
+
+def test_a_name_may_stand_for_a_servers_v4_and_v6_next_hops() -> None:
+    cfg = parse(
+        {
+            "vips": [{"prefix": "1.1.1.1/32", "mode": "kernel"}],
+            "nexthops": {"s1": ["10.2.1.2", "fd00:2:1::2"], "s2": "10.2.2.2"},
+        }
+    )
+    assert cfg.nexthop_addresses == {"s1": ("10.2.1.2", "fd00:2:1::2"), "s2": ("10.2.2.2",)}
+    assert cfg.nexthops == {"s1": "10.2.1.2", "s2": "10.2.2.2"}
+    assert parse(to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError) as exc:
+        parse(
+            {
+                "vips": [{"prefix": "1.1.1.1/32", "mode": "kernel"}],
+                "nexthops": {"s1": ["10.2.1.2", "bogus"], "s2": ["10.2.1.2"]},
+            }
+        )
+    assert exc.value.errors == [
+        "nexthops.s1[1]: 'bogus' is not an IP address",
+        "nexthops.s2[0]: 10.2.1.2 is already named s1",
+    ]

@@ -14,6 +14,7 @@ from collections import Counter
 from dfagent.core.marks import MarkSpace
 
 _MARK = re.compile(rb"\bmark=(\d+)")
+_ENDED = re.compile(rb"^tcp\s+\d+\s+\d+\s+(?:TIME_WAIT|CLOSE)\s")
 
 
 class ConntrackError(RuntimeError):
@@ -21,7 +22,8 @@ class ConntrackError(RuntimeError):
 
 
 def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
-    """slot → number of conntrack entries (IPv4 and IPv6) carrying its mark."""
+    """slot → live connections (IPv4 and IPv6) carrying its mark: TCP entries in TIME_WAIT
+    or CLOSE are closed connections waiting to expire, not pins anyone waits for."""
     counts: Counter[int] = Counter()
     flag = f"0x{space.flag:08x}"
     for fam in ("ipv4", "ipv6"):
@@ -36,8 +38,11 @@ def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
             raise ConntrackError(f"conntrack -L: {exc}") from exc
         if proc.returncode != 0:
             raise ConntrackError(proc.stderr.decode(errors="replace").strip())
-        for m in _MARK.finditer(proc.stdout):
-            slot = space.slot(int(m.group(1)))
+        for line in proc.stdout.splitlines():
+            if _ENDED.search(line):  # a closed connection's entry is no pin to wait for
+                continue
+            m = _MARK.search(line)
+            slot = space.slot(int(m.group(1))) if m else None
             if slot is not None:
                 counts[slot] += 1
     return dict(counts)

@@ -1,0 +1,416 @@
+"""The agent's control surface (:class:`dfagent.api.control.AgentControl`) on a Linux router.
+
+Called from the gRPC server's worker threads: every read of the agent's state and every
+change (drain, purge, resync) is handed to the agent's loop with :meth:`Agent.call`; only the
+conntrack listing (a read of the kernel, not of the agent) runs in the caller's thread.
+
+Next hops are named by the config's ``nexthops`` (``s1: 10.2.1.2``); a name may stand for
+several next-hop records (v4 and v6 of one server): records whose gateway is one of the
+name's addresses, and — for link-local IPv6 next hops, which carry no global address — the
+records of the same family on the interface the kernel routes that address out of.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from dfagent import __version__
+from dfagent.agent.agent import Agent
+from dfagent.api.control import InvalidArgument, NotFound
+from dfagent.backends.linux.datapath import LinuxDatapath
+from dfagent.core.model import (
+    NEXTHOP_STATES,
+    AgentStatus,
+    DrainInfo,
+    Event,
+    FlowFilter,
+    FlowInfo,
+    FlowPage,
+    NexthopInfo,
+)
+from dfagent.core.nexthops import NextHop
+from dfagent.core.pinning import NhRecord
+from dfagent.core.ports import DrainActuator
+
+_CT = re.compile(
+    r"^(?P<proto>\w+)\s+\d+\s+(?P<ttl>\d+)\s+(?:(?P<state>[A-Z_]+)\s+)?src=(?P<src>\S+) "
+    r"dst=(?P<dst>\S+) sport=(?P<sport>\d+) dport=(?P<dport>\d+).*?\bmark=(?P<mark>\d+)"
+)
+FRESH_COUNT = 1.0  # drain_status asks for a new count when the last is older (seconds)
+
+
+class EventBus:
+    """Fan-out of agent events to WatchEvents clients (each with its own bounded queue)."""
+
+    def __init__(self) -> None:
+        self._subs: set[queue.Queue[Event | None]] = set()
+        self._lock = threading.Lock()
+
+    def publish(self, ev: Event) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for q in subs:
+            with contextlib.suppress(queue.Full):  # a slow watcher loses events, not our time
+                q.put_nowait(ev)
+
+    def subscribe(self) -> _Subscription:
+        q: queue.Queue[Event | None] = queue.Queue(maxsize=1000)
+        with self._lock:
+            self._subs.add(q)
+        return _Subscription(self, q)
+
+    def _drop(self, q: queue.Queue[Event | None]) -> None:
+        with self._lock:
+            self._subs.discard(q)
+
+    def close_all(self) -> None:
+        with self._lock:
+            subs, self._subs = list(self._subs), set()
+        for q in subs:
+            q.put(None)
+
+
+class _Subscription:
+    def __init__(self, bus: EventBus, q: queue.Queue[Event | None]) -> None:
+        self.bus, self.q = bus, q
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        ev = self.q.get()
+        if ev is None:
+            raise StopIteration
+        return ev
+
+    def close(self) -> None:
+        self.bus._drop(self.q)
+        self.q.put(None)
+
+
+@dataclass
+class Drain:
+    addresses: tuple[str, ...]
+    deadline_at: float | None
+    started: float  # agent clock: counts begun before it say nothing about the drain
+
+
+class LinuxControl:
+    def __init__(
+        self,
+        agent: Agent,
+        dp: LinuxDatapath,
+        names: Mapping[str, Sequence[str]],
+        actuator: DrainActuator | None = None,
+        config_file: str = "",
+    ) -> None:
+        self.agent = agent
+        self.dp = dp
+        self.names = {n: tuple(a) for n, a in names.items()}
+        self.actuator = actuator
+        self.config_file = config_file
+        self.bus = EventBus()
+        self.drains: dict[str, Drain] = {}  # loop thread only
+        self._last_count = 0.0
+        agent.on_pass.append(self._after_pass)
+
+    # ── names ───────────────────────────────────────────────────────────────────
+    def _resolve(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """(name, addresses) of a next hop given by name or address."""
+        if text in self.names:
+            return text, self.names[text]
+        addr = text.partition("%")[0]
+        try:
+            addr = str(ipaddress.ip_address(addr))
+        except ValueError:
+            raise NotFound(f"no next hop {text!r}") from None
+        for name, addrs in self.names.items():
+            if addr in addrs:
+                return name, addrs
+        if any(r.gateway == addr for r in self.dp.records):
+            return addr, (addr,)
+        raise NotFound(f"no next hop {text!r}")
+
+    def _records(self, addresses: Sequence[str]) -> list[NhRecord]:
+        recs = self.dp.records
+        out = [r for nh, r in recs.items() if nh.gateway in addresses]
+        for addr in addresses:  # a global address whose next hop is link-local
+            if any(nh.gateway == addr for nh in recs):
+                continue
+            ifname = self._route_ifname(addr)
+            fam = ipaddress.ip_address(addr).version
+            out += [
+                r
+                for nh, r in recs.items()
+                if nh.ifname == ifname and nh.family == fam and r not in out
+            ]
+        return out
+
+    def _route_ifname(self, addr: str) -> str | None:
+        try:
+            msgs = self.dp.nl.ipr.route("get", dst=addr)
+        except Exception:
+            return None
+        for m in msgs:
+            oif = m.get_attr("RTA_OIF")
+            if oif:
+                return self.dp.nl.ifname(int(oif))
+        return None
+
+    def _name_of(self, nh: NextHop) -> str:
+        for name, addrs in self.names.items():
+            if nh.gateway in addrs:
+                return name
+        for name, addrs in self.names.items():  # link-local: by the interface
+            for a in addrs:
+                if ipaddress.ip_address(a).version == nh.family and (
+                    self._route_ifname(a) == nh.ifname
+                ):
+                    return name
+        return str(nh)
+
+    # ── reads ───────────────────────────────────────────────────────────────────
+    def status(self) -> AgentStatus:
+        def read() -> AgentStatus:
+            by_state = dict.fromkeys(NEXTHOP_STATES, 0)
+            pinned: int | None = 0
+            for r in self.dp.records.values():
+                by_state[self._state(r)] += 1
+                pinned = None if pinned is None or r.pinned is None else pinned + r.pinned
+            problems = tuple(self.dp.check())
+            return AgentStatus(
+                version=__version__,
+                mode=self.dp.cfg.mode,
+                pid=os.getpid(),
+                started_at=self.agent.started_at,
+                vips=tuple(str(v) for v in self.dp.cfg.vips),
+                nexthops=by_state,
+                pinned=pinned,
+                repairs=self.dp.repairs,
+                config_file=self.config_file,
+                healthy=not problems,
+                problems=problems,
+            )
+
+        return self.agent.call(read)
+
+    @staticmethod
+    def _state(r: NhRecord) -> str:
+        """Out of the ECMP set with connections still pinned: draining; none left: drained."""
+        if r.state == "drained" and (r.pinned is None or r.pinned > 0):
+            return "draining"
+        return r.state
+
+    def list_nexthops(self) -> list[NexthopInfo]:
+        def read() -> list[NexthopInfo]:
+            out = []
+            for nh, r in sorted(self.dp.records.items(), key=lambda kv: kv[1].mark):
+                out.append(
+                    NexthopInfo(
+                        name=self._name_of(nh),
+                        address=nh.gateway,
+                        ifname=nh.ifname,
+                        family=nh.family,
+                        state=self._state(r),
+                        pinned=r.pinned,
+                        mark=self.dp.space.mark(r.mark),
+                        table=r.mark,
+                    )
+                )
+            return out
+
+        return self.agent.call(read)
+
+    def list_flows(self, filter: FlowFilter, limit: int, page_token: str) -> FlowPage:
+        try:
+            start = int(page_token or 0)
+        except ValueError:
+            raise InvalidArgument(f"bad page token {page_token!r}") from None
+        if limit <= 0:
+            raise InvalidArgument("limit must be more than 0")
+        marks, names = self._marks_for(filter)
+        flows = [f for f in self._conntrack_flows(marks, names) if _matches(f, filter)]
+        page = flows[start : start + limit]
+        nxt = str(start + limit) if start + limit < len(flows) else ""
+        return FlowPage(tuple(page), nxt)
+
+    def _marks_for(self, filter: FlowFilter) -> tuple[list[int] | None, dict[int, str]]:
+        def read() -> tuple[list[int] | None, dict[int, str]]:
+            names = {
+                self.dp.space.mark(r.mark): self._name_of(nh) for nh, r in self.dp.records.items()
+            }
+            if filter.nexthop is None:
+                return None, names
+            _, addrs = self._resolve(filter.nexthop)
+            return [self.dp.space.mark(r.mark) for r in self._records(addrs)], names
+
+        return self.agent.call(read)
+
+    def _conntrack_flows(self, marks: list[int] | None, names: dict[int, str]) -> list[FlowInfo]:
+        space = self.dp.space
+        wanted = marks if marks is not None else [space.flag]
+        out: list[FlowInfo] = []
+        for mark in wanted:
+            mask = space.mask if marks is not None else space.flag
+            for fam in ("ipv4", "ipv6"):
+                proc = subprocess.run(
+                    ["conntrack", "-L", "-f", fam, "-p", "tcp", "-m", f"{mark:#x}/{mask:#x}"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                for line in proc.stdout.splitlines():
+                    m = _CT.match(line)
+                    if not m:
+                        continue
+                    field = int(m["mark"]) & space.mask
+                    out.append(
+                        FlowInfo(
+                            src=m["src"],
+                            dst=m["dst"],
+                            sport=int(m["sport"]),
+                            dport=int(m["dport"]),
+                            proto=m["proto"],
+                            nexthop=names.get(field, f"{field:#010x}"),
+                            state=m["state"],
+                        )
+                    )
+        return out
+
+    # ── changes ─────────────────────────────────────────────────────────────────
+    def purge_flows(self, filter: FlowFilter) -> int:
+        """Delete the matching connections' conntrack entries: their next packet is routed
+        (and, in kernel mode, recorded) by ECMP as it is now."""
+        marks, _ = self._marks_for(filter)
+        return self._purge(marks, filter)
+
+    def _purge(self, marks: list[int] | None, filter: FlowFilter) -> int:
+        space = self.dp.space
+        total = 0
+        for mark in marks if marks is not None else [space.flag]:
+            mask = space.mask if marks is not None else space.flag
+            argv = ["conntrack", "-D", "-p", "tcp", "-m", f"{mark:#x}/{mask:#x}"]
+            for opt, val in (("-s", filter.src), ("-d", filter.dst or filter.vip)):
+                if val:
+                    argv += [opt, val]
+            for opt, port in (("--sport", filter.sport), ("--dport", filter.dport)):
+                if port is not None:
+                    argv += [opt, str(port)]
+            for fam in ("ipv4", "ipv6"):
+                proc = subprocess.run(
+                    [*argv, "-f", fam], capture_output=True, text=True, timeout=60, check=False
+                )
+                m = re.search(r"(\d+) flow entries have been deleted", proc.stderr)
+                total += int(m.group(1)) if m else 0
+        return total
+
+    def drain(self, nexthop: str, deadline_s: float | None) -> DrainInfo:
+        if deadline_s is not None and deadline_s <= 0:
+            raise InvalidArgument("the deadline must be more than 0 seconds")
+        if self.actuator is None:
+            raise InvalidArgument("no drain actuator configured (drain.actuator: none)")
+        actuator = self.actuator
+
+        def do() -> DrainInfo:
+            name, addrs = self._resolve(nexthop)
+            actuator.drain(addrs)
+            deadline = time.time() + deadline_s if deadline_s is not None else None
+            self.drains[name] = Drain(addrs, deadline, self.agent.clock())
+            self.agent.request_count()
+            self.bus.publish(Event(time.time(), "drain", name, ", ".join(addrs)))
+            return self._drain_info(name, addrs)
+
+        return self.agent.call(do)
+
+    def undrain(self, nexthop: str) -> DrainInfo:
+        if self.actuator is None:
+            raise InvalidArgument("no drain actuator configured (drain.actuator: none)")
+        actuator = self.actuator
+
+        def do() -> DrainInfo:
+            name, addrs = self._resolve(nexthop)
+            actuator.undrain(addrs)
+            self.drains.pop(name, None)
+            self.bus.publish(Event(time.time(), "undrain", name, ", ".join(addrs)))
+            return self._drain_info(name, addrs)
+
+        return self.agent.call(do)
+
+    def drain_status(self, nexthop: str) -> DrainInfo:
+        def do() -> DrainInfo:
+            name, addrs = self._resolve(nexthop)
+            if time.monotonic() - self._last_count > FRESH_COUNT:
+                self._last_count = time.monotonic()
+                self.agent.request_count()
+            return self._drain_info(name, addrs)
+
+        return self.agent.call(do)
+
+    def _drain_info(self, name: str, addrs: Sequence[str]) -> DrainInfo:
+        recs = self._records(addrs)
+        d = self.drains.get(name)
+        if not recs:
+            return DrainInfo(name, "gone", 0, d.deadline_at if d else None)
+        pinned: int | None = 0
+        for r in recs:
+            pinned = None if pinned is None or r.pinned is None else pinned + r.pinned
+        if d is not None and self.agent.last_count_at < d.started:
+            pinned = None  # not counted since the drain began: unknown, not zero
+        states = {self._state(r) for r in recs}
+        state = next(s for s in NEXTHOP_STATES if s in states)  # the first in this order
+        if d is not None and (state == "active" or (state == "drained" and pinned is None)):
+            state = "draining"  # asked, the routing daemon has not withdrawn it yet
+        return DrainInfo(name, state, pinned, d.deadline_at if d else None)
+
+    def watch_events(self) -> Iterator[Event]:
+        return self.bus.subscribe()
+
+    def resync(self) -> None:
+        self.agent.call(lambda: self.agent.resync())
+
+    # ── on the loop, after every pass ───────────────────────────────────────────
+    def _after_pass(self, agent: Agent) -> None:
+        for ev in agent.last_events:
+            self.bus.publish(
+                Event(time.time(), f"nexthop-{ev.kind}", self._name_of(ev.nexthop), str(ev.nexthop))
+            )
+        now = time.time()
+        for name, d in list(self.drains.items()):
+            if d.deadline_at is None or now < d.deadline_at:
+                continue
+            recs = self._records(d.addresses)
+            left = sum(r.pinned or 0 for r in recs)
+            if left:  # past the deadline: release what is left to ECMP
+                marks = [self.dp.space.mark(r.mark) for r in recs]
+                n = self._purge(marks, FlowFilter())
+                self.bus.publish(Event(now, "drain-deadline", name, f"released {n} pins"))
+            d.deadline_at = None
+
+
+def _matches(f: FlowInfo, flt: FlowFilter) -> bool:
+    if flt.src and f.src != flt.src:
+        return False
+    if flt.dst and f.dst != flt.dst:
+        return False
+    if flt.sport is not None and f.sport != flt.sport:
+        return False
+    if flt.dport is not None and f.dport != flt.dport:
+        return False
+    if flt.vip:
+        try:
+            net = ipaddress.ip_network(flt.vip, strict=False)
+            if ipaddress.ip_address(f.dst) not in net:
+                return False
+        except ValueError:
+            raise InvalidArgument(f"bad VIP {flt.vip!r}") from None
+    return True
