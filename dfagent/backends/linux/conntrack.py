@@ -27,15 +27,7 @@ def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
     counts: Counter[int] = Counter()
     flag = f"0x{space.flag:08x}"
     for fam in ("ipv4", "ipv6"):
-        try:
-            proc = subprocess.run(
-                ["conntrack", "-L", "-f", fam, "-m", f"{flag}/{flag}"],
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ConntrackError(f"conntrack -L: {exc}") from exc
+        proc = _conntrack(["-L", "-f", fam, "-m", f"{flag}/{flag}"], timeout)
         if proc.returncode != 0:
             raise ConntrackError(proc.stderr.decode(errors="replace").strip())
         for line in proc.stdout.splitlines():
@@ -53,20 +45,21 @@ def clear_marks(space: MarkSpace, timeout: float = 60.0) -> int:
     must not find old marks on live connections). Returns how many entries were updated."""
     total = 0
     for fam in ("ipv4", "ipv6"):
-        try:
-            # -m V/M on update: mark = (mark & ~M) | V, so 0/FIELD clears dfagent's bits
-            # alone (other users' bits stay); conntrack 1.4.7 needs -f for a masked update
-            proc = subprocess.run(
-                ["conntrack", "-U", "-f", fam, "-m", f"0/0x{space.mask:08x}"],
-                capture_output=True,
-                timeout=timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ConntrackError(f"conntrack -U: {exc}") from exc
+        # -m V/M on update: mark = (mark & ~M) | V, so 0/FIELD clears dfagent's bits alone
+        # (other users' bits stay); conntrack 1.4.7 needs -f for a masked update
+        proc = _conntrack(["-U", "-f", fam, "-m", f"0/0x{space.mask:08x}"], timeout)
         m = re.search(rb"(\d+) flow entries have been updated", proc.stderr)
         if m:
             total += int(m.group(1))
         elif proc.returncode != 0:
             raise ConntrackError(proc.stderr.decode(errors="replace").strip())
     return total
+
+
+def _conntrack(args: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(
+            ["conntrack", *args], capture_output=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConntrackError(f"conntrack {args[0]}: {exc}") from exc

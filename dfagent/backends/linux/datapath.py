@@ -393,27 +393,16 @@ class LinuxDatapath:
                 mapname,
                 [nh_element(k, want.nh[(mn, k)]) for mn, k in fresh if mn == mapname],
             )
-        rest = self.space
-        script += render_elements(
-            "delete",
-            "restore",
-            [hexmark(rest.mark(s)) for s in sorted(have.restore - want.restore)],
-        )
-        script += render_elements(
-            "add",
-            "restore",
-            [restore_element(rest, s) for s in sorted(want.restore - have.restore)],
-        )
-        script += render_elements(
-            "delete",
-            "released",
-            [hexmark(rest.mark(s)) for s in sorted(have.released - want.released)],
-        )
-        script += render_elements(
-            "add",
-            "released",
-            [hexmark(rest.mark(s)) for s in sorted(want.released - have.released)],
-        )
+        sp = self.space
+        for name, want_set, have_set, element in (
+            ("restore", want.restore, have.restore, lambda s: restore_element(sp, s)),
+            ("released", want.released, have.released, lambda s: hexmark(sp.mark(s))),
+        ):
+            gone = [hexmark(sp.mark(s)) for s in sorted(have_set - want_set)]
+            script += render_elements("delete", name, gone)
+            script += render_elements(
+                "add", name, [element(s) for s in sorted(want_set - have_set)]
+            )
         return script
 
     def _apply(self, plan: Plan) -> None:
