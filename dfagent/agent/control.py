@@ -121,6 +121,7 @@ class LinuxControl:
         self.bus = EventBus()
         self.drains: dict[str, Drain] = {}  # loop thread only
         self._last_count = 0.0
+        self._ifname_cache: dict[str, str | None] = {}  # routes change: cleared every pass
         agent.on_pass.append(self._after_pass)
 
     # ── names ───────────────────────────────────────────────────────────────────
@@ -156,6 +157,13 @@ class LinuxControl:
         return out
 
     def _route_ifname(self, addr: str) -> str | None:
+        """The interface the kernel routes ``addr`` out of; one netlink lookup per address
+        per pass (listing next hops asks for each record's name)."""
+        if addr not in self._ifname_cache:
+            self._ifname_cache[addr] = self._lookup_ifname(addr)
+        return self._ifname_cache[addr]
+
+    def _lookup_ifname(self, addr: str) -> str | None:
         try:
             msgs = self.dp.nl.ipr.route("get", dst=addr)
         except Exception:
@@ -380,6 +388,7 @@ class LinuxControl:
 
     # ── on the loop, after every pass ───────────────────────────────────────────
     def _after_pass(self, agent: Agent) -> None:
+        self._ifname_cache.clear()
         for ev in agent.last_events:
             self.bus.publish(
                 Event(time.time(), f"nexthop-{ev.kind}", self._name_of(ev.nexthop), str(ev.nexthop))

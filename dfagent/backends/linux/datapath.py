@@ -39,6 +39,7 @@ from dfagent.backends.linux.ruleset import (
     render_elements,
     render_slot_chains,
     restore_element,
+    slot_of_chain,
     verdict_slot,
 )
 from dfagent.core.direction import DirectionProbe
@@ -105,6 +106,9 @@ class Written:
     restore: set[int] = field(default_factory=set)  # slots in the restore map
     released: set[int] = field(default_factory=set)  # slots in the released set
     chains: dict[int, bool] = field(default_factory=dict)  # slot → chains filled (live)
+
+    def copy(self) -> Written:
+        return Written(dict(self.nh), set(self.restore), set(self.released), dict(self.chains))
 
 
 class LinuxDatapath:
@@ -270,8 +274,6 @@ class LinuxDatapath:
         return any(addr.version == v.version and addr in v for v in self.cfg.vips)
 
     def _kernel_slot_chains(self) -> set[int]:
-        from dfagent.backends.linux.ruleset import slot_of_chain
-
         out = set()
         for item in self.nft.run_json(f"list table {T}", terse=True):
             ch = item.get("chain")
@@ -587,8 +589,7 @@ class LinuxDatapath:
         with self._lock:
             t0 = time.monotonic()
             script = render_base(self.cfg.ruleset())
-            want = Written(dict(self.w.nh), set(self.w.restore), set(self.w.released))
-            want.chains = dict(self.w.chains)
+            want = self.w.copy()
             script += self._nft_script(want, full=True)
             try:
                 self.nft.run(script)
@@ -623,8 +624,7 @@ class LinuxDatapath:
         """The whole table as one nft script: an operator's firewall config that starts
         with ``flush ruleset`` includes it, so a reload re-creates dfagent's table in the
         same transaction and pinning never lapses."""
-        want = Written(dict(self.w.nh), set(self.w.restore), set(self.w.released))
-        want.chains = dict(self.w.chains)
+        want = self.w.copy()
         body = render_base(self.cfg.ruleset()) + self._nft_script(want, full=True)
         head = (
             "# Written by dfagent: its table, next-hop maps and slot chains as of now.\n"
