@@ -221,4 +221,7 @@ class Agent:
             for fd in (self._wake_r, self._wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        close = getattr(self.pinner, "close", None)
+        if close is not None:
+            close()
         self.dp.close()

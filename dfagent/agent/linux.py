@@ -4,6 +4,7 @@ from rtnetlink and from nftables, and (map mode) the pin sink the mirror path fe
 from __future__ import annotations
 
 from dfagent.agent.agent import Agent, AgentOptions
+from dfagent.backends.linux.ctmark import CtMarker
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 from dfagent.backends.linux.mapmode import MapPinner
 from dfagent.backends.linux.nftevents import NftEvents
@@ -26,6 +27,7 @@ def build(cfg: DatapathConfig) -> Agent:
             timeout=cfg.pin_timeout,
             one_direction=cfg.one_direction,
             space=cfg.space,
+            marker=None if cfg.one_direction else CtMarker(cfg.space.mask),
         )
     return Agent(
         dp,

@@ -1,5 +1,6 @@
 """`dfagent run` on lb of the resilient-ecmp lab, driven as an operator drives it: the CLI
-over the Unix socket → gRPC → the agent's loop → FRR (drain) and the kernel (pins).
+over the Unix socket → gRPC → the agent's loop → FRR (drain) and the kernel (pins); once in
+kernel mode, once in mirror mode (a mirror shim on lb sends the SYNs each member carried).
 
 New connections avoid a drained s1, held ones stay on s1 unbroken, s1's pinned count falls
 as they close and `drain --wait` returns 0 at zero; a drain whose connections stay hits its
@@ -48,15 +49,19 @@ def lab_up() -> Iterator[LabState]:
 
 
 class Agent:
-    def __init__(self, state: LabState) -> None:
+    """`dfagent run` on lb; in mode "mirror" (map mode) a mirror shim on lb stands in for the
+    switch's egress mirror sessions: one ERSPAN session per ECMP member interface."""
+
+    def __init__(self, state: LabState, mode: str = "kernel") -> None:
         self.state = state
+        self.mode = mode
         self.tmp = Path(tempfile.mkdtemp(prefix="dfagent-run-"))
         os.chmod(self.tmp, 0o755)
         self.sock = str(self.tmp / "dfagent.sock")
-        cfg = {
+        cfg: dict[str, Any] = {
             "vips": [
-                {"prefix": f"{VIP4}/32", "mode": "kernel"},
-                {"prefix": f"{VIP6}/128", "mode": "kernel"},
+                {"prefix": f"{VIP4}/32", "mode": mode},
+                {"prefix": f"{VIP6}/128", "mode": mode},
             ],
             "linux": {"state_dir": str(self.tmp / "state"), "reconcile_interval": 1},
             "nexthops": SERVERS,
@@ -64,11 +69,24 @@ class Agent:
             "api": {"socket": self.sock},
             "metrics": None,
         }
+        if mode == "mirror":
+            cfg["mirror"] = {
+                "sources": ["127.0.0.1"],
+                "sessions": {n: f"%eth{n + 1}" for n in (1, 2, 3, 4)},
+            }
         self.config = self.tmp / "dfagent.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.shim: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        if self.mode == "mirror" and self.shim is None:
+            shim = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1"]
+            shim += [a for n in (1, 2, 3, 4) for a in ("--member", f"eth{n + 1}={n}")]
+            with open(self.tmp / "shim.log", "ab") as log:
+                self.shim = subprocess.Popen(
+                    runner.exec_argv(self.state, "lb", shim), stdout=log, stderr=subprocess.STDOUT
+                )
         argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", str(self.config)]
         with open(self.tmp / "agent.log", "ab") as log:
             self.proc = subprocess.Popen(
@@ -104,14 +122,21 @@ class Agent:
             self.proc.wait(15)
         self.proc = None
 
+    def stop_shim(self) -> None:
+        if self.shim is not None and self.shim.poll() is None:
+            self.shim.terminate()
+            self.shim.wait(15)
+        self.shim = None
 
-@pytest.fixture
-def agent(lab_up: LabState) -> Iterator[Agent]:
-    a = Agent(lab_up)
+
+@pytest.fixture(params=["kernel", "mirror"])
+def agent(request: pytest.FixtureRequest, lab_up: LabState) -> Iterator[Agent]:
+    a = Agent(lab_up, request.param)
     try:
         yield a
     finally:
         a.stop()
+        a.stop_shim()
         subprocess.run(
             runner.exec_argv(lab_up, "lb", [sys.executable, "-m", "dfagent.cli.main", "linux",
                              "cleanup", "--state-dir", str(a.tmp / "state")]),
@@ -134,6 +159,8 @@ def test_drain_wait_through_cli_grpc_agent_frr(agent: Agent, lab_up: LabState) -
         assert opened["opened"] == 90, opened
         on_s1 = opened["by_server"]["s1"]
         assert on_s1 > 0
+        if agent.mode == "mirror":  # each connection's SYN, mirrored, became a pin in the map
+            wait_for(lambda: pin_map_size(lab_up) >= 90, "90 pins in the pin maps")
         # 1. drain s1 and wait for its connections to end, in the background
         waiter = subprocess.Popen(
             [sys.executable, "-m", "dfagent.cli.main", "drain", "s1", "--wait",
@@ -180,6 +207,15 @@ def test_drain_wait_through_cli_grpc_agent_frr(agent: Agent, lab_up: LabState) -
         assert status["healthy"] is True, status
     finally:
         holder.close()
+
+
+def pin_map_size(state: LabState) -> int:
+    total = 0
+    for name in ("pin4", "pin6"):
+        argv = runner.exec_argv(state, "lb", ["nft", "-j", "list", "map", "inet", "dfagent", name])
+        out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        total += sum(len(o["map"].get("elem", [])) for o in out["nftables"] if "map" in o)
+    return total
 
 
 def nexthops(agent: Agent) -> list[dict[str, Any]]:

@@ -132,6 +132,16 @@ def map_elements(lab: Lab, name: str) -> int:
     return 0
 
 
+def gre_listening(lab: Lab) -> bool:
+    """A raw socket for GRE (protocol 47 = 0x2F in /proc/net/raw's port column) is open on r:
+    the agent's mirror receiver is bound."""
+    return any(
+        line.split()[1].endswith(":002F")
+        for line in lab.x("r", "cat /proc/net/raw /proc/net/raw6").splitlines()[1:]
+        if len(line.split()) > 1
+    )
+
+
 def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
     """The whole path: ERSPAN II mirrors of the SYNs → receiver → session → next hop → pin."""
     sessions = [f"--nexthop-map={i}={GW[4][s]}" for i, s in enumerate(SERVERS, 1)]
@@ -141,6 +151,7 @@ def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
         *sessions,
     )  # fmt: skip
     wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
+    wait_for(lambda: gre_listening(lab), what="the mirror receiver")
 
     out = lab.client_cmd("open 30 20 keep")
     before, flows = out["names"], out["flows"]
@@ -171,13 +182,16 @@ def test_map_mode_refuses_mirrors_from_strangers_and_flows_not_for_a_vip(lab: La
         "map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.77", *sessions
     )  # the real mirror source is 10.0.0.2: everything it sends is a stranger's
     wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent")
+    wait_for(lambda: gre_listening(lab), what="the mirror receiver")
     (lab.tmp / "sender.py").write_text(SENDER_PY)
     spoofed = [["10.0.0.2", VIP4, 1000 + i, 8080, 1] for i in range(10)]
     lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(spoofed)}'")
     lab.stop_agent()
 
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.2", *sessions)
+    # the nh maps outlive the first agent: only the receiver's socket says the second is up
     wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent again")
+    wait_for(lambda: gre_listening(lab), what="the mirror receiver again")
     not_vip = [["10.0.0.2", "192.0.2.80", 2000 + i, 8080, 1] for i in range(10)]
     barrier = [["10.0.0.2", VIP4, 3000, 8080, 2]]  # one legitimate pin, sent last
     lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(not_vip + barrier)}'")

@@ -17,6 +17,7 @@ halves until the offending elements are found; a conflicting element is replaced
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from dfagent.backends.linux.ctmark import CtMarker
 from dfagent.backends.linux.nft import Nft, NftError
 from dfagent.backends.linux.ruleset import (
     T,
@@ -36,6 +38,7 @@ from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import NextHop
 from dfagent.core.ports import PinSink
 
+log = logging.getLogger("dfagent.map")
 _ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
 _ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
 
@@ -55,6 +58,8 @@ class PinStats:
     replaced: int = 0
     failed: int = 0
     batches: int = 0
+    ct_marked: int = 0  # conntrack entries given the pin's mark at once (see ctmark.py)
+    ct_failed: int = 0
 
 
 Resolver = Callable[[int, str | NextHop], int | None]
@@ -107,6 +112,7 @@ class MapPinner:
         clock: Callable[[], float] = time.monotonic,
         one_direction: bool = False,
         space: MarkSpace | None = None,
+        marker: CtMarker | None = None,
     ) -> None:
         # one direction: write flow4/flow6 (no conntrack needed) instead of pin4/pin6
         self.one_direction = one_direction
@@ -116,6 +122,9 @@ class MapPinner:
         self.timeout = timeout
         self.clock = clock
         self.stats = PinStats()
+        # conntrack mode: also mark each pinned flow's entry at once, so a connection whose
+        # packets all passed before its pin existed is pinned (and counted) anyway
+        self.marker = None if one_direction else marker
         self._written: deque[list[float | int]] = deque()  # [time, live count] per batch
         self._live = 0
 
@@ -124,17 +133,22 @@ class MapPinner:
         """Pin a micro-batch (one nft transaction). Returns this batch's figures."""
         res = PinStats(batches=1)
         by_map: dict[str, list[str]] = {}
+        flows: list[tuple[str, str, int, int, int]] = []
         for it in batch:
             src, dst, sport, dport, nh = it
             fam = 6 if ":" in str(dst) else 4
-            mark = self.resolve(fam, nh)  # type: ignore[arg-type]
-            if mark is None:
+            slot = self.resolve(fam, nh)  # type: ignore[arg-type]
+            if slot is None:
                 res.unknown_nexthop += 1
                 continue
-            mapname, elem = self._element(str(src), str(dst), int(sport), int(dport), mark)  # type: ignore[call-overload]
+            flow = (str(src), str(dst), int(sport), int(dport))  # type: ignore[call-overload]
+            mapname, elem = self._element(*flow, slot)
             by_map.setdefault(mapname, []).append(elem)
+            flows.append((*flow, slot))
         for mapname, elems in by_map.items():
             self._add(mapname, elems, res)
+        if self.marker is not None and flows:
+            self._mark(flows, res)
         if res.pinned:
             self._written.append([self.clock(), res.pinned])
             self._live += res.pinned
@@ -170,6 +184,22 @@ class MapPinner:
         except NftError:
             res.failed += 1
 
+    def _mark(self, flows: list[tuple[str, str, int, int, int]], res: PinStats) -> None:
+        try:
+            out = self.marker.mark((*f[:4], self.space.mark(f[4])) for f in flows)  # type: ignore[union-attr]
+        except OSError as exc:  # ENOBUFS and the like: the packet path still marks them
+            log.warning("ct-mark-failed flows=%d error=%s", len(flows), exc)
+            res.ct_failed += len(flows)
+            return
+        res.ct_marked += out.updated
+        res.ct_failed += out.failed
+        if out.failed:
+            log.warning("ct-mark-failed flows=%d error=%s", out.failed, out.error)
+
+    def close(self) -> None:
+        if self.marker is not None:
+            self.marker.close()
+
     def unpin(self, batch: Iterable[Sequence[object]]) -> int:
         """Remove pins of (src, dst, sport, dport[, …]) flows; returns how many were there."""
         by_map: dict[str, list[str]] = {}
@@ -200,6 +230,8 @@ class MapPinner:
         s.replaced += res.replaced
         s.failed += res.failed
         s.batches += res.batches
+        s.ct_marked += res.ct_marked
+        s.ct_failed += res.ct_failed
 
     # ── reads ───────────────────────────────────────────────────────────────────
     def count(self) -> int:
