@@ -141,7 +141,8 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
         (with_("nexthops", {"s1": "10.0.0.1", "s2": "10.0.0.1"}),
          "nexthops.s2: 10.0.0.1 is already named s1"),
         (with_("nexthops", {"s1": "127.0.0.1"}), "nexthops.s1: 127.0.0.1 cannot be a next hop"),
-        (with_("drain", {"actuator": "bird"}), "drain.actuator: 'bird' is not one of frr | none"),
+        (with_("drain", {"actuator": "bird"}),
+         "drain.actuator: 'bird' is not one of frr | eos | none"),
         (with_("drain", {"vtysh": []}),
          "drain.vtysh: expected a command (text or a list of words), got a list"),
         (with_("drain", {"prefix_lists": {"v4": "MY LIST"}}),
@@ -153,23 +154,23 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]}, "backend": {"type": "eos"}},
          "backend.eos: required when type is eos (profile, endpoint)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "7050x3", "endpoint": "sw1",
+          "backend": {"type": "eos", "eos": {"profile": "arista-7050x", "endpoint": "sw1",
                                              "password": "hunter2"}}},
          "backend.eos.password: secrets stay out of this file: put the password in an "
          "environment variable and name it in password_env"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "7050x3"}}},
+          "backend": {"type": "eos", "eos": {"profile": "arista-7050x"}}},
          "backend.eos.endpoint: required with transport https (HOST or HOST:PORT)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "p", "transport": "socket",
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "transport": "socket",
                                              "endpoint": "sw1"}}},
          "backend.eos.endpoint: not with transport socket (the agent runs on the switch)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1",
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1",
                                              "password_env": "MY-PASS"}}},
          "backend.eos.password_env: 'MY-PASS' is not an environment variable name"),
         ({"vips": [KERNEL_VIP],
-          "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1"}}},
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}}},
          "vips[0].mode: kernel needs backend linux (EOS learns flows from mirrors)"),
         (with_("api", {"socket": "dfagent.sock"}),
          "api.socket: 'dfagent.sock' is not an absolute path"),
@@ -321,11 +322,11 @@ def test_eos_backend_with_mirror_vips() -> None:
     cfg = parse({
         "vips": [MIRROR_VIP],
         "mirror": {"sources": ["10.99.0.1"]},
-        "backend": {"type": "eos", "eos": {"profile": "7050x3", "endpoint": "sw1:443",
+        "backend": {"type": "eos", "eos": {"profile": "arista-7050x", "endpoint": "sw1:443",
                                            "password_env": "DFAGENT_EAPI_PASSWORD"}},
     })  # fmt: skip
     assert cfg.backend.eos == config.EosConfig(
-        "7050x3", "sw1:443", "https", "admin", "DFAGENT_EAPI_PASSWORD", True
+        "arista-7050x", "sw1:443", "https", "admin", "DFAGENT_EAPI_PASSWORD", True
     )
 
 
@@ -374,7 +375,7 @@ def test_show_round_trips() -> None:
         "vips": [{**MIRROR_VIP, "name": "w", "protocols": ["tcp"]}],
         "linux": {"mark_mask": 0xF0, "one_direction": True, "notrack": True},
         "mirror": {"sources": ["any"], "listen": ["10.0.0.1"], "sessions": {7: "%eth1"}},
-        "backend": {"type": "eos", "eos": {"profile": "p", "transport": "socket",
+        "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "transport": "socket",
                                            "verify_tls": False}},
         "api": {"tcp": {"address": "h:1", "tls_cert": "/c", "tls_key": "/k",
                         "tls_client_ca": "/ca"}},
@@ -556,7 +557,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 FULL = to_dict(parse({
     "vips": [MIRROR_VIP], "nexthops": {"s1": "10.0.0.1"},
     "mirror": {"sources": ["any"], "sessions": {1: "s1"}},
-    "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1"}},
+    "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}},
     "api": {"tcp": {"address": "h:1", "tls_cert": "/c", "tls_key": "/k", "tls_client_ca": "/a"}},
 }))  # fmt: skip
 BASES = [yaml.safe_load(EXAMPLE.read_text()), FULL]
