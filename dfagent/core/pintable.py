@@ -20,9 +20,9 @@ its SYN. Never silent overflow: every pin that cannot be placed is counted (``ov
 every rejection is counted and retried with backoff up to ``max_retries``, then counted as
 ``failed``.
 
-A rejection also teaches the table the device's real room: the effective capacity drops to
-what was programmed when the device said no (other agents may have filled it between two
-looks); the next :meth:`observe` recomputes it.
+A rejection also teaches the table the device's real size (the profile's figure may be too
+high, e.g. other features share the TCAM): what was programmed, ours and the others', when the
+device said no. The room is that size minus what the others hold at each look.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class PinTable:
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.foreign = 0  # flows other agents (or operators) hold on the device
-        self.learned: int | None = None  # room the device showed when it rejected a pin
+        self.learned: int | None = None  # the device's real size, seen when it said no
         self.pins: dict[Flow, Pin] = {}
         self.stats = PinTableStats()
 
@@ -126,11 +126,10 @@ class PinTable:
     @property
     def room(self) -> int:
         """How many pins this agent may hold now."""
-        room = max(0, self.capacity - self.foreign)
+        size = self.capacity if self.learned is None else min(self.capacity, self.learned)
+        room = max(0, size - self.foreign)
         if self.limit is not None:
             room = min(room, self.limit)
-        if self.learned is not None:
-            room = min(room, self.learned)
         return room
 
     def held(self) -> int:
@@ -229,14 +228,13 @@ class PinTable:
         only learns activity, it never concludes that a flow is gone."""
         ch = Changes()
         self.foreign = foreign
-        self.learned = None
         rejected_now = 0
         for flow, seen in ours.items():
             pin = self.pins.get(flow)
             if seen.expired:  # aged out by the device: forget it, clear its leftover config
                 if pin is not None:
                     del self.pins[flow]
-                    self.stats.expired += 1
+                self.stats.expired += 1
                 ch.remove.append(pin or Pin(flow, seen.nexthop, now, now, INSTALLED))
                 continue
             if pin is None:  # a previous run's pin: adopt it, active as of now
@@ -257,9 +255,9 @@ class PinTable:
                 self._reject(pin, now)
             elif seen.programmed and pin.state == PENDING:
                 pin.state = INSTALLED
-        if rejected_now:
+        if rejected_now:  # full at this many: the device's real size (others may grow)
             programmed = sum(1 for s in ours.values() if s.programmed and not s.expired)
-            self.learned = programmed
+            self.learned = programmed + foreign
         if complete:
             for flow, pin in list(self.pins.items()):
                 if flow in ours or pin.state != INSTALLED:

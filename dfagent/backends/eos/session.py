@@ -14,13 +14,14 @@ Every failure becomes an :class:`EosError` with a one-line message and a ``kind`
 its counter: ``command`` (1002: the switch refused a command — which one, and why),
 ``unconverted`` (1003: no JSON for a command), ``unauthorized`` (1005: the user may not run
 it), ``auth`` (HTTP 401: wrong user or password), ``timeout``, ``unreachable``. After a
-timeout or an unreachable switch, the session backs off (doubling up to ``backoff_max``) and
-refuses requests until the next try is due (``backoff``: no request was sent), so a switch
-that is down does not stall the agent's loop for a timeout per pin batch.
+timeout, an unreachable switch or a refused login, the session backs off (doubling up to
+``backoff_max``) and refuses requests until the next try is due (``backoff``: no request
+was sent), so a switch that is down does not stall the agent's loop for a timeout per batch.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 import time
@@ -34,6 +35,10 @@ import pyeapi.eapilib
 DEFAULT_TIMEOUT = 10.0
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
+
+# pyeapi logs every failed request with a traceback at ERROR; the session reports each
+# failure once, as one line with its kind (and counts it)
+logging.getLogger("pyeapi").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ class EosSession:
             except EosError as exc:
                 self.counters[f"error:{exc.kind}"] += 1
                 self.last_error = exc
-                if isinstance(exc, EosTimeout | EosUnreachable):
+                if isinstance(exc, EosTimeout | EosUnreachable | EosAuthError):
                     self._conn = None  # a fresh connection object at the next try
                     self._delay = min(self.backoff_max, max(self.backoff_min, self._delay * 2))
                     self.down_until = self.clock() + self._delay
