@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dfagent.backends.eos.backend import EosBackend
@@ -33,9 +34,11 @@ def config(sw: EapiSwitch, prefix: str = "dfa_s1", **eos: Any) -> Config:
     return parse(data)
 
 
-def backend(sw: EapiSwitch, prefix: str = "dfa_s1", **eos: Any) -> EosBackend:
+def backend(
+    sw: EapiSwitch, prefix: str = "dfa_s1", clock: Callable[[], float] | None = None, **eos: Any
+) -> EosBackend:
     cfg = config(sw, prefix, **eos)
-    return build_backend(cfg, environ={PASSWORD_ENV: sw.password}, clock=sw.clock.now)
+    return build_backend(cfg, environ={PASSWORD_ENV: sw.password}, clock=clock or sw.clock.now)
 
 
 def flow(i: int, dst: str = VIP) -> Flow:
