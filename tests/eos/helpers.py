@@ -19,6 +19,7 @@ PASSWORD_ENV = "DFAGENT_TEST_EAPI_PASSWORD"
 
 def config(sw: EapiSwitch, prefix: str = "dfa_s1", **eos: Any) -> Config:
     drain = eos.pop("drain", None)
+    nexthops = eos.pop("nexthops", None)
     data: dict[str, Any] = {
         "vips": [{"prefix": f"{VIP}/32", "mode": "mirror"},
                  {"prefix": f"{VIP6}/128", "mode": "mirror"}],
@@ -31,6 +32,8 @@ def config(sw: EapiSwitch, prefix: str = "dfa_s1", **eos: Any) -> Config:
     }  # fmt: skip
     if drain:
         data["drain"] = drain
+    if nexthops:
+        data["nexthops"] = nexthops
     return parse(data)
 
 

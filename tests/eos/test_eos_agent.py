@@ -33,9 +33,8 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 @contextmanager
 def running(sw: EapiSwitch, **eos: object) -> Iterator[tuple[Agent, EosControl]]:
-    cfg = config(sw, reconcile_interval=0.2, drain=DRAIN, **eos)
-    cfg = type(cfg)(**{**cfg.__dict__, "nexthops": {"s1": "10.2.1.2", "s2": "10.2.2.2"},
-                       "nexthop_addresses": {"s1": ("10.2.1.2",), "s2": ("10.2.2.2",)}})  # fmt: skip
+    names = {"s1": "10.2.1.2", "s2": "10.2.2.2"}
+    cfg = config(sw, reconcile_interval=0.2, drain=DRAIN, nexthops=names, **eos)
     agent, dp, actuator = build_eos(cfg, backend(sw, clock=time.monotonic, **eos))
     control = EosControl(agent, dp, cfg.nexthop_addresses, actuator)
     t = threading.Thread(target=agent.run, daemon=True)

@@ -16,8 +16,8 @@ SERVERS = {"s1": "10.2.1.2", "s2": "10.2.2.2", "s3": "10.2.3.2"}
 
 def _fabric(sw: EapiSwitch) -> None:
     node = pyeapi.client.connect(**sw.connect_args(), return_node=True)
-    node.config(["router bgp 65000", "neighbor SERVERS peer group",
-                 *[f"neighbor {a} peer group SERVERS" for a in SERVERS.values()], "exit"])  # fmt: skip
+    members = [f"neighbor {a} peer group SERVERS" for a in SERVERS.values()]
+    node.config(["router bgp 65000", "neighbor SERVERS peer group", *members, "exit"])
     for i, addr in enumerate(SERVERS.values()):
         sw.state.static.add_bgp_path(f"{VIP}/32", addr, f"Ethernet{i + 1}", peer=addr,
                                      peer_group="SERVERS")  # fmt: skip
