@@ -65,6 +65,25 @@ class LoopTimer:
             self._timer = self._due = None
 
 
+class Coalescer:
+    """Posts one flush to the loop behind the pin batches already queued (called on the loop,
+    so no lock): under load, the micro-batches waiting there go out in one request."""
+
+    def __init__(self, agent: Agent, fn: Callable[[], None]) -> None:
+        self.agent = agent
+        self.fn = fn
+        self.pending = False
+
+    def __call__(self) -> None:
+        if not self.pending:
+            self.pending = True
+            self.agent.post(self._run)
+
+    def _run(self) -> None:
+        self.pending = False
+        self.fn()
+
+
 def drain_actuator(cfg: Config, session: EosSession) -> DrainActuator | None:
     spec = drain_spec(cfg)
     return EosDrain(session, spec) if spec is not None else None
@@ -87,6 +106,7 @@ def build_eos(
         pinner=dp,
     )
     backend.schedule = LoopTimer(agent, backend.flush)
+    backend.coalesce = Coalescer(agent, backend.flush)
     return agent, dp, actuator
 
 

@@ -242,3 +242,23 @@ def test_errors_are_eos_errors_with_kinds(eapi_switch: EapiSwitch) -> None:
     with pytest.raises(EosError) as exc:
         b.session.run(["show running-config"])  # json: no JSON model
     assert exc.value.kind == "unconverted"
+
+
+def test_https_verifies_the_switch_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dfagent.lab.eapi import FakeClock, make_self_signed_cert
+
+    tls = make_self_signed_cert(tmp_path)
+    sw = EapiSwitch(username="dfagent", password="eapi-test-pw", clock=FakeClock(), tls=tls)
+    sw.start()
+    try:
+        trusted = backend(sw, transport="https", tls_ca=tls[0])
+        trusted.start()
+        trusted.pin([item(1)])
+        assert sw.state.flows.used() == 1
+        with pytest.raises(EosError) as exc:
+            backend(sw, transport="https").start()  # verify on, CA not given
+        assert "TLS certificate of https://127.0.0.1:" in str(exc.value)
+        assert "not trusted" in str(exc.value)
+        backend(sw, transport="https", verify_tls=False).start()  # a lab's choice
+    finally:
+        sw.close()

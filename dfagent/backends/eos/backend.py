@@ -104,6 +104,9 @@ class EosBackend:
         # asks the owner's loop to call flush() after this many seconds (None: nobody will)
         self.schedule: Callable[[float], None] | None = None
         self.on_written: list[Callable[[list[Pin]], None]] = []  # pins the switch took
+        # asks the owner's loop to flush once the batches queued behind this one are in, so
+        # under load many micro-batches share one request (None: flush at once)
+        self.coalesce: Callable[[], None] | None = None
 
     @property
     def name(self) -> str:
@@ -133,7 +136,10 @@ class EosBackend:
             items.append((Flow(str(src), str(dst), int(sport), int(dport)), nexthop))
         ch = self.table.want(now, items)
         self.backlog.extend(ch)
-        self.flush()
+        if self.coalesce is not None:
+            self.coalesce()
+        else:
+            self.flush()
         return ch
 
     def usable_nexthop(self, nh: str, dst: str) -> str | None:
