@@ -179,9 +179,9 @@ class EosConfig:
         if self.name:
             return self.name
         if self.endpoint:
-            host = self.endpoint.rsplit(":", 1)[0] if self.endpoint.count(":") == 1 else ""
-            host = host or self.endpoint
-            return host.strip("[]")
+            if self.endpoint.startswith("["):
+                return self.endpoint[1:].partition("]")[0]
+            return self.endpoint.split(":")[0] if self.endpoint.count(":") == 1 else self.endpoint
         return "local"
 
     def prefix(self) -> str:

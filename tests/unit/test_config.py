@@ -613,3 +613,47 @@ def test_a_name_may_stand_for_a_servers_v4_and_v6_next_hops() -> None:
         "nexthops.s1[1]: 'bogus' is not an IP address",
         "nexthops.s2[0]: 10.2.1.2 is already named s1",
     ]
+
+
+def test_eos_backend_keys_report_every_error_with_its_path() -> None:
+    eos = {"profile": "arista-7050x", "endpoint": "sw1 2", "flow_prefix": "dfa-s1",
+           "socket_path": "/run/x.sock", "rate_limit": 0, "priority": 70000,
+           "interfaces": ["Ethernet1", "Eth 2"], "max_flows": 1.5, "name": "1sw"}  # fmt: skip
+    data = {"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
+            "backend": {"type": "eos", "eos": eos}}  # fmt: skip
+    assert sorted(errors_of(data)) == sorted([
+        "backend.eos.endpoint: 'sw1 2' is not HOST or HOST:PORT",
+        "backend.eos.flow_prefix: 'dfa-s1' is not a flow-name prefix (a letter, then up to 23 "
+        "of A-Z a-z 0-9 _; no '-', which separates the name's fields)",
+        "backend.eos.socket_path: only with transport socket (transport is https)",
+        "backend.eos.name: '1sw' is not a name (a letter, then A-Z a-z 0-9 _ . -)",
+        "backend.eos.max_flows: expected a whole number of flows, got 1.5",
+        "backend.eos.rate_limit: must be more than 0 pins per second, got 0",
+        "backend.eos.priority: expected a priority 0-65535, got 70000",
+        "backend.eos.interfaces[1]: expected an interface name, got 'Eth 2'",
+    ])  # fmt: skip
+    good = {**data, "backend": {"type": "eos", "eos": {"profile": "arista-7050x",
+                                                       "endpoint": "sw1"}},
+            "drain": {"actuator": "eos", "neighbors": []}}  # fmt: skip
+    assert errors_of(good) == [
+        "drain.bgp_asn: required with actuator eos (the switch's router bgp)",
+        "drain.neighbors: required with actuator eos (the server peers or groups)",
+    ]
+    linux = {"vips": [KERNEL_VIP], "drain": {"actuator": "eos", "bgp_asn": 65000,
+                                              "neighbors": ["SERVERS"]}}  # fmt: skip
+    assert errors_of(linux) == [
+        "drain.actuator: eos needs backend type eos (the switch to drain on)"
+    ]
+
+
+def test_eos_defaults_name_the_switch_and_the_agent() -> None:
+    cfg = parse({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
+                 "backend": {"type": "eos", "eos": {"profile": "arista-7050x",
+                                                    "endpoint": "[2001:db8::1]:443"}}})  # fmt: skip
+    eos = cfg.backend.eos
+    assert eos is not None and eos.switch_name() == "2001:db8::1"
+    assert eos.prefix().startswith("dfa_") and "-" not in eos.prefix()
+    assert (eos.timeout, eos.reconcile_interval, eos.rate_limit, eos.priority) == (
+        10.0, 10.0, 2000, 100,
+    )  # fmt: skip
+    assert parse(yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
