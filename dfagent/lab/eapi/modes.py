@@ -463,6 +463,7 @@ class Session:
                 if sub is not None:
                     self.stack.append(sub)
                 return self._empty()
+        t.accept("no", "default")  # the error points at the word after `no`
         raise t.invalid()
 
     def _pop(self, keep: int) -> None:
