@@ -339,3 +339,36 @@ def test_startup_config_leaves_out_non_persistent_flows(eapi_switch: EapiSwitch)
     assert out == [{"messages": ["Copy completed successfully."]}]
     startup = n.enable("show startup-config")[0]["result"]["output"]
     assert "flow DFA-p\n" in startup and "DFA-np" not in startup
+
+
+def test_three_clients_at_once(eapi_switch: EapiSwitch) -> None:
+    """Agents on three servers pin through one switch concurrently: requests are serialised
+    as EOS serialises configuration, nothing is lost or mixed up."""
+    import threading
+
+    node(eapi_switch).config(["directflow", "no shutdown"])
+    errors: list[BaseException] = []
+
+    def agent(k: int) -> None:
+        try:
+            n = node(eapi_switch)
+            for batch in range(10):
+                cmds = ["directflow"]
+                for i in range(10):
+                    j = batch * 10 + i
+                    cmds += flow_cmds(f"DFA-a{k}-{j}", f"198.51.{100 + k}.{j + 1}", 20000 + j)
+                n.config(cmds)
+        except BaseException as exc:  # reported below, with the thread's failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    status = detail(node(eapi_switch))
+    assert len(status) == 300 and set(status.values()) == {STATUS_PROGRAMMED}
+    for k in range(3):
+        entry = eapi_switch.state.flow(f"DFA-a{k}-42")
+        assert entry is not None and str(entry.config.src) == f"198.51.{100 + k}.43/32"

@@ -123,6 +123,7 @@ class FlowTable:
     reprogram_rejected: bool = False
     _entries: dict[str, FlowEntry] = field(default_factory=dict)
     _order: Iterator[int] = field(default_factory=itertools.count)
+    _used: int = 0  # programmed entries, kept as a count: a batch of 1,000 must not be O(n^2)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ class FlowTable:
         return [e for e in self.entries() if e.programmed]
 
     def used(self) -> int:
-        return sum(1 for e in self._entries.values() if e.programmed)
+        return self._used
 
     # -- configuration -------------------------------------------------------------------
 
@@ -209,7 +210,7 @@ class FlowTable:
         """Apply idle and hard timeouts as of now; returns the flows that expired."""
         now = self.clock.now()
         expired: list[tuple[FlowEntry, str]] = []
-        for entry in self.entries():
+        for entry in self._entries.values():
             if not entry.programmed or entry.programmed_at is None:
                 continue
             cfg = entry.config
@@ -217,6 +218,7 @@ class FlowTable:
                 expired.append((entry, "hard"))
             elif cfg.idle_timeout and now - (entry.last_match or 0.0) >= cfg.idle_timeout:
                 expired.append((entry, "idle"))
+        expired.sort(key=lambda pair: pair[0].order)
         for entry, reason in expired:
             self._unprogram(entry, STATUS_NOT_PROGRAMMED)
             self._notify(lambda o, e=entry, r=reason: o.flow_expired(e, r))  # type: ignore[misc]
@@ -235,12 +237,15 @@ class FlowTable:
             return
         now = self.clock.now()
         entry.status = STATUS_PROGRAMMED
+        self._used += 1
         entry.programmed_at = now
         entry.last_match = now
         entry.match_packets = entry.match_bytes = 0
         self._notify(lambda o: o.flow_installed(entry))
 
     def _unprogram(self, entry: FlowEntry, status: str) -> None:
+        if entry.programmed:
+            self._used -= 1
         entry.status = status
         entry.programmed_at = None
 

@@ -434,7 +434,7 @@ class Session:
 
     def run(self, command: str, input_text: str | None = None) -> Result:
         words = command.split()
-        if not words:
+        if not words or words[0].startswith("!"):  # an empty line or a config comment
             return self._empty()
         pipe: list[str] = []
         if "|" in words:
