@@ -15,46 +15,15 @@ from typing import Any
 
 from dfagent.lab.eapi import show
 from dfagent.lab.eapi.directflow import ETH_ARP, ETH_IPV4, ETH_IPV6, FlowConfig
+from dfagent.lab.eapi.modebase import Mode
 from dfagent.lab.eapi.runconfig import Bgp, PrefixEntry, RouteMapEntry
 from dfagent.lab.eapi.state import SwitchState
-from dfagent.lab.eapi.tokens import CommandError, NoMatch, Tokens, incomplete
+from dfagent.lab.eapi.tokens import NAME, CommandError, NoMatch, Tokens, incomplete
 
 Result = dict[str, Any]
 
 # Flow names are one word without , . / (field notes), nor the CLI's | and ?.
 _FLOW_NAME = re.compile(r"^[^\s,./|?]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:-]*$")  # prefix-list, route-map, peer group
-
-
-def _name(t: Tokens) -> str:
-    word = t.peek()
-    if word is None:
-        raise incomplete()
-    if not _NAME.match(word):
-        raise t.invalid()
-    t.pos += 1
-    return word
-
-
-class Mode:
-    KEYWORDS: tuple[str, ...] = ()
-    NO_KEYWORDS: tuple[str, ...] = ()  # second words after `no`
-
-    def knows(self, t: Tokens) -> bool:
-        start = t.pos
-        try:
-            if t.accept("no", "default"):
-                return t.accept(*self.NO_KEYWORDS) is not None
-            return t.accept(*self.KEYWORDS) is not None
-        finally:
-            t.pos = start
-
-    def handle(self, t: Tokens, s: Session) -> Mode | None:
-        """Run one command; returns a sub-mode to enter, if the command opens one."""
-        raise NotImplementedError
-
-    def leave(self, s: Session) -> None:
-        """The mode is left: commit what it edited."""
 
 
 class ConfigMode(Mode):
@@ -73,13 +42,13 @@ class ConfigMode(Mode):
                 return None
             return DirectFlowMode()
         if word == "hostname":
-            name = _name(t)
+            name = t.name()
             t.end()
             cfg.hostname = name
             return None
         if word == "ip":
             t.keyword("prefix-list")
-            name = _name(t)
+            name = t.name()
             if negate:
                 if t.accept("seq"):
                     seq = t.integer(0, 65535)
@@ -95,7 +64,7 @@ class ConfigMode(Mode):
             prefix_entry(t, s, name)
             return None
         if word == "route-map":
-            name = _name(t)
+            name = t.name()
             kind = t.accept("permit", "deny")
             rm_seq = t.integer(0, 65535) if t else None
             t.end()
@@ -175,7 +144,7 @@ class RouteMapMode(Mode):
         t.keyword("ip")
         what = t.keyword("next-hop", "address")
         t.keyword("prefix-list")
-        pl = _name(t) if (t or not negate) else None
+        pl = t.name() if (t or not negate) else None
         t.end()
         if what == "next-hop":
             self.entry.match_nexthop_pl = None if negate else pl
@@ -216,7 +185,7 @@ class BgpMode(Mode):
         if what in ("peer", "peer-group"):
             if what == "peer":
                 t.keyword("group")
-            group = _name(t) if t else None
+            group = t.name() if t else None
             t.end()
             if group is None:  # `neighbor G peer group`: G is a group
                 if negate:
@@ -233,7 +202,7 @@ class BgpMode(Mode):
             t.end()
             bgp.neighbor(key).remote_as = asn
             return None
-        name = None if negate and t.peek() in ("in", "out") else _name(t)
+        name = None if negate and t.peek() in ("in", "out") else t.name()
         direction = t.keyword("in", "out")
         t.end()
         n = bgp.neighbor(key)
@@ -251,7 +220,7 @@ def neighbor_key(t: Tokens) -> str:
     try:
         key = str(ipaddress.ip_address(word))
     except ValueError:
-        if not _NAME.match(word) or word[0].isdigit():
+        if not NAME.match(word) or word[0].isdigit():
             raise t.invalid() from None
         key = word
     t.pos += 1
