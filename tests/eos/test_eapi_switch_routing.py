@@ -213,6 +213,8 @@ def test_drain_config_typos_are_refused(eapi_switch: EapiSwitch, cmds: list[str]
     with pytest.raises(CommandError) as err:
         node(eapi_switch).config(cmds)
     assert err.value.error_code == 1002
+    # The last command is the typo; everything before it was accepted.
+    assert f"of {len(cmds) + 2} '{cmds[-1]}' failed" in err.value.error_text
 
 
 def test_prefix_list_mode_and_auto_sequence(eapi_switch: EapiSwitch) -> None:

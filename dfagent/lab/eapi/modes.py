@@ -13,7 +13,7 @@ import ipaddress
 import re
 from typing import Any
 
-from dfagent.lab.eapi import show
+from dfagent.lab.eapi import policymodes, show
 from dfagent.lab.eapi.directflow import ETH_ARP, ETH_IPV4, ETH_IPV6, FlowConfig
 from dfagent.lab.eapi.modebase import Mode
 from dfagent.lab.eapi.runconfig import Bgp, PrefixEntry, RouteMapEntry
@@ -22,13 +22,16 @@ from dfagent.lab.eapi.tokens import NAME, CommandError, NoMatch, Tokens, incompl
 
 Result = dict[str, Any]
 
+# Config commands for pins without DirectFlow (policymodes.py); `ip access-list` too.
+POLICY_WORDS = ("ipv6", "class-map", "policy-map", "interface", "traffic-policies")
+
 # Flow names are one word without , . / (field notes), nor the CLI's | and ?.
 _FLOW_NAME = re.compile(r"^[^\s,./|?]+$")
 
 
 class ConfigMode(Mode):
-    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router")
-    NO_KEYWORDS = ("directflow", "ip", "route-map", "router")
+    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router") + POLICY_WORDS
+    NO_KEYWORDS = ("directflow", "ip", "route-map", "router") + POLICY_WORDS
 
     def handle(self, t: Tokens, s: Session) -> Mode | None:
         cfg = s.state.config
@@ -46,8 +49,13 @@ class ConfigMode(Mode):
             t.end()
             cfg.hostname = name
             return None
+        if word in POLICY_WORDS:
+            if word == "ipv6":
+                t.keyword("access-list")
+            return policymodes.config_command(word, negate, t, s)
         if word == "ip":
-            t.keyword("prefix-list")
+            if t.keyword("prefix-list", "access-list") == "access-list":
+                return policymodes.config_command(word, negate, t, s)
             name = t.name()
             if negate:
                 if t.accept("seq"):

@@ -159,12 +159,18 @@ class RunningConfig:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def render(self, flows: FlowTable, header: list[str], startup: bool = False) -> str:
+    def render(
+        self,
+        flows: FlowTable,
+        header: list[str],
+        policy_blocks: list[list[str]],
+        startup: bool = False,
+    ) -> str:
         """`show running-config` text: EOS layout, 3 spaces per level, `!` between blocks.
 
         startup: what `copy running-config startup-config` saves (no `no persistent` flows).
         """
-        blocks: list[list[str]] = [header, [f"hostname {self.hostname}"]]
+        blocks: list[list[str]] = [header, [f"hostname {self.hostname}"], *policy_blocks]
         for name in sorted(self.prefix_lists):
             entries = self.prefix_lists[name]
             blocks.append([f"ip prefix-list {name} {entries[s].render()}" for s in sorted(entries)])
