@@ -275,3 +275,48 @@ def test_deny_entry_rejects_matching_paths(eapi_switch: EapiSwitch) -> None:
     assert route_vias(eapi_switch) == [("10.0.1.2", "Ethernet1"), ("10.0.3.2", "Ethernet3")]
     text = node(eapi_switch).enable("show running-config")[0]["result"]["output"]
     assert "route-map RM-IN deny 10\n   match ip next-hop prefix-list PL-S2\n!" in text
+
+
+def test_ipv6_drain_with_ipv6_prefix_lists(eapi_switch: EapiSwitch) -> None:
+    """The backend's v4 + v6 drain: `ipv6 prefix-list` and `match ipv6 next-hop` entries."""
+    vip6 = "2001:db8::10/128"
+    s = eapi_switch.state.static
+    anycast(eapi_switch)
+    s.add_bgp_path(vip6, "2001:db8:1::2", "Ethernet1", peer_group="SERVERS")
+    s.add_bgp_path(vip6, "2001:db8:2::2", "Ethernet2", peer_group="SERVERS")
+    node(eapi_switch).config(
+        [
+            "ip prefix-list DRAIN4 seq 10 permit 10.0.1.2/32",
+            "ipv6 prefix-list DRAIN6 seq 10 permit 2001:db8:1::2/128",
+            "route-map DFAGENT-DRAIN permit 10",
+            "match ip next-hop prefix-list DRAIN4",
+            "set local-preference 1",
+            "route-map DFAGENT-DRAIN permit 11",
+            "match ipv6 next-hop prefix-list DRAIN6",
+            "set local-preference 1",
+            "route-map DFAGENT-DRAIN permit 20",
+            "router bgp 65000",
+            "neighbor SERVERS route-map DFAGENT-DRAIN in",
+        ]
+    )
+    out = node(eapi_switch).enable("show ipv6 bgp 2001:db8::10")[0]["result"]
+    paths = out["vrfs"]["default"]["bgpRouteEntries"][vip6]["bgpRoutePaths"]
+    prefs = {p["nextHop"]: (p["localPreference"], p["routeType"]["active"]) for p in paths}
+    assert prefs == {"2001:db8:1::2": (1, False), "2001:db8:2::2": (100, True)}
+    assert bgp_paths(eapi_switch)["10.0.1.2"]["localPreference"] == 1  # v4 drained too
+    assert bgp_paths(eapi_switch)["10.0.2.2"]["localPreference"] == 100
+    text = node(eapi_switch).enable("show running-config")[0]["result"]["output"]
+    assert "ipv6 prefix-list DRAIN6\n   seq 10 permit 2001:db8:1::2/128\n!" in text
+    assert "route-map DFAGENT-DRAIN permit 11\n   match ipv6 next-hop prefix-list DRAIN6\n" in text
+    # The backend's undrain of the v6 member, then typos in v6 lists.
+    node(eapi_switch).config(
+        ["no ipv6 prefix-list DRAIN6 seq 10", "no route-map DFAGENT-DRAIN permit 11"]
+    )
+    text = node(eapi_switch).enable("show running-config")[0]["result"]["output"]
+    assert "2001:db8:1::2/128" not in text and "permit 11" not in text
+    for bad in (
+        "ipv6 prefix-list D6 seq 10 permit 10.0.0.0/8",
+        "ipv6 prefix-list D6 seq 10 permit 2001:db8::/32 le 129",
+    ):
+        with pytest.raises(CommandError):
+            node(eapi_switch).config([bad])

@@ -49,28 +49,27 @@ class ConfigMode(Mode):
             t.end()
             cfg.hostname = name
             return None
-        if word in POLICY_WORDS:
-            if word == "ipv6":
-                t.keyword("access-list")
-            return policymodes.config_command(word, negate, t, s)
-        if word == "ip":
+        if word in ("ip", "ipv6"):
             if t.keyword("prefix-list", "access-list") == "access-list":
                 return policymodes.config_command(word, negate, t, s)
+            version = 4 if word == "ip" else 6
             name = t.name()
             if negate:
                 if t.accept("seq"):
                     seq = t.integer(0, 65535)
                     t.end()
-                    cfg.prefix_lists.get(name, {}).pop(seq, None)
+                    cfg.plists(version).get(name, {}).pop(seq, None)
                 else:
                     t.end()
-                    cfg.prefix_lists.pop(name, None)
+                    cfg.plists(version).pop(name, None)
                 return None
             if not t:
-                cfg.add_prefix(name, None)
-                return PrefixListMode(name)
-            prefix_entry(t, s, name)
+                cfg.add_prefix(name, None, version)
+                return PrefixListMode(name, version)
+            prefix_entry(t, s, name, version)
             return None
+        if word in POLICY_WORDS:
+            return policymodes.config_command(word, negate, t, s)
         if word == "route-map":
             name = t.name()
             kind = t.accept("permit", "deny")
@@ -100,36 +99,37 @@ class ConfigMode(Mode):
         return BgpMode()
 
 
-def prefix_entry(t: Tokens, s: Session, name: str) -> None:
+def prefix_entry(t: Tokens, s: Session, name: str, version: int) -> None:
     """[seq N] permit|deny PREFIX [ge N] [le N]"""
     cfg = s.state.config
-    seq = t.integer(0, 65535) if t.accept("seq") else cfg.next_prefix_seq(name)
+    seq = t.integer(0, 65535) if t.accept("seq") else cfg.next_prefix_seq(name, version)
     permit = t.keyword("permit", "deny") == "permit"
-    prefix = t.prefix()
+    prefix = t.prefix(version)
     ge = le = None
     if t.accept("ge"):
         ge = t.integer(prefix.prefixlen + 1, prefix.max_prefixlen)
     if t.accept("le"):
         le = t.integer(max(prefix.prefixlen, ge or 0), prefix.max_prefixlen)
     t.end()
-    cfg.add_prefix(name, PrefixEntry(seq=seq, permit=permit, prefix=prefix, ge=ge, le=le))
+    cfg.add_prefix(name, PrefixEntry(seq=seq, permit=permit, prefix=prefix, ge=ge, le=le), version)
 
 
 class PrefixListMode(Mode):
     KEYWORDS = ("seq", "permit", "deny")
     NO_KEYWORDS = ("seq",)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: int = 4) -> None:
         self.name = name
+        self.version = version
 
     def handle(self, t: Tokens, s: Session) -> Mode | None:
         if t.accept("no", "default"):
             t.keyword("seq")
             seq = t.integer(0, 65535)
             t.end()
-            s.state.config.prefix_lists.get(self.name, {}).pop(seq, None)
+            s.state.config.plists(self.version).get(self.name, {}).pop(seq, None)
             return None
-        prefix_entry(t, s, self.name)
+        prefix_entry(t, s, self.name, self.version)
         return None
 
 
@@ -149,15 +149,14 @@ class RouteMapMode(Mode):
             t.end()
             self.entry.set_local_pref = None if negate else pref
             return None
-        t.keyword("ip")
+        fam = t.keyword("ip", "ipv6")
         what = t.keyword("next-hop", "address")
         t.keyword("prefix-list")
         pl = t.name() if (t or not negate) else None
         t.end()
-        if what == "next-hop":
-            self.entry.match_nexthop_pl = None if negate else pl
-        else:
-            self.entry.match_address_pl = None if negate else pl
+        attr = "match_" + ("nexthop" if what == "next-hop" else "address")
+        attr += "_pl" if fam == "ip" else "6_pl"
+        setattr(self.entry, attr, None if negate else pl)
         return None
 
 
