@@ -16,6 +16,7 @@ from typing import Any
 from dfagent.lab.eapi import policymodes, show
 from dfagent.lab.eapi.directflow import ETH_ARP, ETH_IPV4, ETH_IPV6, FlowConfig
 from dfagent.lab.eapi.modebase import Mode
+from dfagent.lab.eapi.opsconfig import EventHandler, EventHandlerMode, monitor_command
 from dfagent.lab.eapi.runconfig import Bgp, PrefixEntry, RouteMapEntry
 from dfagent.lab.eapi.state import SwitchState
 from dfagent.lab.eapi.tokens import NAME, CommandError, NoMatch, Tokens, incomplete
@@ -24,14 +25,15 @@ Result = dict[str, Any]
 
 # Config commands for pins without DirectFlow (policymodes.py); `ip access-list` too.
 POLICY_WORDS = ("ipv6", "class-map", "policy-map", "interface", "traffic-policies")
+OPS_WORDS = ("event-handler", "monitor")  # opsconfig.py
 
 # Flow names are one word without , . / (field notes), nor the CLI's | and ?.
 _FLOW_NAME = re.compile(r"^[^\s,./|?]+$")
 
 
 class ConfigMode(Mode):
-    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router") + POLICY_WORDS
-    NO_KEYWORDS = ("directflow", "ip", "route-map", "router") + POLICY_WORDS
+    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router") + POLICY_WORDS + OPS_WORDS
+    NO_KEYWORDS = ("directflow", "ip", "route-map", "router") + POLICY_WORDS + OPS_WORDS
 
     def handle(self, t: Tokens, s: Session) -> Mode | None:
         cfg = s.state.config
@@ -70,6 +72,16 @@ class ConfigMode(Mode):
             return None
         if word in POLICY_WORDS:
             return policymodes.config_command(word, negate, t, s)
+        if word == "monitor":
+            monitor_command(t, s.state.ops, negate)
+            return None
+        if word == "event-handler":
+            name = t.name()
+            t.end()
+            if negate:
+                s.state.ops.handlers.pop(name, None)
+                return None
+            return EventHandlerMode(s.state.ops.handlers.setdefault(name, EventHandler()))
         if word == "route-map":
             name = t.name()
             kind = t.accept("permit", "deny")

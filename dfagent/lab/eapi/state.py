@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from dfagent.lab.eapi.clock import Clock, SystemClock
 from dfagent.lab.eapi.directflow import DEFAULT_CAPACITY, FlowEntry, FlowObserver, FlowTable
+from dfagent.lab.eapi.opsconfig import OpsConfig
 from dfagent.lab.eapi.policy import PolicyConfig
 from dfagent.lab.eapi.providers import Providers, StaticProviders
 from dfagent.lab.eapi.runconfig import RunningConfig
@@ -40,6 +41,7 @@ class SwitchState:
         self.version = version or VersionInfo()
         self.config = RunningConfig(hostname=hostname)
         self.policy = PolicyConfig()  # ACLs, PBR, traffic-policies, interfaces
+        self.ops = OpsConfig()  # event handlers, mirror sessions
         self.flows = FlowTable(clock=self.clock, capacity=capacity, enabled=directflow_enabled)
         self.static = StaticProviders(self.config)
         self.providers: Providers = self.static
@@ -52,7 +54,9 @@ class SwitchState:
             "! Command: show running-config",
             f"! device: {self.hostname} ({v.model}, EOS-{v.version})",
         ]
-        return self.config.render(self.flows, header, self.policy.blocks(), startup=startup)
+        return self.config.render(
+            self.flows, header, self.policy.blocks() + self.ops.blocks(), startup=startup
+        )
 
     def save_startup(self) -> None:
         """`copy running-config startup-config`: flows with `no persistent` are left out."""
