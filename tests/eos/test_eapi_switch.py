@@ -148,6 +148,14 @@ def test_bad_requests(eapi_switch: EapiSwitch, body: object, code: int) -> None:
     assert eapi_switch.state.flows.entries() == []
 
 
+def test_timestamps_param_adds_meta(eapi_switch: EapiSwitch) -> None:
+    _, answer = rpc(eapi_switch, run_cmds(["show hostname"], timestamps=True))
+    meta = answer["result"][0]["_meta"]
+    assert meta["execStartTime"] > 1.6e9 and 0 <= meta["execDuration"] < 5
+    _, answer = rpc(eapi_switch, run_cmds(["show hostname"]))
+    assert "_meta" not in answer["result"][0]
+
+
 def test_unknown_param_message_matches_what_pyeapi_looks_for(eapi_switch: EapiSwitch) -> None:
     _, answer = rpc(eapi_switch, run_cmds(["show version"], bogusParam=True))
     assert "unexpected keyword argument 'bogusParam'" in answer["error"]["message"]

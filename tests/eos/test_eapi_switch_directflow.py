@@ -103,6 +103,22 @@ def test_capacity_with_reprogramming_when_space_frees(eapi_switch: EapiSwitch) -
     assert detail(n) == {"DFA-2": STATUS_PROGRAMMED}
 
 
+def test_ipv6_flows_may_take_two_entries(eapi_switch: EapiSwitch) -> None:
+    eapi_switch.state.set_capacity(3)
+    eapi_switch.state.flows.ipv6_entries = 2  # Trident's double-wide IPv6 keys
+    n = node(eapi_switch)
+    v6 = ["match ethertype ipv6", "match source ipv6 2001:db8::7"]
+    n.config(["directflow", "no shutdown", "flow DFA-6a", *v6, "flow DFA-4", "match ethertype ip",
+              "flow DFA-6b", *v6])  # fmt: skip
+    assert detail(n) == {
+        "DFA-6a": STATUS_PROGRAMMED, "DFA-4": STATUS_PROGRAMMED, "DFA-6b": STATUS_REJECTED,
+    }  # fmt: skip
+    assert eapi_switch.state.flows.used() == 3
+    n.config(["directflow", "no flow DFA-6a", "flow DFA-6b"])
+    assert detail(n) == {"DFA-4": STATUS_PROGRAMMED, "DFA-6b": STATUS_PROGRAMMED}
+    assert eapi_switch.state.flows.used() == 3
+
+
 def test_idle_timeout_with_the_fake_clock(eapi_switch: EapiSwitch) -> None:
     clock = eapi_switch.clock
     assert isinstance(clock, FakeClock)

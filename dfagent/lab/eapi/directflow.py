@@ -115,7 +115,10 @@ class FlowObserver:
 @dataclass
 class FlowTable:
     clock: Clock
-    capacity: int = DEFAULT_CAPACITY
+    capacity: int = DEFAULT_CAPACITY  # TCAM entries for DirectFlow
+    # Entries one IPv6 flow takes: 1 by default (the 1,500 figure counts flows); 2 models
+    # Trident's double-wide IPv6 keys.
+    ipv6_entries: int = 1
     enabled: bool = False  # `directflow` / `no shutdown`; EOS ships it shut down
     observers: list[FlowObserver] = field(default_factory=list)
     # Rejected flows get a TCAM entry when space frees only if this is set; by default they
@@ -123,7 +126,7 @@ class FlowTable:
     reprogram_rejected: bool = False
     _entries: dict[str, FlowEntry] = field(default_factory=dict)
     _order: Iterator[int] = field(default_factory=itertools.count)
-    _used: int = 0  # programmed entries, kept as a count: a batch of 1,000 must not be O(n^2)
+    _used: int = 0  # TCAM entries in use, kept as a count: a 1,000-flow batch stays linear
 
     # -- queries -------------------------------------------------------------------------
 
@@ -138,7 +141,15 @@ class FlowTable:
         return [e for e in self.entries() if e.programmed]
 
     def used(self) -> int:
+        """TCAM entries in use (= programmed flows unless `ipv6_entries` > 1)."""
         return self._used
+
+    def cost(self, entry: FlowEntry) -> int:
+        src, dst = entry.config.src, entry.config.dst
+        v6 = entry.config.ethertype == ETH_IPV6 or any(
+            n is not None and n.version == 6 for n in (src, dst)
+        )
+        return self.ipv6_entries if v6 else 1
 
     # -- configuration -------------------------------------------------------------------
 
@@ -232,12 +243,12 @@ class FlowTable:
         if not self.enabled or not entry.config.programmable():
             entry.status = STATUS_NOT_PROGRAMMED
             return
-        if self.used() >= self.capacity:
+        if self.used() + self.cost(entry) > self.capacity:
             entry.status = STATUS_REJECTED
             return
         now = self.clock.now()
         entry.status = STATUS_PROGRAMMED
-        self._used += 1
+        self._used += self.cost(entry)
         entry.programmed_at = now
         entry.last_match = now
         entry.match_packets = entry.match_bytes = 0
@@ -245,7 +256,7 @@ class FlowTable:
 
     def _unprogram(self, entry: FlowEntry, status: str) -> None:
         if entry.programmed:
-            self._used -= 1
+            self._used -= self.cost(entry)
         entry.status = status
         entry.programmed_at = None
 
@@ -253,7 +264,7 @@ class FlowTable:
         if not self.reprogram_rejected:
             return
         for entry in self.entries():
-            if entry.status == STATUS_REJECTED and self.used() < self.capacity:
+            if entry.status == STATUS_REJECTED:
                 self._program(entry)
 
     def _notify(self, call: Callable[[FlowObserver], None]) -> None:
