@@ -320,3 +320,30 @@ def test_ipv6_drain_with_ipv6_prefix_lists(eapi_switch: EapiSwitch) -> None:
     ):
         with pytest.raises(CommandError):
             node(eapi_switch).config([bad])
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        "show running-config section [",
+        "show running-config | section (",
+        "show running-config | include",
+        "show running-config | count x",
+        "show hostname | include [",
+    ],
+)
+def test_bad_filters_are_invalid_input(eapi_switch: EapiSwitch, cmd: str) -> None:
+    with pytest.raises(CommandError) as err:
+        node(eapi_switch).run_commands([cmd], encoding="text")
+    assert err.value.error_code == 1002
+
+
+def test_filters_on_text_shows(eapi_switch: EapiSwitch) -> None:
+    out = node(eapi_switch).run_commands(
+        ["show running-config section hostname", "show version | include Arista"], encoding="text"
+    )
+    assert out[0]["output"] == "hostname dfagent-sw1\n"
+    assert out[1]["output"] == "Arista DCS-7050SX-64\n"
+    with pytest.raises(CommandError) as err:  # a pipe in json: no JSON model to filter
+        node(eapi_switch).run_commands(["show version | include Arista"])
+    assert err.value.error_code == 1003
