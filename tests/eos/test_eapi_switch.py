@@ -325,3 +325,10 @@ def test_https(tmp_path: pytest.TempPathFactory) -> None:
         )
         with pytest.raises(pyeapi.eapilib.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             strict.enable("show hostname")
+
+
+def test_ipv6_listener() -> None:
+    with EapiSwitch("::1", password="pw") as sw:
+        assert sw.url == f"http://[::1]:{sw.port}/command-api"
+        n = pyeapi.client.connect(**sw.connect_args(), return_node=True)
+        assert n.enable("show hostname")[0]["result"]["hostname"] == "dfagent-sw1"
