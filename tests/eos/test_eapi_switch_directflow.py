@@ -143,6 +143,30 @@ def test_idle_timeout_with_the_fake_clock(eapi_switch: EapiSwitch) -> None:
     assert rec.events[-1] == ("installed", "DFA-i", "")
 
 
+def test_counters_from_a_datapath_keep_a_busy_flow(eapi_switch: EapiSwitch) -> None:
+    """A lab datapath hands its rule counters over (absolute totals); the switch reads them
+    before timeouts and shows, so traffic there restarts the idle timer."""
+    clock = eapi_switch.clock
+    assert isinstance(clock, FakeClock)
+    totals: dict[str, tuple[int, int]] = {}
+
+    class Rules:
+        def read(self, names: list[str]) -> dict[str, tuple[int, int]]:
+            return {n: totals[n] for n in names if n in totals}
+
+    eapi_switch.state.set_counter_source(Rules())
+    n = node(eapi_switch)
+    n.config(["directflow", "no shutdown", *flow_cmds("DFA-d", "198.51.100.1", 1)])
+    clock.advance(200)
+    totals["DFA-d"] = (5, 700)
+    assert shown(n)["DFA-d"]["matchPackets"] == 5  # read at this show: activity now
+    clock.advance(200)
+    assert shown(n)["DFA-d"]["matchBytes"] == 700  # 400 s old, 200 s idle: still there
+    clock.advance(100)
+    assert shown(n) == {}  # no new packets for 300 s
+    assert detail(n)["DFA-d"] == STATUS_NOT_PROGRAMMED
+
+
 def test_hard_timeout_ignores_traffic(eapi_switch: EapiSwitch) -> None:
     clock = eapi_switch.clock
     assert isinstance(clock, FakeClock)

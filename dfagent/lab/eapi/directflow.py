@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from dfagent.lab.eapi.clock import Clock
 
@@ -112,6 +113,18 @@ class FlowObserver:
         configured, status 'Flow not programmed'."""
 
 
+class CounterSource(Protocol):
+    """Where a datapath's per-flow counters come from (nft rule counters in a lab).
+
+    `read` gets the names of the programmed flows and returns, for those it knows, the
+    packets and bytes matched since the flow was installed (absolute, not deltas). The
+    table reads it before applying timeouts and before every show, so a flow with traffic
+    in the datapath does not idle out. Called with the switch's lock held: keep it fast.
+    """
+
+    def read(self, names: list[str]) -> dict[str, tuple[int, int]]: ...
+
+
 @dataclass
 class FlowTable:
     clock: Clock
@@ -121,6 +134,7 @@ class FlowTable:
     ipv6_entries: int = 1
     enabled: bool = False  # `directflow` / `no shutdown`; EOS ships it shut down
     observers: list[FlowObserver] = field(default_factory=list)
+    counter_source: CounterSource | None = None
     # Rejected flows get a TCAM entry when space frees only if this is set; by default they
     # stay rejected until re-committed, so a client must notice and retry them itself.
     reprogram_rejected: bool = False
@@ -217,8 +231,25 @@ class FlowTable:
         if packets:
             entry.last_match = self.clock.now()
 
+    def sync_counters(self) -> None:
+        """Take the datapath's counters, if there is a source; more packets = activity now."""
+        if self.counter_source is None:
+            return
+        live = [e for e in self._entries.values() if e.programmed]
+        totals = self.counter_source.read([e.name for e in live])
+        now = self.clock.now()
+        for entry in live:
+            got = totals.get(entry.name)
+            if got is None:
+                continue
+            packets, nbytes = got
+            if packets > entry.match_packets:
+                entry.last_match = now
+            entry.match_packets, entry.match_bytes = packets, nbytes
+
     def expire(self) -> list[FlowEntry]:
         """Apply idle and hard timeouts as of now; returns the flows that expired."""
+        self.sync_counters()
         now = self.clock.now()
         expired: list[tuple[FlowEntry, str]] = []
         for entry in self._entries.values():

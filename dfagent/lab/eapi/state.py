@@ -9,7 +9,13 @@ import threading
 from dataclasses import dataclass
 
 from dfagent.lab.eapi.clock import Clock, SystemClock
-from dfagent.lab.eapi.directflow import DEFAULT_CAPACITY, FlowEntry, FlowObserver, FlowTable
+from dfagent.lab.eapi.directflow import (
+    DEFAULT_CAPACITY,
+    CounterSource,
+    FlowEntry,
+    FlowObserver,
+    FlowTable,
+)
 from dfagent.lab.eapi.opsconfig import OpsConfig
 from dfagent.lab.eapi.policy import PolicyConfig
 from dfagent.lab.eapi.providers import Providers, StaticProviders
@@ -85,6 +91,11 @@ class SwitchState:
     def add_observer(self, observer: FlowObserver) -> None:
         with self.lock:
             self.flows.observers.append(observer)
+
+    def set_counter_source(self, source: CounterSource | None) -> None:
+        """A datapath's counters (see CounterSource) instead of, or besides, count()."""
+        with self.lock:
+            self.flows.counter_source = source
 
     def set_capacity(self, capacity: int) -> None:
         with self.lock:
