@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyeapi
 import pytest
 from pyeapi.eapilib import CommandError
@@ -332,3 +334,27 @@ def test_ipv6_listener() -> None:
         assert sw.url == f"http://[::1]:{sw.port}/command-api"
         n = pyeapi.client.connect(**sw.connect_args(), return_node=True)
         assert n.enable("show hostname")[0]["result"]["hostname"] == "dfagent-sw1"
+
+
+def test_two_switches_are_independent(make_eapi_switch: Callable[..., EapiSwitch]) -> None:
+    a = make_eapi_switch(hostname="leaf1")
+    b = make_eapi_switch(hostname="leaf2", capacity=10)
+    assert a.port != b.port
+    node(a).config(["directflow", "no shutdown", "flow DFA-only-a", "match ethertype ip"])
+    assert node(b).enable("show directflow flows")[0]["result"]["flows"] == []
+    assert node(b).enable("show hostname")[0]["result"]["hostname"] == "leaf2"
+    assert b.state.flows.capacity == 10
+
+
+def test_a_crash_inside_the_switch_is_1001_and_recorded(eapi_switch: EapiSwitch) -> None:
+    class Broken:
+        def read(self, names: list[str]) -> dict[str, tuple[int, int]]:
+            raise RuntimeError("datapath gone")
+
+    eapi_switch.state.set_counter_source(Broken())
+    _, answer = rpc(eapi_switch, run_cmds(["show hostname"]))
+    assert answer["error"]["code"] == 1001
+    assert answer["error"]["data"] == [{"errors": ["Command raised an internal exception"]}]
+    assert "datapath gone" in eapi_switch.internal_errors[0]
+    eapi_switch.internal_errors.clear()  # seen: the fixture would fail the test otherwise
+    eapi_switch.state.set_counter_source(None)

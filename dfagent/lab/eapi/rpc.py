@@ -130,7 +130,6 @@ def handle(
     results: list[dict[str, Any]] = []
     failure: tuple[int, str, str] | None = None
     with state.lock:
-        state.flows.expire()
         session = Session(
             state, privilege=privilege, auto_complete=params.auto_complete, text=params.text
         )
@@ -138,6 +137,8 @@ def handle(
             for i, (cmd, inp) in enumerate(params.cmds):
                 try:
                     started = time.time()
+                    if i == 0:  # timeouts due by now apply before anything is (re)committed
+                        state.flows.expire()
                     result = session.run(cmd, inp)
                     if params.timestamps:  # as EOS: when and how long, per command
                         result["_meta"] = {
