@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from dfagent.lab.eapi.clock import Clock
 
@@ -112,17 +113,34 @@ class FlowObserver:
         configured, status 'Flow not programmed'."""
 
 
+class CounterSource(Protocol):
+    """Where a datapath's per-flow counters come from (nft rule counters in a lab).
+
+    `read` gets the names of the programmed flows and returns, for those it knows, the
+    packets and bytes matched since the flow was installed (absolute, not deltas). The
+    table reads it before applying timeouts and before every show, so a flow with traffic
+    in the datapath does not idle out. Called with the switch's lock held: keep it fast.
+    """
+
+    def read(self, names: list[str]) -> dict[str, tuple[int, int]]: ...
+
+
 @dataclass
 class FlowTable:
     clock: Clock
-    capacity: int = DEFAULT_CAPACITY
+    capacity: int = DEFAULT_CAPACITY  # TCAM entries for DirectFlow
+    # Entries one IPv6 flow takes: 1 by default (the 1,500 figure counts flows); 2 models
+    # Trident's double-wide IPv6 keys.
+    ipv6_entries: int = 1
     enabled: bool = False  # `directflow` / `no shutdown`; EOS ships it shut down
     observers: list[FlowObserver] = field(default_factory=list)
+    counter_source: CounterSource | None = None
     # Rejected flows get a TCAM entry when space frees only if this is set; by default they
     # stay rejected until re-committed, so a client must notice and retry them itself.
     reprogram_rejected: bool = False
     _entries: dict[str, FlowEntry] = field(default_factory=dict)
     _order: Iterator[int] = field(default_factory=itertools.count)
+    _used: int = 0  # TCAM entries in use, kept as a count: a 1,000-flow batch stays linear
 
     # -- queries -------------------------------------------------------------------------
 
@@ -137,7 +155,15 @@ class FlowTable:
         return [e for e in self.entries() if e.programmed]
 
     def used(self) -> int:
-        return sum(1 for e in self._entries.values() if e.programmed)
+        """TCAM entries in use (= programmed flows unless `ipv6_entries` > 1)."""
+        return self._used
+
+    def cost(self, entry: FlowEntry) -> int:
+        src, dst = entry.config.src, entry.config.dst
+        v6 = entry.config.ethertype == ETH_IPV6 or any(
+            n is not None and n.version == 6 for n in (src, dst)
+        )
+        return self.ipv6_entries if v6 else 1
 
     # -- configuration -------------------------------------------------------------------
 
@@ -205,11 +231,28 @@ class FlowTable:
         if packets:
             entry.last_match = self.clock.now()
 
+    def sync_counters(self) -> None:
+        """Take the datapath's counters, if there is a source; more packets = activity now."""
+        if self.counter_source is None:
+            return
+        live = [e for e in self._entries.values() if e.programmed]
+        totals = self.counter_source.read([e.name for e in live])
+        now = self.clock.now()
+        for entry in live:
+            got = totals.get(entry.name)
+            if got is None:
+                continue
+            packets, nbytes = got
+            if packets > entry.match_packets:
+                entry.last_match = now
+            entry.match_packets, entry.match_bytes = packets, nbytes
+
     def expire(self) -> list[FlowEntry]:
         """Apply idle and hard timeouts as of now; returns the flows that expired."""
+        self.sync_counters()
         now = self.clock.now()
         expired: list[tuple[FlowEntry, str]] = []
-        for entry in self.entries():
+        for entry in self._entries.values():
             if not entry.programmed or entry.programmed_at is None:
                 continue
             cfg = entry.config
@@ -217,6 +260,7 @@ class FlowTable:
                 expired.append((entry, "hard"))
             elif cfg.idle_timeout and now - (entry.last_match or 0.0) >= cfg.idle_timeout:
                 expired.append((entry, "idle"))
+        expired.sort(key=lambda pair: pair[0].order)
         for entry, reason in expired:
             self._unprogram(entry, STATUS_NOT_PROGRAMMED)
             self._notify(lambda o, e=entry, r=reason: o.flow_expired(e, r))  # type: ignore[misc]
@@ -230,17 +274,20 @@ class FlowTable:
         if not self.enabled or not entry.config.programmable():
             entry.status = STATUS_NOT_PROGRAMMED
             return
-        if self.used() >= self.capacity:
+        if self.used() + self.cost(entry) > self.capacity:
             entry.status = STATUS_REJECTED
             return
         now = self.clock.now()
         entry.status = STATUS_PROGRAMMED
+        self._used += self.cost(entry)
         entry.programmed_at = now
         entry.last_match = now
         entry.match_packets = entry.match_bytes = 0
         self._notify(lambda o: o.flow_installed(entry))
 
     def _unprogram(self, entry: FlowEntry, status: str) -> None:
+        if entry.programmed:
+            self._used -= self.cost(entry)
         entry.status = status
         entry.programmed_at = None
 
@@ -248,7 +295,7 @@ class FlowTable:
         if not self.reprogram_rejected:
             return
         for entry in self.entries():
-            if entry.status == STATUS_REJECTED and self.used() < self.capacity:
+            if entry.status == STATUS_REJECTED:
                 self._program(entry)
 
     def _notify(self, call: Callable[[FlowObserver], None]) -> None:

@@ -13,53 +13,27 @@ import ipaddress
 import re
 from typing import Any
 
-from dfagent.lab.eapi import show
+from dfagent.lab.eapi import policymodes, show
 from dfagent.lab.eapi.directflow import ETH_ARP, ETH_IPV4, ETH_IPV6, FlowConfig
+from dfagent.lab.eapi.modebase import Mode
+from dfagent.lab.eapi.opsconfig import EventHandler, EventHandlerMode, monitor_command
 from dfagent.lab.eapi.runconfig import Bgp, PrefixEntry, RouteMapEntry
 from dfagent.lab.eapi.state import SwitchState
-from dfagent.lab.eapi.tokens import CommandError, NoMatch, Tokens, incomplete
+from dfagent.lab.eapi.tokens import NAME, CommandError, NoMatch, Tokens, incomplete
 
 Result = dict[str, Any]
 
+# Config commands for pins without DirectFlow (policymodes.py); `ip access-list` too.
+POLICY_WORDS = ("ipv6", "class-map", "policy-map", "interface", "traffic-policies")
+OPS_WORDS = ("event-handler", "monitor")  # opsconfig.py
+
 # Flow names are one word without , . / (field notes), nor the CLI's | and ?.
 _FLOW_NAME = re.compile(r"^[^\s,./|?]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:-]*$")  # prefix-list, route-map, peer group
-
-
-def _name(t: Tokens) -> str:
-    word = t.peek()
-    if word is None:
-        raise incomplete()
-    if not _NAME.match(word):
-        raise t.invalid()
-    t.pos += 1
-    return word
-
-
-class Mode:
-    KEYWORDS: tuple[str, ...] = ()
-    NO_KEYWORDS: tuple[str, ...] = ()  # second words after `no`
-
-    def knows(self, t: Tokens) -> bool:
-        start = t.pos
-        try:
-            if t.accept("no", "default"):
-                return t.accept(*self.NO_KEYWORDS) is not None
-            return t.accept(*self.KEYWORDS) is not None
-        finally:
-            t.pos = start
-
-    def handle(self, t: Tokens, s: Session) -> Mode | None:
-        """Run one command; returns a sub-mode to enter, if the command opens one."""
-        raise NotImplementedError
-
-    def leave(self, s: Session) -> None:
-        """The mode is left: commit what it edited."""
 
 
 class ConfigMode(Mode):
-    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router")
-    NO_KEYWORDS = ("directflow", "ip", "route-map", "router")
+    KEYWORDS = ("directflow", "hostname", "ip", "route-map", "router") + POLICY_WORDS + OPS_WORDS
+    NO_KEYWORDS = ("directflow", "ip", "route-map", "router") + POLICY_WORDS + OPS_WORDS
 
     def handle(self, t: Tokens, s: Session) -> Mode | None:
         cfg = s.state.config
@@ -73,29 +47,43 @@ class ConfigMode(Mode):
                 return None
             return DirectFlowMode()
         if word == "hostname":
-            name = _name(t)
+            name = t.name()
             t.end()
             cfg.hostname = name
             return None
-        if word == "ip":
-            t.keyword("prefix-list")
-            name = _name(t)
+        if word in ("ip", "ipv6"):
+            if t.keyword("prefix-list", "access-list") == "access-list":
+                return policymodes.config_command(word, negate, t, s)
+            version = 4 if word == "ip" else 6
+            name = t.name()
             if negate:
                 if t.accept("seq"):
                     seq = t.integer(0, 65535)
                     t.end()
-                    cfg.prefix_lists.get(name, {}).pop(seq, None)
+                    cfg.plists(version).get(name, {}).pop(seq, None)
                 else:
                     t.end()
-                    cfg.prefix_lists.pop(name, None)
+                    cfg.plists(version).pop(name, None)
                 return None
             if not t:
-                cfg.add_prefix(name, None)
-                return PrefixListMode(name)
-            prefix_entry(t, s, name)
+                cfg.add_prefix(name, None, version)
+                return PrefixListMode(name, version)
+            prefix_entry(t, s, name, version)
             return None
+        if word in POLICY_WORDS:
+            return policymodes.config_command(word, negate, t, s)
+        if word == "monitor":
+            monitor_command(t, s.state.ops, negate)
+            return None
+        if word == "event-handler":
+            name = t.name()
+            t.end()
+            if negate:
+                s.state.ops.handlers.pop(name, None)
+                return None
+            return EventHandlerMode(s.state.ops.handlers.setdefault(name, EventHandler()))
         if word == "route-map":
-            name = _name(t)
+            name = t.name()
             kind = t.accept("permit", "deny")
             rm_seq = t.integer(0, 65535) if t else None
             t.end()
@@ -123,36 +111,37 @@ class ConfigMode(Mode):
         return BgpMode()
 
 
-def prefix_entry(t: Tokens, s: Session, name: str) -> None:
+def prefix_entry(t: Tokens, s: Session, name: str, version: int) -> None:
     """[seq N] permit|deny PREFIX [ge N] [le N]"""
     cfg = s.state.config
-    seq = t.integer(0, 65535) if t.accept("seq") else cfg.next_prefix_seq(name)
+    seq = t.integer(0, 65535) if t.accept("seq") else cfg.next_prefix_seq(name, version)
     permit = t.keyword("permit", "deny") == "permit"
-    prefix = t.prefix()
+    prefix = t.prefix(version)
     ge = le = None
     if t.accept("ge"):
         ge = t.integer(prefix.prefixlen + 1, prefix.max_prefixlen)
     if t.accept("le"):
         le = t.integer(max(prefix.prefixlen, ge or 0), prefix.max_prefixlen)
     t.end()
-    cfg.add_prefix(name, PrefixEntry(seq=seq, permit=permit, prefix=prefix, ge=ge, le=le))
+    cfg.add_prefix(name, PrefixEntry(seq=seq, permit=permit, prefix=prefix, ge=ge, le=le), version)
 
 
 class PrefixListMode(Mode):
     KEYWORDS = ("seq", "permit", "deny")
     NO_KEYWORDS = ("seq",)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, version: int = 4) -> None:
         self.name = name
+        self.version = version
 
     def handle(self, t: Tokens, s: Session) -> Mode | None:
         if t.accept("no", "default"):
             t.keyword("seq")
             seq = t.integer(0, 65535)
             t.end()
-            s.state.config.prefix_lists.get(self.name, {}).pop(seq, None)
+            s.state.config.plists(self.version).get(self.name, {}).pop(seq, None)
             return None
-        prefix_entry(t, s, self.name)
+        prefix_entry(t, s, self.name, self.version)
         return None
 
 
@@ -172,15 +161,14 @@ class RouteMapMode(Mode):
             t.end()
             self.entry.set_local_pref = None if negate else pref
             return None
-        t.keyword("ip")
+        fam = t.keyword("ip", "ipv6")
         what = t.keyword("next-hop", "address")
         t.keyword("prefix-list")
-        pl = _name(t) if (t or not negate) else None
+        pl = t.name() if (t or not negate) else None
         t.end()
-        if what == "next-hop":
-            self.entry.match_nexthop_pl = None if negate else pl
-        else:
-            self.entry.match_address_pl = None if negate else pl
+        attr = "match_" + ("nexthop" if what == "next-hop" else "address")
+        attr += "_pl" if fam == "ip" else "6_pl"
+        setattr(self.entry, attr, None if negate else pl)
         return None
 
 
@@ -216,7 +204,7 @@ class BgpMode(Mode):
         if what in ("peer", "peer-group"):
             if what == "peer":
                 t.keyword("group")
-            group = _name(t) if t else None
+            group = t.name() if t else None
             t.end()
             if group is None:  # `neighbor G peer group`: G is a group
                 if negate:
@@ -233,7 +221,7 @@ class BgpMode(Mode):
             t.end()
             bgp.neighbor(key).remote_as = asn
             return None
-        name = None if negate and t.peek() in ("in", "out") else _name(t)
+        name = None if negate and t.peek() in ("in", "out") else t.name()
         direction = t.keyword("in", "out")
         t.end()
         n = bgp.neighbor(key)
@@ -251,7 +239,7 @@ def neighbor_key(t: Tokens) -> str:
     try:
         key = str(ipaddress.ip_address(word))
     except ValueError:
-        if not _NAME.match(word) or word[0].isdigit():
+        if not NAME.match(word) or word[0].isdigit():
             raise t.invalid() from None
         key = word
     t.pos += 1
@@ -434,7 +422,7 @@ class Session:
 
     def run(self, command: str, input_text: str | None = None) -> Result:
         words = command.split()
-        if not words:
+        if not words or words[0].startswith("!"):  # an empty line or a config comment
             return self._empty()
         pipe: list[str] = []
         if "|" in words:
@@ -463,6 +451,7 @@ class Session:
                 if sub is not None:
                     self.stack.append(sub)
                 return self._empty()
+        t.accept("no", "default")  # the error points at the word after `no`
         raise t.invalid()
 
     def _pop(self, keep: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +53,16 @@ class BadParams(Exception):
     pass
 
 
-def _params(raw: Any) -> tuple[list[tuple[str, str | None]], bool, bool]:
-    """(commands with their input, text format, autoComplete) or BadParams."""
+@dataclass
+class Params:
+    cmds: list[tuple[str, str | None]]  # command, its input
+    text: bool
+    auto_complete: bool
+    timestamps: bool
+
+
+def _params(raw: Any) -> Params:
+    """The runCmds params, or BadParams."""
     if isinstance(raw, list):  # positional: runCmds(version, cmds[, format])
         if not 2 <= len(raw) <= 3:
             raise BadParams("runCmds() takes 2 or 3 positional arguments")
@@ -86,8 +95,12 @@ def _params(raw: Any) -> tuple[list[tuple[str, str | None]], bool, bool]:
             out.append((c["cmd"], inp))
         else:
             raise BadParams(f'invalid command {c!r}: a string or {{"cmd", "input"}}')
-    auto = raw.get("autoComplete", False)
-    return out, fmt == "text", bool(auto)
+    return Params(
+        cmds=out,
+        text=fmt == "text",
+        auto_complete=bool(raw.get("autoComplete", False)),
+        timestamps=bool(raw.get("timestamps", False)),
+    )
 
 
 def handle(
@@ -110,19 +123,29 @@ def handle(
     if req["method"] != "runCmds":
         return _error(req_id, METHOD_NOT_FOUND, f"Method not found: {req['method']}")
     try:
-        cmds, text, auto = _params(req.get("params"))
+        params = _params(req.get("params"))
     except BadParams as exc:
         return _error(req_id, INVALID_PARAMS, f"Invalid params: {exc}")
 
     results: list[dict[str, Any]] = []
     failure: tuple[int, str, str] | None = None
     with state.lock:
-        state.flows.expire()
-        session = Session(state, privilege=privilege, auto_complete=auto, text=text)
+        session = Session(
+            state, privilege=privilege, auto_complete=params.auto_complete, text=params.text
+        )
         try:
-            for i, (cmd, inp) in enumerate(cmds):
+            for i, (cmd, inp) in enumerate(params.cmds):
                 try:
-                    results.append(session.run(cmd, inp))
+                    started = time.time()
+                    if i == 0:  # timeouts due by now apply before anything is (re)committed
+                        state.flows.expire()
+                    result = session.run(cmd, inp)
+                    if params.timestamps:  # as EOS: when and how long, per command
+                        result["_meta"] = {
+                            "execStartTime": round(started, 6),
+                            "execDuration": round(time.time() - started, 6),
+                        }
+                    results.append(result)
                 except CommandError as exc:
                     failure = (i, exc.summary, exc.error)
                     code = exc.code
@@ -141,13 +164,14 @@ def handle(
         record(
             RequestRecord(
                 user=user,
-                cmds=[c for c, _ in cmds],
-                format="text" if text else "json",
+                cmds=[c for c, _ in params.cmds],
+                format="text" if params.text else "json",
                 error_code=None if failure is None else code,
             )
         )
     if failure is None:
         return {"jsonrpc": "2.0", "id": req_id, "result": results}
     i, summary, error = failure
+    cmds = params.cmds
     message = f"CLI command {i + 1} of {len(cmds)} '{cmds[i][0]}' failed: {summary}"
     return _error(req_id, code, message, results + [{"errors": [error]}])

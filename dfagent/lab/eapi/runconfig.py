@@ -54,6 +54,8 @@ class RouteMapEntry:
     seq: int
     match_nexthop_pl: str | None = None  # match ip next-hop prefix-list NAME
     match_address_pl: str | None = None  # match ip address prefix-list NAME
+    match_nexthop6_pl: str | None = None  # match ipv6 next-hop prefix-list NAME
+    match_address6_pl: str | None = None  # match ipv6 address prefix-list NAME
     set_local_pref: int | None = None
 
     def lines(self) -> list[str]:
@@ -62,6 +64,10 @@ class RouteMapEntry:
             out.append(f"match ip address prefix-list {self.match_address_pl}")
         if self.match_nexthop_pl:
             out.append(f"match ip next-hop prefix-list {self.match_nexthop_pl}")
+        if self.match_address6_pl:
+            out.append(f"match ipv6 address prefix-list {self.match_address6_pl}")
+        if self.match_nexthop6_pl:
+            out.append(f"match ipv6 next-hop prefix-list {self.match_nexthop6_pl}")
         if self.set_local_pref is not None:
             out.append(f"set local-preference {self.set_local_pref}")
         return out
@@ -90,27 +96,34 @@ class Bgp:
 @dataclass
 class RunningConfig:
     hostname: str
-    prefix_lists: dict[str, dict[int, PrefixEntry]] = field(default_factory=dict)
+    prefix_lists: dict[str, dict[int, PrefixEntry]] = field(default_factory=dict)  # ip
+    prefix_lists6: dict[str, dict[int, PrefixEntry]] = field(default_factory=dict)  # ipv6
     route_maps: dict[str, dict[int, RouteMapEntry]] = field(default_factory=dict)
     bgp: Bgp | None = None
 
     # -- prefix-lists ----------------------------------------------------------------------
 
-    def add_prefix(self, name: str, entry: PrefixEntry | None, permit: bool = True) -> None:
-        self.prefix_lists.setdefault(name, {})
-        if entry is not None:
-            self.prefix_lists[name][entry.seq] = entry
+    def plists(self, version: int) -> dict[str, dict[int, PrefixEntry]]:
+        """`ip prefix-list` and `ipv6 prefix-list` names are separate, as on EOS."""
+        return self.prefix_lists if version == 4 else self.prefix_lists6
 
-    def next_prefix_seq(self, name: str) -> int:
-        seqs = self.prefix_lists.get(name, {})
+    def add_prefix(self, name: str, entry: PrefixEntry | None, version: int = 4) -> None:
+        lists = self.plists(version)
+        lists.setdefault(name, {})
+        if entry is not None:
+            lists[name][entry.seq] = entry
+
+    def next_prefix_seq(self, name: str, version: int = 4) -> int:
+        seqs = self.plists(version).get(name, {})
         return (max(seqs) // 10 + 1) * 10 if seqs else 10
 
     def prefix_list_permits(self, name: str, net: IPNetwork) -> bool:
-        """A prefix-list that does not exist matches nothing; no entry matching: deny."""
-        for seq in sorted(self.prefix_lists.get(name, {})):
-            entry = self.prefix_lists[name][seq]
-            if entry.matches(net):
-                return entry.permit
+        """A prefix-list that does not exist matches nothing; no entry matching: deny.
+        The list is looked up in the family of `net`."""
+        entries = self.plists(net.version).get(name, {})
+        for seq in sorted(entries):
+            if entries[seq].matches(net):
+                return entries[seq].permit
         return False
 
     # -- route-maps ------------------------------------------------------------------------
@@ -136,9 +149,20 @@ class RunningConfig:
         host = ipaddress.ip_network(nexthop)
         for seq in sorted(entries):
             e = entries[seq]
-            if e.match_nexthop_pl and not self.prefix_list_permits(e.match_nexthop_pl, host):
+            # An `ip` clause never matches an IPv6 next hop (or prefix), nor `ipv6` an IPv4 one;
+            # the next hop's family counts for next-hop clauses (IPv4 routes may have IPv6
+            # next hops, RFC 5549).
+            nh4 = host.version == 4
+            if (e.match_nexthop_pl and not nh4) or (e.match_nexthop6_pl and nh4):
                 continue
-            if e.match_address_pl and not self.prefix_list_permits(e.match_address_pl, prefix):
+            p4 = prefix.version == 4
+            if (e.match_address_pl and not p4) or (e.match_address6_pl and p4):
+                continue
+            nh_pl = e.match_nexthop_pl or e.match_nexthop6_pl
+            addr_pl = e.match_address_pl or e.match_address6_pl
+            if nh_pl and not self.prefix_list_permits(nh_pl, host):
+                continue
+            if addr_pl and not self.prefix_list_permits(addr_pl, prefix):
                 continue
             if not e.permit:
                 return None
@@ -159,15 +183,27 @@ class RunningConfig:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def render(self, flows: FlowTable, header: list[str], startup: bool = False) -> str:
+    def render(
+        self,
+        flows: FlowTable,
+        header: list[str],
+        policy_blocks: list[list[str]],
+        startup: bool = False,
+    ) -> str:
         """`show running-config` text: EOS layout, 3 spaces per level, `!` between blocks.
 
         startup: what `copy running-config startup-config` saves (no `no persistent` flows).
         """
-        blocks: list[list[str]] = [header, [f"hostname {self.hostname}"]]
+        blocks: list[list[str]] = [header, [f"hostname {self.hostname}"], *policy_blocks]
         for name in sorted(self.prefix_lists):
             entries = self.prefix_lists[name]
             blocks.append([f"ip prefix-list {name} {entries[s].render()}" for s in sorted(entries)])
+        for name in sorted(self.prefix_lists6):  # IPv6 lists print as a block
+            entries = self.prefix_lists6[name]
+            blocks.append(
+                [f"ipv6 prefix-list {name}"]
+                + [f"   {entries[s].render()}" for s in sorted(entries)]
+            )
         for name in sorted(self.route_maps):
             for seq in sorted(self.route_maps[name]):
                 e = self.route_maps[name][seq]

@@ -16,6 +16,7 @@ import os
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -127,6 +128,12 @@ class _Tracking:
         with self.connections_lock:
             self.connections.discard(sock)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (timed out, refused our certificate) is normal here."""
+        if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
+
     def cut_all(self) -> None:
         with self.connections_lock:
             socks = list(self.connections)
@@ -147,6 +154,13 @@ class _HttpServer(_Tracking, ThreadingHTTPServer):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks getfqdn(), a reverse DNS lookup that can stall for
+        # seconds on a lab address; the name is never used.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()

@@ -9,6 +9,7 @@ what makes pyeapi's `Node.enable()` retry them as text.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import TYPE_CHECKING, Any
 
 from dfagent.lab.eapi.directflow import ETH_IPV4, ETH_IPV6, FlowEntry
@@ -82,7 +83,7 @@ def _filter(t: Tokens, pipe: list[str], text: str) -> str:
     regex = " ".join(pipe[1:])
     try:
         return section(text, regex) if kind == "section" else include(text, regex)
-    except Exception:  # a bad regular expression
+    except re.error:
         raise CommandError(1002, f"Invalid input (at token 1: {pipe[1]!r})") from None
 
 
@@ -102,7 +103,10 @@ def _config(s: Session, t: Tokens, word: str, pipe: list[str]) -> Result:
         raise unconverted()
     text = s.state.running_config() if word == "running-config" else s.state.startup_config
     if regex is not None:
-        text = section(text, regex)
+        try:
+            text = section(text, regex)
+        except re.error:
+            raise CommandError(1002, f"Invalid input (at token 3: {regex!r})") from None
     if pipe:
         text = _filter(t, pipe, text)
     return {"output": text}

@@ -9,7 +9,15 @@ import threading
 from dataclasses import dataclass
 
 from dfagent.lab.eapi.clock import Clock, SystemClock
-from dfagent.lab.eapi.directflow import DEFAULT_CAPACITY, FlowEntry, FlowObserver, FlowTable
+from dfagent.lab.eapi.directflow import (
+    DEFAULT_CAPACITY,
+    CounterSource,
+    FlowEntry,
+    FlowObserver,
+    FlowTable,
+)
+from dfagent.lab.eapi.opsconfig import OpsConfig
+from dfagent.lab.eapi.policy import PolicyConfig
 from dfagent.lab.eapi.providers import Providers, StaticProviders
 from dfagent.lab.eapi.runconfig import RunningConfig
 
@@ -38,6 +46,8 @@ class SwitchState:
         self.booted = self.clock.now()
         self.version = version or VersionInfo()
         self.config = RunningConfig(hostname=hostname)
+        self.policy = PolicyConfig()  # ACLs, PBR, traffic-policies, interfaces
+        self.ops = OpsConfig()  # event handlers, mirror sessions
         self.flows = FlowTable(clock=self.clock, capacity=capacity, enabled=directflow_enabled)
         self.static = StaticProviders(self.config)
         self.providers: Providers = self.static
@@ -50,7 +60,9 @@ class SwitchState:
             "! Command: show running-config",
             f"! device: {self.hostname} ({v.model}, EOS-{v.version})",
         ]
-        return self.config.render(self.flows, header, startup=startup)
+        return self.config.render(
+            self.flows, header, self.policy.blocks() + self.ops.blocks(), startup=startup
+        )
 
     def save_startup(self) -> None:
         """`copy running-config startup-config`: flows with `no persistent` are left out."""
@@ -79,6 +91,11 @@ class SwitchState:
     def add_observer(self, observer: FlowObserver) -> None:
         with self.lock:
             self.flows.observers.append(observer)
+
+    def set_counter_source(self, source: CounterSource | None) -> None:
+        """A datapath's counters (see CounterSource) instead of, or besides, count()."""
+        with self.lock:
+            self.flows.counter_source = source
 
     def set_capacity(self, capacity: int) -> None:
         with self.lock:

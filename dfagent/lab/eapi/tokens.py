@@ -23,6 +23,8 @@ _INTERFACE_NAMES = {
     "lo": "Loopback",
 }
 
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_:-]*$")  # prefix-lists, route-maps, ACLs, policies
+
 
 class CommandError(Exception):
     """A command the switch refuses: eAPI error code, summary, and the per-command text."""
@@ -161,6 +163,16 @@ class Tokens:
             raise self.invalid()
         self.pos += 1
         return _INTERFACE_NAMES[m.group(1).lower()] + m.group(2)
+
+    def name(self) -> str:
+        """A config object's name: letters, digits, _ : - (no spaces, dots or slashes)."""
+        word = self.peek()
+        if word is None:
+            raise incomplete()
+        if not NAME.match(word):
+            raise self.invalid()
+        self.pos += 1
+        return word
 
     def end(self) -> None:
         if self:
