@@ -174,6 +174,7 @@ class EosConfig:
     priority: int = DEFAULT_EOS_PRIORITY
     policy: str = DEFAULT_EOS_POLICY
     interfaces: tuple[str, ...] = ()  # ingress interfaces of the PBR/traffic-policy pins
+    egress: str | None = None  # observed | query; None: the profile's first
 
     def switch_name(self) -> str:
         if self.name:
@@ -702,7 +703,7 @@ def _words(err: _Errors, path: str, value: Any, what: str) -> tuple[str, ...]:
 EOS_KEYS = (
     "profile", "endpoint", "transport", "username", "password_env", "verify_tls", "name",
     "flow_prefix", "tls_ca", "socket_path", "timeout", "reconcile_interval", "rate_limit",
-    "max_flows", "priority", "policy", "interfaces",
+    "max_flows", "priority", "policy", "interfaces", "egress",
 )  # fmt: skip
 
 
@@ -791,6 +792,7 @@ def _backend(err: _Errors, value: Any) -> BackendConfig:
             interfaces=_words(
                 err, "backend.eos.interfaces", e.get("interfaces"), "an interface name"
             ),
+            egress=_egress(err, e.get("egress"), profile),
         ),
     )  # fmt: skip
 
@@ -811,6 +813,22 @@ def _priority(err: _Errors, path: str, value: Any, default: int) -> int:
         err.add(path, f"expected a priority 0-65535, got {_typename(value)}")
         return default
     return value
+
+
+def _egress(err: _Errors, value: Any, profile: str) -> str | None:
+    if value is None:
+        return None
+    got = _choice(err, "backend.eos.egress", value, ("observed", "query"), "")
+    if got and profile:
+        from dfagent.profiles import load_profile
+
+        try:
+            modes = load_profile(profile).egress
+        except ConfigError:
+            return got  # the profile's own error is reported at backend.eos.profile
+        if got not in modes:
+            err.add("backend.eos.egress", f"{profile} supports {' | '.join(modes)}, not {got}")
+    return got or None
 
 
 def _check_profile(err: _Errors, name: str) -> None:

@@ -129,7 +129,7 @@ def run_eos(cfg: Config, config_file: str) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    threads, receiver = start_mirror(cfg, agent, stop)
+    threads, receiver = start_mirror(cfg, agent, stop, query=dp.backend.egress is not None)
     log.info("api socket=%s config=%s switch=%s prefix=%s", cfg.api.socket, config_file,
              dp.backend.name, dp.backend.prefix)  # fmt: skip
     try:

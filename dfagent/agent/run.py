@@ -30,7 +30,7 @@ log = logging.getLogger("dfagent.run")
 
 
 def start_mirror(
-    cfg: Config, agent: Agent, stop: threading.Event
+    cfg: Config, agent: Agent, stop: threading.Event, query: bool = False
 ) -> tuple[list[threading.Thread], Any]:
     """The mirror path's threads (receiver, feed into the agent's pin sink), started."""
     from dfagent.mirror.receiver import MirrorReceiver
@@ -39,7 +39,9 @@ def start_mirror(
     sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
     receiver = MirrorReceiver(sources)
     receiver.open()
-    egress = EgressResolver(sessions, vips=tuple(v.prefix for v in cfg.vips))
+    vips = tuple(v.prefix for v in cfg.vips)
+    # query: a SYN of no known session is pinned with the next hop the switch says ("")
+    egress = EgressResolver(sessions, vips=vips, default="" if query else None)
     batch = cfg.mirror.batch
     feed = MirrorFeed(agent, receiver, egress, batch.max_items, batch.max_delay_ms / 1000)
     threads = [

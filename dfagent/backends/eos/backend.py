@@ -38,6 +38,7 @@ from dfagent.backends.eos.device import (
     parse_pbr_config,
     parse_traffic_policy_config,
 )
+from dfagent.backends.eos.egress import EosEgressQuery
 from dfagent.backends.eos.names import flow_name, is_ours, parse_name
 from dfagent.backends.eos.render import Item, PinRenderer
 from dfagent.backends.eos.session import EosCommandError, EosError, EosSession
@@ -107,6 +108,7 @@ class EosBackend:
         # asks the owner's loop to flush once the batches queued behind this one are in, so
         # under load many micro-batches share one request (None: flush at once)
         self.coalesce: Callable[[], None] | None = None
+        self.egress: EosEgressQuery | None = None  # egress query: pins given without next hop
 
     @property
     def name(self) -> str:
@@ -124,8 +126,12 @@ class EosBackend:
         """Pin a micro-batch of ``(src, dst, sport, dport, nexthop)``."""
         now = self.clock()
         items: list[tuple[Flow, str]] = []
+        batch = list(batch)
+        asked = self._query([it for it in batch if not it[4]])
         for it in batch:
             src, dst, sport, dport, nh = it[0], it[1], it[2], it[3], it[4]
+            if not nh:  # the egress query's answer
+                nh = asked.get(Flow(str(src), str(dst), int(sport), int(dport))) or ""
             nexthop = self.usable_nexthop(str(nh), str(dst))
             if nexthop is None:
                 self.stats.unknown_nexthop += 1
@@ -141,6 +147,16 @@ class EosBackend:
         else:
             self.flush()
         return ch
+
+    def _query(self, items: list[Sequence[Any]]) -> dict[Flow, str | None]:
+        if not items or self.egress is None:
+            return {}
+        flows = [Flow(str(i[0]), str(i[1]), int(i[2]), int(i[3])) for i in items]
+        try:
+            return self.egress.resolve(f for f in flows if self.for_vip(f.dst))
+        except EosError as exc:
+            self._error(exc)
+            return {}
 
     def usable_nexthop(self, nh: str, dst: str) -> str | None:
         """The next hop as the switch takes it: an address of the flow's family (``%IF``
@@ -287,6 +303,8 @@ class EosBackend:
     def reconcile(self, raise_errors: bool = False) -> Changes:
         """Compare the switch with the table and write the difference (see module doc)."""
         self.stats.reconciles += 1
+        if self.egress is not None:
+            self.egress.clear()  # route vias and client routes are re-read after each pass
         if not self.session.up and not raise_errors:
             return Changes()
         try:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.drainconf import DrainSpec
+from dfagent.backends.eos.egress import EosEgressQuery
 from dfagent.backends.eos.render import renderer_for
 from dfagent.backends.eos.session import Endpoint, EosSession
 from dfagent.config import Config, EosConfig
@@ -75,7 +76,7 @@ def build_backend(
     idle = int(cfg.mirror.pin_timeout)
     renderer = renderer_for(profile.pin_method, idle, eos.priority, eos.policy, eos.interfaces)
     table = PinTable(profile.capacity, idle, limit=eos.max_flows)
-    return EosBackend(
+    b = EosBackend(
         session or EosSession(endpoint(eos, environ), clock=clock),
         profile,
         eos.prefix(),
@@ -85,3 +86,15 @@ def build_backend(
         rate_limit=eos.rate_limit,
         clock=clock,
     )
+    if egress_mode(cfg, profile) == "query":
+        b.egress = EosEgressQuery(b.session)
+    return b
+
+
+def egress_mode(cfg: Config, profile: Profile | None = None) -> str:
+    """observed | query: the config's, or the profile's first."""
+    eos = cfg.backend.eos
+    if eos is not None and eos.egress:
+        return eos.egress
+    profile = profile or load_profile(eos.profile if eos else "")
+    return profile.egress[0]
