@@ -199,7 +199,10 @@ class EosControl:
 
     def _actuator(self) -> DrainActuator:
         if self.actuator is None:
-            raise InvalidArgument("no drain actuator configured (drain.actuator: none)")
+            raise InvalidArgument(
+                "no drain actuator for the EOS backend (drain.actuator: eos, with bgp_asn and "
+                "neighbors)"
+            )
         return self.actuator
 
     def drain_status(self, nexthop: str) -> DrainInfo:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.session import EosError
+from dfagent.backends.linux.mapmode import PinStats
 from dfagent.core.nexthops import NextHop
 from dfagent.core.pinning import Event, NhRecord
 from dfagent.core.pintable import Changes
@@ -72,6 +73,14 @@ class EosDatapath:
         pass
 
     # ── the pin sink ────────────────────────────────────────────────────────────
+    @property
+    def stats(self) -> PinStats:
+        """The figures the mirror feed logs, in map mode's shape (read from its thread)."""
+        t, b = self.backend.table.stats, self.backend.stats
+        return PinStats(pinned=t.installed, unknown_nexthop=b.unknown_nexthop,
+                        replaced=t.replaced, failed=t.failed + t.overflow,
+                        batches=b.requests)  # fmt: skip
+
     def pin(self, batch: Iterable[Sequence[Any]]) -> Changes:
         return self.backend.pin(batch)
 
