@@ -262,3 +262,19 @@ def test_https_verifies_the_switch_certificate(tmp_path) -> None:  # type: ignor
         backend(sw, transport="https", verify_tls=False).start()  # a lab's choice
     finally:
         sw.close()
+
+
+def test_one_connection_kept_open_and_reopened_when_the_switch_closed_it(
+    eapi_switch: EapiSwitch,
+) -> None:
+    b = backend(eapi_switch)
+    b.start()
+    for i in range(5):
+        b.pin([item(i)])
+    assert b.session.counters["connects"] == 1 and b.session.counters["requests"] >= 7
+    eapi_switch.stop()  # cuts the open connection
+    eapi_switch.start()
+    b.pin([item(9)])  # the kept connection is dead: one quiet retry on a new one
+    c = b.session.counters
+    assert c["reconnects"] == 1 and c["error:unreachable"] == 0 and not b.backlog
+    assert eapi_switch.state.flows.used() == 6

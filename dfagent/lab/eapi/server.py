@@ -48,6 +48,14 @@ class User:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        # headers and body go out in two writes: with Nagle on, a kept-open connection waits
+        # for the client's delayed ACK (~40 ms) before the body (TCP only, not the Unix socket)
+        if self.request.family in (socket.AF_INET, socket.AF_INET6):
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
+
     server: _HttpServer | _UnixServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
