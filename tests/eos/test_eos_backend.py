@@ -278,3 +278,20 @@ def test_one_connection_kept_open_and_reopened_when_the_switch_closed_it(
     c = b.session.counters
     assert c["reconnects"] == 1 and c["error:unreachable"] == 0 and not b.backlog
     assert eapi_switch.state.flows.used() == 6
+
+
+def test_the_on_box_unix_socket_transport(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dfagent.lab.eapi import FakeClock
+
+    path = str(tmp_path / "command-api.sock")
+    sw = EapiSwitch(username="dfagent", password="eapi-test-pw", clock=FakeClock(),
+                    unix_socket=path)  # fmt: skip
+    sw.start()
+    try:
+        b = backend(sw, transport="socket", endpoint=None, socket_path=path, name="local")
+        b.start()
+        b.pin([item(1), item(2)])
+        b.pin([item(3)])
+        assert sw.state.flows.used() == 3 and b.session.counters["connects"] == 1
+    finally:
+        sw.close()
