@@ -657,3 +657,14 @@ def test_eos_defaults_name_the_switch_and_the_agent() -> None:
         10.0, 10.0, 2000, 100,
     )  # fmt: skip
     assert parse(yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
+
+
+def test_the_eos_example_loads() -> None:
+    cfg = load(str(EXAMPLE.parent / "dfagent-eos.yaml"))
+    eos = cfg.backend.eos
+    assert eos is not None and (eos.profile, eos.prefix(), eos.max_flows) == (
+        "arista-7050x", "dfa_s1", 375,
+    )  # fmt: skip
+    assert (cfg.drain.actuator, cfg.drain.bgp_asn, cfg.drain.neighbors) == (
+        "eos", 65000, ("SERVERS",),
+    )  # fmt: skip
