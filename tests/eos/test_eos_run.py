@@ -137,3 +137,20 @@ def test_mirrored_syns_become_pins_and_drain_works_through_the_cli(
     code, out = cli(cfg_file, "status", "--json")
     assert code == 0 and json.loads(out)["pinned"] == 20  # adopted
     assert agent.stop(again) == 0
+
+
+def test_run_refuses_to_start_with_one_line_when_the_switch_cannot_be_used(
+    eapi_switch: EapiSwitch, cfg_file: str
+) -> None:
+    argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", cfg_file]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if k != PASSWORD_ENV})  # fmt: skip
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
+    assert "environment variable DFAGENT_TEST_EAPI_PASSWORD is not set" in r.stderr
+    eapi_switch.stop()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, PASSWORD_ENV: "eapi-test-pw"})  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: switch sw1: cannot reach http://127.0.0.1:")
+    sock = yaml.safe_load(Path(cfg_file).read_text())["api"]["socket"]
+    assert not os.path.exists(sock)  # nothing started
