@@ -39,6 +39,7 @@ import difflib
 import ipaddress
 import re
 import shlex
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +67,18 @@ DEFAULT_DRAIN_WAIT_TIMEOUT = 600.0  # `drain --wait` gives up after this many se
 DEFAULT_API_SOCKET = "/run/dfagent/dfagent.sock"
 DEFAULT_METRICS_ADDRESS = "127.0.0.1:9642"
 DEFAULT_EOS_USERNAME = "admin"
+DEFAULT_EOS_TIMEOUT = 10.0  # seconds an eAPI request may take
+DEFAULT_EOS_RECONCILE_INTERVAL = 10.0  # seconds between looks at the switch's flows
+DEFAULT_EOS_RATE_LIMIT = 2000  # pins per second written to one switch
+DEFAULT_EOS_PRIORITY = 100  # DirectFlow priority of pins
+DEFAULT_EOS_POLICY = "DFAGENT-PINS"  # PBR policy-map / traffic-policy holding the pins
+DEFAULT_EOS_ROUTE_MAP = "DFAGENT-DRAIN"
 
 MODES = ("kernel", "mirror")
 PROTOCOLS = ("tcp",)
 BACKENDS = ("linux", "eos")
 EOS_TRANSPORTS = ("https", "http", "socket")
-ACTUATORS = ("frr", "none")
+ACTUATORS = ("frr", "eos", "none")
 LOG_FORMATS = ("kv", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ANY = "any"
@@ -142,6 +149,10 @@ class DrainConfig:
     prefix_list_v6: str = DEFAULT_DRAIN_PREFIX_LIST_V6
     wait_timeout: float = DEFAULT_DRAIN_WAIT_TIMEOUT
     bgp_hostnames: bool = True  # also name next hops by their BGP neighbour's hostname
+    # actuator eos: the switch's BGP process and the server peers the drain route-map goes on
+    bgp_asn: int | None = None
+    neighbors: tuple[str, ...] = ()
+    route_map: str = DEFAULT_EOS_ROUTE_MAP
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,34 @@ class EosConfig:
     username: str = DEFAULT_EOS_USERNAME
     password_env: str | None = None
     verify_tls: bool = True
+    name: str | None = None  # the switch's name (logs, --switch); None: the endpoint's host
+    flow_prefix: str | None = None  # this agent's flow names; None: dfa_<hostname>
+    tls_ca: str | None = None
+    socket_path: str | None = None  # transport socket; None: EOS's /var/run/command-api.sock
+    timeout: float = DEFAULT_EOS_TIMEOUT
+    reconcile_interval: float = DEFAULT_EOS_RECONCILE_INTERVAL
+    rate_limit: int = DEFAULT_EOS_RATE_LIMIT
+    max_flows: int | None = None  # this agent's share of the switch (profile capacity: None)
+    priority: int = DEFAULT_EOS_PRIORITY
+    policy: str = DEFAULT_EOS_POLICY
+    interfaces: tuple[str, ...] = ()  # ingress interfaces of the PBR/traffic-policy pins
+    egress: str | None = None  # observed | query; None: the profile's first
+
+    def switch_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.endpoint:
+            if self.endpoint.startswith("["):
+                return self.endpoint[1:].partition("]")[0]
+            return self.endpoint.split(":")[0] if self.endpoint.count(":") == 1 else self.endpoint
+        return "local"
+
+    def prefix(self) -> str:
+        """The flow-name prefix: the configured one, or one made from this host's name."""
+        if self.flow_prefix:
+            return self.flow_prefix
+        host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0])[:19]
+        return f"dfa_{host}"
 
 
 @dataclass(frozen=True)
@@ -588,7 +627,11 @@ def _nexthop_address(
     return True
 
 
-DRAIN_KEYS = ("actuator", "vtysh", "prefix_lists", "wait_timeout", "bgp_hostnames")
+DRAIN_KEYS = (
+    "actuator", "vtysh", "prefix_lists", "wait_timeout", "bgp_hostnames", "bgp_asn",
+    "neighbors", "route_map",
+)  # fmt: skip
+_EOS_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")  # an EOS name or address
 
 
 def _drain(err: _Errors, value: Any) -> DrainConfig:
@@ -624,10 +667,44 @@ def _drain(err: _Errors, value: Any) -> DrainConfig:
             err, "drain.wait_timeout", d.get("wait_timeout"), DEFAULT_DRAIN_WAIT_TIMEOUT, "seconds"
         ),
         bgp_hostnames=_bool(err, "drain.bgp_hostnames", d.get("bgp_hostnames"), True),
+        bgp_asn=_asn(err, "drain.bgp_asn", d.get("bgp_asn")),
+        neighbors=_words(err, "drain.neighbors", d.get("neighbors"), "a neighbor or peer group"),
+        route_map=_word(err, "drain.route_map", d.get("route_map"), DEFAULT_EOS_ROUTE_MAP),
     )
 
 
-EOS_KEYS = ("profile", "endpoint", "transport", "username", "password_env", "verify_tls")
+def _asn(err: _Errors, path: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_NUMBER:
+        err.add(path, f"expected an AS number (1-{MAX_NUMBER}), got {_typename(value)}")
+        return None
+    return value
+
+
+def _word(err: _Errors, path: str, value: Any, default: str) -> str:
+    got = _text(err, path, value, default) or default
+    if not _EOS_WORD.match(got):
+        err.add(path, f"{got!r} is not a name (letters, digits, _ . : / -; no spaces)")
+        return default
+    return got
+
+
+def _words(err: _Errors, path: str, value: Any, what: str) -> tuple[str, ...]:
+    out = []
+    for i, w in enumerate(_list(err, path, value)):
+        if not isinstance(w, str) or not _EOS_WORD.match(w):
+            err.add(f"{path}[{i}]", f"expected {what}, got {_typename(w)}")
+            continue
+        out.append(w)
+    return tuple(out)
+
+
+EOS_KEYS = (
+    "profile", "endpoint", "transport", "username", "password_env", "verify_tls", "name",
+    "flow_prefix", "tls_ca", "socket_path", "timeout", "reconcile_interval", "rate_limit",
+    "max_flows", "priority", "policy", "interfaces", "egress",
+)  # fmt: skip
 
 
 def _backend(err: _Errors, value: Any) -> BackendConfig:
@@ -662,6 +739,30 @@ def _backend(err: _Errors, value: Any) -> BackendConfig:
     password_env = _text(err, "backend.eos.password_env", e.get("password_env"), None)
     if password_env is not None and not _ENV_NAME.match(password_env):
         err.add("backend.eos.password_env", f"{password_env!r} is not an environment variable name")
+    if endpoint is not None and transport != "socket":
+        why = _endpoint(endpoint)
+        if why:
+            err.add("backend.eos.endpoint", why)
+    profile = _text(err, "backend.eos.profile", e.get("profile"), "") or ""
+    if profile:
+        _check_profile(err, profile)
+    prefix = _text(err, "backend.eos.flow_prefix", e.get("flow_prefix"), None)
+    if prefix is not None:
+        from dfagent.backends.eos.names import check_prefix
+
+        why = check_prefix(prefix)
+        if why:
+            err.add("backend.eos.flow_prefix", why)
+    socket_path = _path(err, "backend.eos.socket_path", e.get("socket_path"), None)
+    if socket_path is not None and transport != "socket":
+        err.add("backend.eos.socket_path", f"only with transport socket (transport is {transport})")
+    name = _text(err, "backend.eos.name", e.get("name"), None)
+    if name is not None and not _NAME.match(name):
+        err.add("backend.eos.name", f"{name!r} is not a name (a letter, then A-Z a-z 0-9 _ . -)")
+    max_flows = e.get("max_flows")
+    if max_flows is not None:
+        max_flows = _number(err, "backend.eos.max_flows", max_flows, 0, "flows", True) or None
+    dflt = EosConfig("", None)
     return BackendConfig(
         kind,
         EosConfig(
@@ -672,8 +773,75 @@ def _backend(err: _Errors, value: Any) -> BackendConfig:
             or DEFAULT_EOS_USERNAME,
             password_env=password_env,
             verify_tls=_bool(err, "backend.eos.verify_tls", e.get("verify_tls"), True),
+            name=name,
+            flow_prefix=prefix,
+            tls_ca=_path(err, "backend.eos.tls_ca", e.get("tls_ca"), None),
+            socket_path=socket_path,
+            timeout=_number(err, "backend.eos.timeout", e.get("timeout"), dflt.timeout, "seconds"),
+            reconcile_interval=_number(
+                err, "backend.eos.reconcile_interval", e.get("reconcile_interval"),
+                dflt.reconcile_interval, "seconds",
+            ),
+            rate_limit=_number(
+                err, "backend.eos.rate_limit", e.get("rate_limit"), dflt.rate_limit,
+                "pins per second", True,
+            ),
+            max_flows=max_flows,
+            priority=_priority(err, "backend.eos.priority", e.get("priority"), dflt.priority),
+            policy=_word(err, "backend.eos.policy", e.get("policy"), DEFAULT_EOS_POLICY),
+            interfaces=_words(
+                err, "backend.eos.interfaces", e.get("interfaces"), "an interface name"
+            ),
+            egress=_egress(err, e.get("egress"), profile),
         ),
-    )
+    )  # fmt: skip
+
+
+def _endpoint(text: str) -> str | None:
+    """Why ``text`` is not ``HOST`` or ``HOST:PORT`` (``[v6]:port``), or None."""
+    if text.count(":") == 1 or text.startswith("["):
+        return _host_port(text)
+    if any(c.isspace() or c == "/" for c in text):
+        return f"{text!r} is not HOST or HOST:PORT"
+    return None
+
+
+def _priority(err: _Errors, path: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        err.add(path, f"expected a priority 0-65535, got {_typename(value)}")
+        return default
+    return value
+
+
+def _egress(err: _Errors, value: Any, profile: str) -> str | None:
+    if value is None:
+        return None
+    got = _choice(err, "backend.eos.egress", value, ("observed", "query"), "")
+    if got and profile:
+        from dfagent.profiles import load_profile
+
+        try:
+            modes = load_profile(profile).egress
+        except ConfigError:
+            return got  # the profile's own error is reported at backend.eos.profile
+        if got not in modes:
+            err.add("backend.eos.egress", f"{profile} supports {' | '.join(modes)}, not {got}")
+    return got or None
+
+
+def _check_profile(err: _Errors, name: str) -> None:
+    from dfagent.profiles import load_profile  # profiles reads files with this module's helpers
+
+    try:
+        prof = load_profile(name)
+    except ConfigError as exc:
+        for e in exc.errors:
+            err.add("backend.eos.profile", e if exc.source == "profile" else f"{exc.source}: {e}")
+        return
+    if prof.platform != "eos":
+        err.add("backend.eos.profile", f"{name} is a {prof.platform} profile, not an EOS one")
 
 
 TCP_KEYS = ("address", "tls_cert", "tls_key", "tls_client_ca")
@@ -736,6 +904,13 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
         err.add("mirror.sources", "required when a VIP uses mode mirror (or write [any])")
     if err.under("backend"):
         return  # which backend was meant is unknown: its rules would be guesses
+    if cfg.drain.actuator == "eos" and not err.under("drain"):
+        if cfg.backend.type != "eos":
+            err.add("drain.actuator", "eos needs backend type eos (the switch to drain on)")
+        if cfg.drain.bgp_asn is None:
+            err.add("drain.bgp_asn", "required with actuator eos (the switch's router bgp)")
+        if not cfg.drain.neighbors:
+            err.add("drain.neighbors", "required with actuator eos (the server peers or groups)")
     if cfg.backend.type == "eos":
         for i, v in enumerate(cfg.vips):
             if v.mode == "kernel":
@@ -851,7 +1026,11 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         ],
         "backend": {
             "type": cfg.backend.type,
-            **({"eos": dataclasses.asdict(eos)} if eos else {}),
+            **(
+                {"eos": {**dataclasses.asdict(eos), "interfaces": list(eos.interfaces)}}
+                if eos
+                else {}
+            ),
         },
         "linux": {**dataclasses.asdict(lx), "mark_mask": f"0x{lx.mark_mask:08x}"},
         "mirror": {
@@ -872,6 +1051,9 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "prefix_lists": {"v4": cfg.drain.prefix_list_v4, "v6": cfg.drain.prefix_list_v6},
             "wait_timeout": cfg.drain.wait_timeout,
             "bgp_hostnames": cfg.drain.bgp_hostnames,
+            "bgp_asn": cfg.drain.bgp_asn,
+            "neighbors": list(cfg.drain.neighbors),
+            "route_map": cfg.drain.route_map,
         },
         "api": {"socket": cfg.api.socket, "tcp": dataclasses.asdict(tcp) if tcp else None},
         "metrics": {"address": cfg.metrics_address},

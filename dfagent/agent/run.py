@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Any
 
 from dfagent.agent.agent import Agent
 from dfagent.agent.control import LinuxControl
@@ -26,6 +27,30 @@ from dfagent.core.egress import EgressResolver
 from dfagent.core.marks import MarkSpace
 
 log = logging.getLogger("dfagent.run")
+
+
+def start_mirror(
+    cfg: Config, agent: Agent, stop: threading.Event, query: bool = False
+) -> tuple[list[threading.Thread], Any]:
+    """The mirror path's threads (receiver, feed into the agent's pin sink), started."""
+    from dfagent.mirror.receiver import MirrorReceiver
+
+    sessions = {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
+    sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
+    receiver = MirrorReceiver(sources)
+    receiver.open()
+    vips = tuple(v.prefix for v in cfg.vips)
+    # query: a SYN of no known session is pinned with the next hop the switch says ("")
+    egress = EgressResolver(sessions, vips=vips, default="" if query else None)
+    batch = cfg.mirror.batch
+    feed = MirrorFeed(agent, receiver, egress, batch.max_items, batch.max_delay_ms / 1000)
+    threads = [
+        threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
+        threading.Thread(target=feed.run, args=(stop,), name="feed", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    return threads, receiver
 
 
 def datapath_config(cfg: Config) -> DatapathConfig:
@@ -55,6 +80,11 @@ def datapath_config(cfg: Config) -> DatapathConfig:
 def run(cfg: Config, config_file: str) -> None:
     """Runs until SIGTERM/SIGINT. Raises (before anything is left half-made) when it cannot
     start: another agent on the state dir, a mark conflict, nft refusing, the API socket."""
+    if cfg.backend.type == "eos":
+        from dfagent.agent.eos import run_eos
+
+        run_eos(cfg, config_file)
+        return
     dcfg = datapath_config(cfg)
     lock = AgentLock(dcfg.state_dir)
     lock.acquire()
@@ -88,24 +118,7 @@ def _serve(cfg: Config, config_file: str, agent: Agent) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    threads: list[threading.Thread] = []
-    receiver = None
-    if "mirror" in cfg.modes():
-        from dfagent.mirror.receiver import MirrorReceiver
-
-        sessions = {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
-        sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
-        receiver = MirrorReceiver(sources)
-        receiver.open()
-        egress = EgressResolver(sessions, vips=tuple(v.prefix for v in cfg.vips))
-        batch = cfg.mirror.batch
-        feed = MirrorFeed(agent, receiver, egress, batch.max_items, batch.max_delay_ms / 1000)
-        threads = [
-            threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
-            threading.Thread(target=feed.run, args=(stop,), name="feed", daemon=True),
-        ]
-        for t in threads:
-            t.start()
+    threads, receiver = start_mirror(cfg, agent, stop) if "mirror" in cfg.modes() else ([], None)
     log.info("api socket=%s config=%s", cfg.api.socket, config_file)
     try:
         agent.run()

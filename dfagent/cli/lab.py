@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from dfagent.cli.eapi_switch import eapi_switch
 from dfagent.lab import checks, fabric_gen, runner, spec
 from dfagent.lab import containerlab as containerlab_files
 from dfagent.lab.errors import LabError
@@ -40,6 +41,9 @@ def lab() -> None:
     lab.yaml (services and checks). NAME is the folder name, or a path to a lab folder or
     topology file. Needs root.
     """
+
+
+lab.add_command(eapi_switch)
 
 
 @lab.command("list")

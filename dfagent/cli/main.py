@@ -10,6 +10,7 @@ from dfagent.cli.client import COMMANDS as AGENT_COMMANDS
 from dfagent.cli.config import config_group
 from dfagent.cli.decode import decode
 from dfagent.cli.demo import demo
+from dfagent.cli.eos import eos_group, hooks_group
 from dfagent.cli.lab import lab
 from dfagent.cli.linux import linux
 from dfagent.cli.run import run_cmd
@@ -36,6 +37,8 @@ cli.add_command(demo)
 for _command in AGENT_COMMANDS:  # status, nexthops, flows, drain, …: clients of the agent
     cli.add_command(_command)
 cli.add_command(config_group)
+cli.add_command(eos_group)
+cli.add_command(hooks_group)
 
 
 def main() -> None:

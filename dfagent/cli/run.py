@@ -18,6 +18,8 @@ def run_cmd(config_file: str, verbose: bool) -> None:
     socket (`dfagent status`, `drain`, …), until SIGTERM/SIGINT (pins stay in place)."""
     from dfagent.agent.run import run
     from dfagent.api.server import ServeError
+    from dfagent.backends.eos.factory import EosSetupError
+    from dfagent.backends.eos.session import EosError
     from dfagent.backends.linux.datapath import MarkConflict
     from dfagent.backends.linux.nft import NftError
     from dfagent.backends.linux.state import AgentRunning
@@ -40,6 +42,8 @@ def run_cmd(config_file: str, verbose: bool) -> None:
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
     try:
         run(cfg, os.path.abspath(config_file))
-    except (AgentRunning, MarkConflict, NftError, ServeError, OSError) as exc:
+    except (
+        AgentRunning, MarkConflict, NftError, ServeError, OSError, EosError, EosSetupError,
+    ) as exc:  # fmt: skip
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

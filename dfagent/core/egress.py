@@ -106,6 +106,8 @@ class EgressResolver:
     unknown: int = 0
     not_vip: int = 0
     by_session: dict[int, int] = field(default_factory=dict)
+    # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
+    default: str | None = None
 
     def for_vip(self, dst: str) -> bool:
         if not self.vips:
@@ -120,6 +122,8 @@ class EgressResolver:
         sid = ev.session if ev.session is not None else ev.gre_key
         nh = self.sessions.get(sid) if sid is not None else None
         if sid is None or nh is None:
+            if self.default is not None:
+                return self.default
             self.unknown += 1
             return None
         self.by_session[sid] = self.by_session.get(sid, 0) + 1

@@ -141,7 +141,8 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
         (with_("nexthops", {"s1": "10.0.0.1", "s2": "10.0.0.1"}),
          "nexthops.s2: 10.0.0.1 is already named s1"),
         (with_("nexthops", {"s1": "127.0.0.1"}), "nexthops.s1: 127.0.0.1 cannot be a next hop"),
-        (with_("drain", {"actuator": "bird"}), "drain.actuator: 'bird' is not one of frr | none"),
+        (with_("drain", {"actuator": "bird"}),
+         "drain.actuator: 'bird' is not one of frr | eos | none"),
         (with_("drain", {"vtysh": []}),
          "drain.vtysh: expected a command (text or a list of words), got a list"),
         (with_("drain", {"prefix_lists": {"v4": "MY LIST"}}),
@@ -153,23 +154,23 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]}, "backend": {"type": "eos"}},
          "backend.eos: required when type is eos (profile, endpoint)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "7050x3", "endpoint": "sw1",
+          "backend": {"type": "eos", "eos": {"profile": "arista-7050x", "endpoint": "sw1",
                                              "password": "hunter2"}}},
          "backend.eos.password: secrets stay out of this file: put the password in an "
          "environment variable and name it in password_env"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "7050x3"}}},
+          "backend": {"type": "eos", "eos": {"profile": "arista-7050x"}}},
          "backend.eos.endpoint: required with transport https (HOST or HOST:PORT)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "p", "transport": "socket",
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "transport": "socket",
                                              "endpoint": "sw1"}}},
          "backend.eos.endpoint: not with transport socket (the agent runs on the switch)"),
         ({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
-          "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1",
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1",
                                              "password_env": "MY-PASS"}}},
          "backend.eos.password_env: 'MY-PASS' is not an environment variable name"),
         ({"vips": [KERNEL_VIP],
-          "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1"}}},
+          "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}}},
          "vips[0].mode: kernel needs backend linux (EOS learns flows from mirrors)"),
         (with_("api", {"socket": "dfagent.sock"}),
          "api.socket: 'dfagent.sock' is not an absolute path"),
@@ -321,11 +322,11 @@ def test_eos_backend_with_mirror_vips() -> None:
     cfg = parse({
         "vips": [MIRROR_VIP],
         "mirror": {"sources": ["10.99.0.1"]},
-        "backend": {"type": "eos", "eos": {"profile": "7050x3", "endpoint": "sw1:443",
+        "backend": {"type": "eos", "eos": {"profile": "arista-7050x", "endpoint": "sw1:443",
                                            "password_env": "DFAGENT_EAPI_PASSWORD"}},
     })  # fmt: skip
     assert cfg.backend.eos == config.EosConfig(
-        "7050x3", "sw1:443", "https", "admin", "DFAGENT_EAPI_PASSWORD", True
+        "arista-7050x", "sw1:443", "https", "admin", "DFAGENT_EAPI_PASSWORD", True
     )
 
 
@@ -374,7 +375,7 @@ def test_show_round_trips() -> None:
         "vips": [{**MIRROR_VIP, "name": "w", "protocols": ["tcp"]}],
         "linux": {"mark_mask": 0xF0, "one_direction": True, "notrack": True},
         "mirror": {"sources": ["any"], "listen": ["10.0.0.1"], "sessions": {7: "%eth1"}},
-        "backend": {"type": "eos", "eos": {"profile": "p", "transport": "socket",
+        "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "transport": "socket",
                                            "verify_tls": False}},
         "api": {"tcp": {"address": "h:1", "tls_cert": "/c", "tls_key": "/k",
                         "tls_client_ca": "/ca"}},
@@ -556,7 +557,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 FULL = to_dict(parse({
     "vips": [MIRROR_VIP], "nexthops": {"s1": "10.0.0.1"},
     "mirror": {"sources": ["any"], "sessions": {1: "s1"}},
-    "backend": {"type": "eos", "eos": {"profile": "p", "endpoint": "sw1"}},
+    "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}},
     "api": {"tcp": {"address": "h:1", "tls_cert": "/c", "tls_key": "/k", "tls_client_ca": "/a"}},
 }))  # fmt: skip
 BASES = [yaml.safe_load(EXAMPLE.read_text()), FULL]
@@ -612,3 +613,58 @@ def test_a_name_may_stand_for_a_servers_v4_and_v6_next_hops() -> None:
         "nexthops.s1[1]: 'bogus' is not an IP address",
         "nexthops.s2[0]: 10.2.1.2 is already named s1",
     ]
+
+
+def test_eos_backend_keys_report_every_error_with_its_path() -> None:
+    eos = {"profile": "arista-7050x", "endpoint": "sw1 2", "flow_prefix": "dfa-s1",
+           "socket_path": "/run/x.sock", "rate_limit": 0, "priority": 70000,
+           "interfaces": ["Ethernet1", "Eth 2"], "max_flows": 1.5, "name": "1sw"}  # fmt: skip
+    data = {"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
+            "backend": {"type": "eos", "eos": eos}}  # fmt: skip
+    assert sorted(errors_of(data)) == sorted([
+        "backend.eos.endpoint: 'sw1 2' is not HOST or HOST:PORT",
+        "backend.eos.flow_prefix: 'dfa-s1' is not a flow-name prefix (a letter, then up to 23 "
+        "of A-Z a-z 0-9 _; no '-', which separates the name's fields)",
+        "backend.eos.socket_path: only with transport socket (transport is https)",
+        "backend.eos.name: '1sw' is not a name (a letter, then A-Z a-z 0-9 _ . -)",
+        "backend.eos.max_flows: expected a whole number of flows, got 1.5",
+        "backend.eos.rate_limit: must be more than 0 pins per second, got 0",
+        "backend.eos.priority: expected a priority 0-65535, got 70000",
+        "backend.eos.interfaces[1]: expected an interface name, got 'Eth 2'",
+    ])  # fmt: skip
+    good = {**data, "backend": {"type": "eos", "eos": {"profile": "arista-7050x",
+                                                       "endpoint": "sw1"}},
+            "drain": {"actuator": "eos", "neighbors": []}}  # fmt: skip
+    assert errors_of(good) == [
+        "drain.bgp_asn: required with actuator eos (the switch's router bgp)",
+        "drain.neighbors: required with actuator eos (the server peers or groups)",
+    ]
+    linux = {"vips": [KERNEL_VIP], "drain": {"actuator": "eos", "bgp_asn": 65000,
+                                              "neighbors": ["SERVERS"]}}  # fmt: skip
+    assert errors_of(linux) == [
+        "drain.actuator: eos needs backend type eos (the switch to drain on)"
+    ]
+
+
+def test_eos_defaults_name_the_switch_and_the_agent() -> None:
+    cfg = parse({"vips": [MIRROR_VIP], "mirror": {"sources": ["any"]},
+                 "backend": {"type": "eos", "eos": {"profile": "arista-7050x",
+                                                    "endpoint": "[2001:db8::1]:443"}}})  # fmt: skip
+    eos = cfg.backend.eos
+    assert eos is not None and eos.switch_name() == "2001:db8::1"
+    assert eos.prefix().startswith("dfa_") and "-" not in eos.prefix()
+    assert (eos.timeout, eos.reconcile_interval, eos.rate_limit, eos.priority) == (
+        10.0, 10.0, 2000, 100,
+    )  # fmt: skip
+    assert parse(yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
+
+
+def test_the_eos_example_loads() -> None:
+    cfg = load(str(EXAMPLE.parent / "dfagent-eos.yaml"))
+    eos = cfg.backend.eos
+    assert eos is not None and (eos.profile, eos.prefix(), eos.max_flows) == (
+        "arista-7050x", "dfa_s1", 375,
+    )  # fmt: skip
+    assert (cfg.drain.actuator, cfg.drain.bgp_asn, cfg.drain.neighbors) == (
+        "eos", 65000, ("SERVERS",),
+    )  # fmt: skip

@@ -77,3 +77,15 @@ def test_check_session_id(text: str, why: str | None) -> None:
 def test_unicode_digits_are_not_a_session() -> None:
     with pytest.raises(ValueError, match="want SESSION=NEXTHOP"):
         parse_session_map(["²=10.0.0.1"])
+
+
+def test_a_default_next_hop_stands_for_unknown_sessions_in_query_mode() -> None:
+    from types import SimpleNamespace
+
+    from dfagent.core.egress import EgressResolver
+
+    ev = SimpleNamespace(session=9, gre_key=None, src="198.51.100.1", dst="192.0.2.10",
+                         sport=1, dport=2)  # fmt: skip
+    assert EgressResolver({1: "10.0.0.1"}).pin_items([ev]) == []
+    q = EgressResolver({1: "10.0.0.1"}, default="")
+    assert q.pin_items([ev]) == [("198.51.100.1", "192.0.2.10", 1, 2, "")] and q.unknown == 0

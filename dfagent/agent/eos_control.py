@@ -1,0 +1,256 @@
+"""The agent's control surface (:class:`dfagent.api.control.AgentControl`) with the EOS
+backend: the same commands as on Linux (`dfagent status|nexthops|flows|drain|undrain|
+resync`), answered from the pin table and the switch instead of conntrack.
+
+Every read and change runs on the agent's loop (:meth:`Agent.call`). A drain asks the drain
+actuator (the switch's BGP policy) and then follows the pins left toward that next hop:
+*draining* while any is left, *drained* when none is; past its deadline the rest are
+unpinned (their connections follow ECMP as it is now).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from dfagent import __version__
+from dfagent.agent.agent import Agent
+from dfagent.agent.control import EventBus
+from dfagent.api.control import InvalidArgument, NotFound
+from dfagent.backends.eos.datapath import EosDatapath
+from dfagent.core.model import (
+    NEXTHOP_STATES,
+    AgentStatus,
+    DrainInfo,
+    Event,
+    FlowFilter,
+    FlowInfo,
+    FlowPage,
+    NexthopInfo,
+)
+from dfagent.core.pintable import Flow, Pin
+from dfagent.core.ports import DrainActuator
+
+
+@dataclass
+class _Drain:
+    addresses: tuple[str, ...]
+    deadline_at: float | None
+
+
+class EosControl:
+    def __init__(
+        self,
+        agent: Agent,
+        dp: EosDatapath,
+        names: Mapping[str, Sequence[str]],
+        actuator: DrainActuator | None = None,
+        config_file: str = "",
+    ) -> None:
+        self.agent = agent
+        self.dp = dp
+        self.backend = dp.backend
+        self.names = {n: tuple(a.partition("%")[0] for a in v) for n, v in names.items()}
+        self.actuator = actuator
+        self.config_file = config_file
+        self.bus = EventBus()
+        self.drains: dict[str, _Drain] = {}  # loop thread only
+        agent.on_pass.append(self._after_pass)
+
+    # ── names ───────────────────────────────────────────────────────────────────
+    def _resolve(self, text: str) -> tuple[str, tuple[str, ...]]:
+        if text in self.names:
+            return text, self.names[text]
+        try:
+            addr = str(ipaddress.ip_address(text.partition("%")[0]))
+        except ValueError:
+            raise NotFound(f"no next hop {text!r}") from None
+        for name, addrs in self.names.items():
+            if addr in addrs:
+                return name, addrs
+        if any(nh.gateway == addr for nh in self.dp.records):
+            return addr, (addr,)
+        raise NotFound(f"no next hop {text!r}")
+
+    def _name_of(self, addr: str) -> str:
+        for name, addrs in self.names.items():
+            if addr in addrs:
+                return name
+        return addr
+
+    def _pins_to(self, addrs: Sequence[str]) -> list[Pin]:
+        return [p for p in self.backend.table.pins.values() if p.nexthop in addrs]
+
+    # ── reads ───────────────────────────────────────────────────────────────────
+    def status(self) -> AgentStatus:
+        def read() -> AgentStatus:
+            by_state = dict.fromkeys(NEXTHOP_STATES, 0)
+            for r in self.dp.records.values():
+                by_state[self._state(r.state, r.pinned)] += 1
+            problems = []
+            if not self.backend.session.up:
+                problems.append(f"switch unreachable: {self.backend.session.last_error}")
+            if self.backend.backlog.install:
+                problems.append(f"{len(self.backend.backlog.install)} pins waiting to be written")
+            return AgentStatus(
+                version=__version__,
+                mode=f"eos-{self.backend.profile.pin_method}",
+                pid=os.getpid(),
+                started_at=self.agent.started_at,
+                vips=tuple(str(v) for v in self.backend.vips),
+                nexthops=by_state,
+                pinned=self.backend.table.held(),
+                repairs=0,
+                config_file=self.config_file,
+                healthy=not problems,
+                problems=tuple(problems),
+            )
+
+        return self.agent.call(read)
+
+    @staticmethod
+    def _state(state: str, pinned: int | None) -> str:
+        if state == "drained" and (pinned is None or pinned > 0):
+            return "draining"
+        return state
+
+    def list_nexthops(self) -> list[NexthopInfo]:
+        def read() -> list[NexthopInfo]:
+            return [
+                NexthopInfo(
+                    name=self._name_of(nh.gateway),
+                    address=nh.gateway,
+                    ifname=nh.ifname,
+                    family=nh.family,
+                    state=self._state(r.state, r.pinned),
+                    pinned=r.pinned,
+                    mark=0,
+                    table=0,
+                )
+                for nh, r in sorted(self.dp.records.items(), key=lambda kv: kv[1].mark)
+            ]
+
+        return self.agent.call(read)
+
+    def list_flows(self, filter: FlowFilter, limit: int, page_token: str) -> FlowPage:
+        try:
+            start = int(page_token or 0)
+        except ValueError:
+            raise InvalidArgument(f"bad page token {page_token!r}") from None
+        if limit <= 0:
+            raise InvalidArgument("limit must be more than 0")
+        flows = self.agent.call(lambda: self._flows(filter))
+        page = flows[start : start + limit]
+        nxt = str(start + limit) if start + limit < len(flows) else ""
+        return FlowPage(tuple(page), nxt)
+
+    def _flows(self, flt: FlowFilter) -> list[FlowInfo]:
+        addrs = self._resolve(flt.nexthop)[1] if flt.nexthop else None
+        now = self.backend.clock()
+        out = []
+        for p in sorted(self.backend.table.pins.values(), key=lambda p: p.created):
+            if addrs is not None and p.nexthop not in addrs:
+                continue
+            f = FlowInfo(p.flow.src, p.flow.dst, p.flow.sport, p.flow.dport, "tcp",
+                         self._name_of(p.nexthop), p.state, round(now - p.created, 1))  # fmt: skip
+            if _matches(f, flt):
+                out.append(f)
+        return out
+
+    # ── changes ─────────────────────────────────────────────────────────────────
+    def purge_flows(self, filter: FlowFilter) -> int:
+        def do() -> int:
+            flows = self._flows(filter)
+            return self.backend.unpin(Flow(f.src, f.dst, f.sport, f.dport) for f in flows)
+
+        return self.agent.call(do)
+
+    def drain(self, nexthop: str, deadline_s: float | None) -> DrainInfo:
+        if deadline_s is not None and deadline_s <= 0:
+            raise InvalidArgument("the deadline must be more than 0 seconds")
+        actuator = self._actuator()
+
+        def do() -> DrainInfo:
+            name, addrs = self._resolve(nexthop)
+            actuator.drain(addrs)
+            deadline = time.time() + deadline_s if deadline_s is not None else None
+            self.drains[name] = _Drain(addrs, deadline)
+            self.dp.drained_now |= set(addrs)
+            self.bus.publish(Event(time.time(), "drain", name, ", ".join(addrs)))
+            return self._info(name, addrs)
+
+        return self.agent.call(do)
+
+    def undrain(self, nexthop: str) -> DrainInfo:
+        actuator = self._actuator()
+
+        def do() -> DrainInfo:
+            name, addrs = self._resolve(nexthop)
+            actuator.undrain(addrs)
+            self.drains.pop(name, None)
+            self.dp.drained_now -= set(addrs)
+            self.bus.publish(Event(time.time(), "undrain", name, ", ".join(addrs)))
+            return self._info(name, addrs)
+
+        return self.agent.call(do)
+
+    def _actuator(self) -> DrainActuator:
+        if self.actuator is None:
+            raise InvalidArgument(
+                "no drain actuator for the EOS backend (drain.actuator: eos, with bgp_asn and "
+                "neighbors)"
+            )
+        return self.actuator
+
+    def drain_status(self, nexthop: str) -> DrainInfo:
+        return self.agent.call(lambda: self._info(*self._resolve(nexthop)))
+
+    def _info(self, name: str, addrs: Sequence[str]) -> DrainInfo:
+        d = self.drains.get(name)
+        pinned = len(self._pins_to(addrs))
+        drained = d is not None or any(a in self.dp.drained_now for a in addrs)
+        state = ("draining" if pinned else "drained") if drained else "active"
+        return DrainInfo(name, state, pinned, d.deadline_at if d else None)
+
+    def watch_events(self) -> Iterator[Event]:
+        return self.bus.subscribe()
+
+    def resync(self) -> None:
+        self.agent.call(lambda: self.agent.resync())
+
+    # ── on the loop, after every pass ───────────────────────────────────────────
+    def _after_pass(self, agent: Agent) -> None:
+        for ev in agent.last_events:
+            self.bus.publish(Event(time.time(), f"nexthop-{ev.kind}",
+                                   self._name_of(ev.nexthop.gateway), str(ev.nexthop)))  # fmt: skip
+        now = time.time()
+        for name, d in self.drains.items():
+            if d.deadline_at is None or now < d.deadline_at:
+                continue
+            left = self._pins_to(d.addresses)
+            if left:  # past the deadline: release what is left to ECMP
+                n = self.backend.unpin([p.flow for p in left])
+                self.bus.publish(Event(now, "drain-deadline", name, f"released {n} pins"))
+            d.deadline_at = None
+
+
+def _matches(f: FlowInfo, flt: FlowFilter) -> bool:
+    if flt.src and f.src != flt.src:
+        return False
+    if flt.dst and f.dst != flt.dst:
+        return False
+    if flt.sport is not None and f.sport != flt.sport:
+        return False
+    if flt.dport is not None and f.dport != flt.dport:
+        return False
+    if flt.vip:
+        try:
+            net = ipaddress.ip_network(flt.vip, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"bad VIP {flt.vip!r}") from None
+        if ipaddress.ip_address(f.dst) not in net:
+            return False
+    return True
