@@ -39,7 +39,7 @@ def run_cmd(config_file: str, verbose: bool) -> None:
     )
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
     try:
-        run(cfg, os.path.abspath(config_file))
+        run(cfg, os.path.abspath(config_file), fixed_log_level=verbose)
     except (AgentRunning, MarkConflict, NftError, ServeError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

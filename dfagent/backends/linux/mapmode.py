@@ -21,7 +21,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from dfagent.backends.linux.nft import Nft, NftError
@@ -34,7 +33,7 @@ from dfagent.backends.linux.ruleset import (
 )
 from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import NextHop
-from dfagent.core.ports import PinSink
+from dfagent.core.ports import PinSink, PinStats
 
 _ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
 _ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
@@ -46,15 +45,6 @@ class PinItem(NamedTuple):
     sport: int
     dport: int
     nexthop: str | NextHop  # gateway address, "gateway%ifname", or a NextHop
-
-
-@dataclass
-class PinStats:
-    pinned: int = 0
-    unknown_nexthop: int = 0
-    replaced: int = 0
-    failed: int = 0
-    batches: int = 0
 
 
 Resolver = Callable[[int, str | NextHop], int | None]
@@ -115,13 +105,13 @@ class MapPinner:
         self.resolve = resolve
         self.timeout = timeout
         self.clock = clock
-        self.stats = PinStats()
         self._written: deque[list[float | int]] = deque()  # [time, live count] per batch
         self._live = 0
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def pin(self, batch: Iterable[PinItem | Sequence[object]]) -> PinStats:
-        """Pin a micro-batch (one nft transaction). Returns this batch's figures."""
+        """Pin a micro-batch (one nft transaction). Returns this batch's figures (the agent
+        adds them up in its metrics)."""
         res = PinStats(batches=1)
         by_map: dict[str, list[str]] = {}
         for it in batch:
@@ -138,7 +128,6 @@ class MapPinner:
         if res.pinned:
             self._written.append([self.clock(), res.pinned])
             self._live += res.pinned
-        self._merge(res)
         return res
 
     def _element(
@@ -192,14 +181,6 @@ class MapPinner:
                 return 0  # expired or never pinned
         mid = len(keys) // 2
         return self._delete(mapname, keys[:mid]) + self._delete(mapname, keys[mid:])
-
-    def _merge(self, res: PinStats) -> None:
-        s = self.stats
-        s.pinned += res.pinned
-        s.unknown_nexthop += res.unknown_nexthop
-        s.replaced += res.replaced
-        s.failed += res.failed
-        s.batches += res.batches
 
     # ── reads ───────────────────────────────────────────────────────────────────
     def count(self) -> int:
