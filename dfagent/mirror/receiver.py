@@ -27,8 +27,9 @@ arriving events: the default, it never touches what the consumer is about to rea
 
 Counters (all ints, in `counters`: the agent's metrics dict when it passes one): packets,
 bytes, syn, skip:<reason>, error:<layer>: <reason>, drop:not-allowed, drop:queue-full,
-socket-errors, error:internal. Nothing a packet contains can raise out of `drain`/`run`: decode errors are counted, and any other exception too (as
-"error:internal", which would be a bug in dfagent.wire).
+socket-errors, error:internal. Nothing a packet contains can raise out of `drain`/`run`:
+decode errors are counted, and any other exception too (as "error:internal", which would be
+a bug in dfagent.wire).
 """
 
 from __future__ import annotations
