@@ -65,7 +65,9 @@ class Agent:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._pipe_lock = threading.Lock()
+        # reentrant: signal handlers (SIGTERM, SIGHUP) wake the loop from the main thread,
+        # possibly while a handler there already holds it
+        self._pipe_lock = threading.RLock()
         self._closed = False
         self._stop = threading.Event()
         self._counting = False

@@ -301,9 +301,11 @@ def test_prometheus_reads_pins_per_nexthop_and_mirror_counters(
             assert p99 is not None and 0 < p99 < 1.0, p99
             dropped = prom.by('dfagent_mirror_packets_total{outcome="dropped"}', "reason")
             assert sum(dropped.values()) == 0, dropped
+            buckets = prom.by("dfagent_syn_to_pin_seconds_bucket", "le")
             print(
                 f"mirror: {prom.scalar('dfagent_mirror_received_packets_total')} mirror packets, "
-                f"{n} SYN→pin observations, p99 {p99 * 1000:.1f} ms, pins {pins}"
+                f"{n} SYN→pin observations, p99 {p99 * 1000:.1f} ms, pins {pins}, "
+                f"buckets {buckets}"
             )
             # a pin reaches conntrack with the connection's next packet (a connection that
             # sent its last ACK before its pin was written waits for one): send one each
@@ -328,6 +330,7 @@ def test_prometheus_reads_pins_per_nexthop_and_mirror_counters(
         holder.close()
     if agent.mode == "kernel":
         reload_through_prometheus(agent, prom)
+        a_taken_port_fails_the_start(agent)
 
 
 def reload_through_prometheus(agent: Agent, prom: Prometheus) -> None:
@@ -351,3 +354,23 @@ def reload_through_prometheus(agent: Agent, prom: Prometheus) -> None:
     wait_for(lambda: prom.scalar(ok) == 1, "reload success in Prometheus")
     assert (prom.scalar(at) or 0) > started
     assert prom.scalar("dfagent_config_restart_needed") == 0
+
+
+def a_taken_port_fails_the_start(agent: Agent) -> None:
+    """A second agent given the first one's metrics address: one line, exit 1, before it
+    has touched anything (no API socket, no state)."""
+    second = {
+        **agent.cfg,
+        "linux": {"state_dir": str(agent.tmp / "state2")},
+        "api": {"socket": str(agent.tmp / "second.sock")},
+    }
+    path = agent.tmp / "second.yaml"
+    path.write_text(yaml.safe_dump(second))
+    p = in_lb(agent.state, [sys.executable, "-m", "dfagent.cli.main", "run", "--config",
+                            str(path)], timeout=60)  # fmt: skip
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    want = f"error: metrics.address 127.0.0.1:{agent.port}: [Errno 98] Address already in use"
+    assert p.stderr.strip() == want, p.stderr
+    assert not (agent.tmp / "second.sock").exists()
+    assert not list((agent.tmp / "state2").glob("*.json"))
+    assert agent.cli("status").returncode == 0  # the first one is untouched
