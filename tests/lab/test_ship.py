@@ -117,6 +117,7 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
                 "drain": {"actuator": "none"},
                 "api": {"socket": sock},
                 "metrics": {"address": f"127.0.0.1:{port}"},
+                "log": {"format": "json"},
             }
         )
     )  # fmt: skip
@@ -156,7 +157,10 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
         print(f"image environment: status {st}")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, log_path.read_text()
-        assert "stop passes=" in log_path.read_text()
+        lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+        events = [(x["component"], x["event"]) for x in lines]
+        assert ("dfagent.linux", "start") in events and ("dfagent.agent", "stop") in events
+        assert next(x for x in lines if x["event"] == "start")["mode"] == "kernel"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -337,3 +337,20 @@ def test_changed_and_restart_keys() -> None:
         "metrics.address",
         "api.socket",
     ]
+
+
+def test_json_log_lines_carry_the_event_and_its_fields() -> None:
+    import json
+
+    from dfagent.agent.logs import JsonFormatter
+
+    rec = logging.LogRecord(
+        "dfagent.run", logging.ERROR, __file__, 1,
+        "reload-rejected file=%s errors=%d keeping=last-good detail=%r",
+        ("/etc/dfagent/dfagent.yaml", 2, "nexthops.s1: 'nope' is not an IP address"), None,
+    )  # fmt: skip
+    got = json.loads(JsonFormatter().format(rec))
+    assert got["event"] == "reload-rejected" and got["component"] == "dfagent.run"
+    assert got["level"] == "ERROR" and got["errors"] == "2"
+    assert got["file"] == "/etc/dfagent/dfagent.yaml" and got["keeping"] == "last-good"
+    assert got["detail"] == "nexthops.s1: 'nope' is not an IP address"
