@@ -9,10 +9,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := frr frr-pythontools bird2 nftables libnftables1 conntrack iproute2 \
-                iputils-ping tcpdump procps psmisc
+                iputils-ping tcpdump procps psmisc prometheus systemd
+# prometheus: the metrics lab test starts its own; systemd: systemd-analyze checks the unit.
+# Installed for the tests (they start their own Prometheus), never to run as a service:
+# Debian starts these at install, so the apt step stops and disables what it just installed.
+NO_SERVICE := prometheus prometheus-node-exporter
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv demo test lint typecheck unit proto clean
+.PHONY: setup apt no-service venv demo test lint typecheck unit proto clean
 
 setup: apt venv
 
@@ -22,7 +26,18 @@ apt:
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages: $$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    case " $$missing " in *" prometheus "*) $(MAKE) --no-print-directory no-service;; esac; \
 	fi
+
+# Stop and disable the services the prometheus package starts (systemd, or SysV init).
+no-service:
+	@for s in $(NO_SERVICE); do \
+	    [ -e /lib/systemd/system/$$s.service ] || [ -e /etc/init.d/$$s ] || continue; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now $$s >/dev/null 2>&1 || true; \
+	    else [ -x /etc/init.d/$$s ] && /etc/init.d/$$s stop >/dev/null 2>&1; \
+	         update-rc.d $$s disable >/dev/null 2>&1 || true; fi; \
+	    echo "$$s: installed for the tests, not left running as a service"; \
+	done
 
 venv: $(VENV)/.installed
 

@@ -65,7 +65,7 @@ DEFAULT_DRAIN_PREFIX_LIST_V4 = "DRAIN4"
 DEFAULT_DRAIN_PREFIX_LIST_V6 = "DRAIN6"
 DEFAULT_DRAIN_WAIT_TIMEOUT = 600.0  # `drain --wait` gives up after this many seconds
 DEFAULT_API_SOCKET = "/run/dfagent/dfagent.sock"
-DEFAULT_METRICS_ADDRESS = "127.0.0.1:9642"
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:9642"  # with a metrics section that names none
 DEFAULT_EOS_USERNAME = "admin"
 DEFAULT_EOS_TIMEOUT = 10.0  # seconds an eAPI request may take
 DEFAULT_EOS_RECONCILE_INTERVAL = 10.0  # seconds between looks at the switch's flows
@@ -230,7 +230,8 @@ class Config:
     drain: DrainConfig = DrainConfig()
     backend: BackendConfig = BackendConfig()
     api: ApiConfig = ApiConfig()
-    metrics_address: str | None = DEFAULT_METRICS_ADDRESS
+    # off unless the file has a metrics section (an agent opens no port it was not asked to)
+    metrics_address: str | None = None
     log: LogConfig = LogConfig()
 
     def modes(self) -> set[str]:
@@ -868,9 +869,13 @@ def _api(err: _Errors, value: Any) -> ApiConfig:
 
 
 def _metrics(err: _Errors, value: Any) -> str | None:
+    """No section (or ``metrics: null``): off. A section: on, at ``address`` or the default
+    address; ``address: null`` turns it off again."""
+    if value is None:
+        return None
     d = _section(err, "metrics", value, ("address",))
     if d is None:
-        return DEFAULT_METRICS_ADDRESS
+        return None
     if "address" in d and d["address"] is None:
         return None  # written out as null: no metrics listener
     address = _text(err, "metrics.address", d.get("address"), DEFAULT_METRICS_ADDRESS)

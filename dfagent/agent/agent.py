@@ -21,11 +21,12 @@ import queue
 import select
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from dfagent.agent.metrics import Metrics
 from dfagent.core.pinning import Event
 from dfagent.core.ports import Datapath, Hints, PinSink
 
@@ -49,6 +50,7 @@ class Agent:
         options: AgentOptions | None = None,
         pinner: PinSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.dp = datapath
         self.route_hints = route_hints
@@ -56,13 +58,16 @@ class Agent:
         self.opt = options or AgentOptions()
         self.pinner = pinner
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._ops: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any] | None]] = (
             queue.SimpleQueue()
         )
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._pipe_lock = threading.Lock()
+        # reentrant: signal handlers (SIGTERM, SIGHUP) wake the loop from the main thread,
+        # possibly while a handler there already holds it
+        self._pipe_lock = threading.RLock()
         self._closed = False
         self._stop = threading.Event()
         self._counting = False
@@ -71,6 +76,7 @@ class Agent:
         self.on_pass: list[Callable[[Agent], None]] = []  # run on the loop after each pass
         self.last_events: list[Event] = []
         self.last_count_at = -1.0  # when the last applied pin count began (agent clock)
+        self.metrics.queue_depth["agent"] = self._ops.qsize
 
     # ── other threads ───────────────────────────────────────────────────────────
     def submit(self, fn: Callable[[], T]) -> Future[T]:
@@ -89,13 +95,20 @@ class Agent:
         self._ops.put((fn, None))
         self._wake()
 
-    def pin(self, batch: Iterable[Any]) -> None:
-        """A micro-batch of pins from the mirror path, applied on the loop."""
+    def pin(self, batch: Iterable[Any], received: Sequence[float] = ()) -> None:
+        """A micro-batch of pins from the mirror path, applied on the loop; ``received``: each
+        pin's SYN read time (``time.monotonic()``), for the SYN → pin latency."""
         if self.pinner is None:
             raise RuntimeError("this agent has no pin sink (not in map mode)")
         items = list(batch)
+        stamps = tuple(received)
         pinner = self.pinner
-        self.post(lambda: pinner.pin(items))
+
+        def apply() -> None:
+            result = pinner.pin(items)
+            self.metrics.pin_batch(result, stamps, time.monotonic())
+
+        self.post(apply)
 
     def stop(self) -> None:
         self._stop.set()
@@ -142,6 +155,7 @@ class Agent:
             self._repair()  # the safety net for lost nftables events
         self.last_events = self.dp.reconcile(pinned=pinned, count=False)
         self.passes += 1
+        self.metrics.passes += 1
         if periodic or self.dp.wants_count():
             self._count_in_background()
         for cb in self.on_pass:
@@ -159,7 +173,8 @@ class Agent:
         if not self.opt.repair:
             return
         try:
-            self.dp.check_and_repair()
+            if self.dp.check_and_repair():
+                self.metrics.repairs += 1
         except Exception as exc:  # a failed check must not stop the loop
             log.error("check-failed error=%r", exc)
 

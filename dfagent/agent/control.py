@@ -219,24 +219,25 @@ class LinuxControl:
         return r.state
 
     def list_nexthops(self) -> list[NexthopInfo]:
-        def read() -> list[NexthopInfo]:
-            out = []
-            for nh, r in sorted(self.dp.records.items(), key=lambda kv: kv[1].mark):
-                out.append(
-                    NexthopInfo(
-                        name=self._name_of(nh),
-                        address=nh.gateway,
-                        ifname=nh.ifname,
-                        family=nh.family,
-                        state=self._state(r),
-                        pinned=r.pinned,
-                        mark=self.dp.space.mark(r.mark),
-                        table=r.mark,
-                    )
-                )
-            return out
+        return self.agent.call(self._nexthops)
 
-        return self.agent.call(read)
+    def _nexthops(self) -> list[NexthopInfo]:
+        """On the loop."""
+        out = []
+        for nh, r in sorted(self.dp.records.items(), key=lambda kv: kv[1].mark):
+            out.append(
+                NexthopInfo(
+                    name=self._name_of(nh),
+                    address=nh.gateway,
+                    ifname=nh.ifname,
+                    family=nh.family,
+                    state=self._state(r),
+                    pinned=r.pinned,
+                    mark=self.dp.space.mark(r.mark),
+                    table=r.mark,
+                )
+            )
+        return out
 
     def list_flows(self, filter: FlowFilter, limit: int, page_token: str) -> FlowPage:
         try:
@@ -389,6 +390,7 @@ class LinuxControl:
     # ── on the loop, after every pass ───────────────────────────────────────────
     def _after_pass(self, agent: Agent) -> None:
         self._ifname_cache.clear()
+        agent.metrics.set_nexthops(self._nexthops())  # pinned flows and state per next hop
         for ev in agent.last_events:
             self.bus.publish(
                 Event(time.time(), f"nexthop-{ev.kind}", self._name_of(ev.nexthop), str(ev.nexthop))

@@ -17,6 +17,8 @@ from types import FrameType
 
 from dfagent.agent.agent import Agent, AgentOptions
 from dfagent.agent.eos_control import EosControl
+from dfagent.agent.metrics import Metrics
+from dfagent.agent.mirror import open_mirror
 from dfagent.api.server import TcpConfig, serve
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.datapath import EosDatapath
@@ -90,7 +92,7 @@ def drain_actuator(cfg: Config, session: EosSession) -> DrainActuator | None:
 
 
 def build_eos(
-    cfg: Config, backend: EosBackend | None = None
+    cfg: Config, backend: EosBackend | None = None, metrics: Metrics | None = None
 ) -> tuple[Agent, EosDatapath, DrainActuator | None]:
     """An agent over a started EOS datapath (raises EosError when the switch cannot be used)."""
     eos = cfg.backend.eos
@@ -104,16 +106,15 @@ def build_eos(
         dp,
         options=AgentOptions(reconcile_interval=eos.reconcile_interval, repair=False),
         pinner=dp,
+        metrics=metrics,
     )
     backend.schedule = LoopTimer(agent, backend.flush)
     backend.coalesce = Coalescer(agent, backend.flush)
     return agent, dp, actuator
 
 
-def run_eos(cfg: Config, config_file: str) -> None:
-    from dfagent.agent.run import start_mirror
-
-    agent, dp, actuator = build_eos(cfg)
+def run_eos(cfg: Config, config_file: str, metrics: Metrics | None = None) -> None:
+    agent, dp, actuator = build_eos(cfg, metrics=metrics)
     control = EosControl(agent, dp, cfg.nexthop_addresses, actuator, config_file)
     tcp = cfg.api.tcp
     server = serve(
@@ -122,6 +123,12 @@ def run_eos(cfg: Config, config_file: str) -> None:
         tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
     )
     stop = threading.Event()
+    try:
+        mirror = open_mirror(cfg, agent, stop, query=dp.backend.egress is not None)
+    except BaseException:
+        server.stop(grace=0)
+        agent.close()
+        raise
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -129,7 +136,7 @@ def run_eos(cfg: Config, config_file: str) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    threads, receiver = start_mirror(cfg, agent, stop, query=dp.backend.egress is not None)
+    mirror.start()
     log.info("api socket=%s config=%s switch=%s prefix=%s", cfg.api.socket, config_file,
              dp.backend.name, dp.backend.prefix)  # fmt: skip
     try:
@@ -141,7 +148,5 @@ def run_eos(cfg: Config, config_file: str) -> None:
             timer.cancel()
         control.bus.close_all()
         server.stop(grace=1.0)
-        for t in threads:
-            t.join(5)
-        receiver.close()
+        mirror.close()
         agent.close()

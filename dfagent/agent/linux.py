@@ -4,6 +4,7 @@ from rtnetlink and from nftables, and (map mode) the pin sink the mirror path fe
 from __future__ import annotations
 
 from dfagent.agent.agent import Agent, AgentOptions
+from dfagent.agent.metrics import Metrics
 from dfagent.backends.linux.ctmark import CtMarker
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 from dfagent.backends.linux.mapmode import MapPinner
@@ -11,7 +12,7 @@ from dfagent.backends.linux.nftevents import NftEvents
 from dfagent.routes.linux import LinuxRoutes
 
 
-def build(cfg: DatapathConfig) -> Agent:
+def build(cfg: DatapathConfig, metrics: Metrics | None = None) -> Agent:
     """An agent over a started datapath (start() raises before anything is left behind)."""
     dp = LinuxDatapath(cfg, routes=LinuxRoutes)
     try:
@@ -35,4 +36,5 @@ def build(cfg: DatapathConfig) -> Agent:
         datapath_hints=NftEvents() if cfg.repair else None,
         options=AgentOptions(reconcile_interval=cfg.reconcile_interval, repair=cfg.repair),
         pinner=pinner,
+        metrics=metrics or Metrics(backend="linux", mode=cfg.mode),
     )

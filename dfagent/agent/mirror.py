@@ -1,8 +1,10 @@
 """The mirror path into the agent: receiver → egress of each SYN → micro-batches → the
 agent's loop, which writes the pins (nothing else writes to the datapath).
 
-Runs in its own thread; reading the counters of the pin sink from here for the periodic log
-line is a read of plain integers, not a change of state.
+Runs in its own thread. Each pin travels with its SYN's read time (from the receiver's queue)
+so the agent measures SYN → pin from the read, not from the batcher. The counts live in the
+agent's metrics (the receiver and the egress resolver count into its mirror dict); the
+periodic log line reads them there. One line per SYN only at debug level.
 """
 
 from __future__ import annotations
@@ -11,14 +13,30 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from dfagent.agent.agent import Agent
-from dfagent.backends.linux.mapmode import MicroBatcher, PinItem
+from dfagent.config import Config
 from dfagent.core.egress import EgressResolver
+from dfagent.core.pinbatch import MicroBatcher, PinItem
 
 log = logging.getLogger("dfagent.mirror")
 REPORT_EVERY = 10.0
+
+
+class _StampedSink:
+    """The batcher's sink: hands the agent each batch with its SYNs' read times (the feed
+    appends a time for every item it adds, so a flush takes exactly its batch's times)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.received: list[float] = []
+
+    def pin(self, batch: Iterable[Any]) -> None:
+        received, self.received = self.received, []
+        self.agent.pin(batch, received)
 
 
 class MirrorFeed:
@@ -35,15 +53,31 @@ class MirrorFeed:
         self.egress = egress
         self.max_items = max_items
         self.max_delay = max_delay
-        self.batcher = MicroBatcher(agent, max_items=max_items, max_delay=max_delay)
+        self._sink = _StampedSink(agent)
+        self.batcher = MicroBatcher(self._sink, max_items=max_items, max_delay=max_delay)
+        agent.metrics.queue_depth["mirror"] = receiver.qsize
+        agent.metrics.queue_drops["mirror"] = lambda: receiver.counters.get("drop:queue-full", 0)
+        if hasattr(receiver, "kernel_drops"):  # the socket's receive buffer overflowed
+            agent.metrics.queue_drops["socket"] = receiver.kernel_drops
+
+    def set_batch(self, max_items: int, max_delay: float) -> None:
+        """New micro-batch limits (a config reload); the next batch uses them."""
+        self.max_items = self.batcher.max_items = max_items
+        self.max_delay = self.batcher.max_delay = max_delay
 
     def run(self, stop: threading.Event) -> None:
         next_report = time.monotonic() + REPORT_EVERY
+        debug = log.isEnabledFor(logging.DEBUG)
+        sink = self._sink
         while not stop.is_set():
-            events = self.receiver.poll_batch(self.max_items, timeout=self.max_delay)
+            chunks = self.receiver.poll_stamped(self.max_items, timeout=self.max_delay)
             now = time.monotonic()
-            for item in self.egress.pin_items(events):
-                self.batcher.add(PinItem(*item), now)
+            for received, events in chunks:
+                for item in self.egress.pin_items(events):
+                    if debug:
+                        log.debug("mirror-syn src=%s dst=%s sport=%d dport=%d nexthop=%s", *item)
+                    sink.received.append(received)  # before add: a flush takes it along
+                    self.batcher.add(PinItem(*item), now)
             self.batcher.poll(time.monotonic())
             if now >= next_report:
                 next_report = now + REPORT_EVERY
@@ -51,16 +85,73 @@ class MirrorFeed:
         self.batcher.flush()
 
     def report(self) -> None:
-        st = getattr(self.agent.pinner, "stats", None)
+        m = self.agent.metrics
+        mirror = m.mirror.copy()
         log.info(
-            "map-pins pinned=%s unknown_session=%d not_vip=%d unknown_nexthop=%s replaced=%s "
-            "failed=%s batches=%s mirror=%s",
-            getattr(st, "pinned", "-"),
-            self.egress.unknown,
-            self.egress.not_vip,
-            getattr(st, "unknown_nexthop", "-"),
-            getattr(st, "replaced", "-"),
-            getattr(st, "failed", "-"),
-            getattr(st, "batches", "-"),
-            json.dumps(self.receiver.counters, sort_keys=True),
+            "map-pins pinned=%d replaced=%d unknown_nexthop=%d failed=%d batches=%d "
+            "unknown_session=%d not_vip=%d mirror=%s",
+            m.pins["pinned"] + m.pins["replaced"],
+            m.pins["replaced"],
+            m.pins["unknown_nexthop"],
+            m.pins["failed"],
+            m.pin_batches,
+            mirror.get("drop:unknown-session", 0),
+            mirror.get("drop:not-vip", 0),
+            json.dumps(mirror, sort_keys=True),
         )
+
+
+def mirror_sessions(cfg: Config) -> dict[int, str]:
+    return {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
+
+
+@dataclass
+class MirrorPath:
+    """The mirror path's parts for `dfagent run` (both backends): receiver and feed, with
+    their threads (started by :meth:`start`, once the signal handlers are in place)."""
+
+    receiver: Any
+    feed: MirrorFeed
+    stop: threading.Event
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.threads = [
+            threading.Thread(target=self.receiver.run, args=(self.stop,), name="mirror"),
+            threading.Thread(target=self.feed.run, args=(self.stop,), name="feed"),
+        ]
+        for t in self.threads:
+            t.daemon = True
+            t.start()
+
+    def apply(self, cfg: Config) -> None:
+        """A reloaded config: sources, sessions and batch limits take effect at once."""
+        self.receiver.set_sources(None if cfg.mirror.any_source else list(cfg.mirror.sources))
+        self.feed.egress.sessions = mirror_sessions(cfg)
+        self.feed.set_batch(cfg.mirror.batch.max_items, cfg.mirror.batch.max_delay_ms / 1000)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+        self.receiver.close()
+
+
+def open_mirror(
+    cfg: Config, agent: Agent, stop: threading.Event, query: bool = False
+) -> MirrorPath:
+    """Bind the receiver (raises OSError when it cannot) and build the feed into ``agent``.
+    ``query``: a SYN of no known session is pinned with the next hop the switch says ("")."""
+    from dfagent.mirror.receiver import MirrorReceiver
+
+    counters = agent.metrics.mirror
+    sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
+    receiver = MirrorReceiver(sources, counters=counters)
+    receiver.open()
+    vips = tuple(v.prefix for v in cfg.vips)
+    egress = EgressResolver(
+        mirror_sessions(cfg), vips=vips, counters=counters, default="" if query else None
+    )
+    batch = cfg.mirror.batch
+    feed = MirrorFeed(agent, receiver, egress, batch.max_items, batch.max_delay_ms / 1000)
+    return MirrorPath(receiver, feed, stop)

@@ -21,8 +21,8 @@ from typing import Any
 from dfagent.agent.eos import build_eos
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.factory import build_backend
-from dfagent.backends.linux.mapmode import MicroBatcher, PinItem
 from dfagent.config import Config, parse
+from dfagent.core.pinbatch import MicroBatcher, PinItem
 from dfagent.core.pintable import Flow, Pin
 from dfagent.lab.eapi import EapiSwitch, make_self_signed_cert
 

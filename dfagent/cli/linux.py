@@ -342,7 +342,7 @@ def map_cmd(
             _on_signals(agent.stop)
             agent.run()
             return
-        egress = EgressResolver(sessions, vips=cfg.vips)
+        egress = EgressResolver(sessions, vips=cfg.vips, counters=agent.metrics.mirror)
         _serve_mirrors(agent, egress, sources, max_items, max_delay_ms, log)
 
 
@@ -365,7 +365,7 @@ def _serve_mirrors(
         agent.stop()
 
     _on_signals(_stop)
-    receiver = MirrorReceiver(sources)
+    receiver = MirrorReceiver(sources, counters=agent.metrics.mirror)
     try:
         receiver.open()
     except (OSError, ValueError) as exc:

@@ -34,14 +34,14 @@ def run_cmd(config_file: str, verbose: bool) -> None:
     if os.geteuid() != 0:
         click.echo("error: `dfagent run` needs root (CAP_NET_ADMIN): run it as root", err=True)
         sys.exit(1)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else getattr(logging, cfg.log.level.upper(), logging.INFO),
-        stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s component=%(name)s event=%(message)s",
+    from dfagent.agent import logs
+
+    logs.setup(
+        logging.DEBUG if verbose else getattr(logging, cfg.log.level.upper(), logging.INFO),
+        cfg.log.format,
     )
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
     try:
-        run(cfg, os.path.abspath(config_file))
+        run(cfg, os.path.abspath(config_file), fixed_log_level=verbose)
     except (
         AgentRunning, MarkConflict, NftError, ServeError, OSError, EosError, EosSetupError,
     ) as exc:  # fmt: skip

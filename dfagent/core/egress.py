@@ -95,19 +95,32 @@ def parse_session_map(items: Iterable[str]) -> dict[int, str]:
     return out
 
 
+UNKNOWN_SESSION = "drop:unknown-session"
+NOT_VIP = "drop:not-vip"
+
+
 @dataclass
 class EgressResolver:
-    """session id (ERSPAN) or GRE key → next hop text; counts what it could not place."""
+    """session id (ERSPAN) or GRE key → next hop text; counts what it could not place
+    (``counters``: ``drop:unknown-session``, ``drop:not-vip``; the agent passes its metrics'
+    mirror dict) and the SYNs of each session (``by_session``)."""
 
     sessions: Mapping[int, str]
     # flows to anything else are dropped and counted: a mirror (or a spoofed GRE packet)
     # must not pin traffic that is not for a VIP, nor fill the pin maps with it
     vips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    unknown: int = 0
-    not_vip: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
     by_session: dict[int, int] = field(default_factory=dict)
     # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
     default: str | None = None
+
+    @property
+    def unknown(self) -> int:
+        return self.counters.get(UNKNOWN_SESSION, 0)
+
+    @property
+    def not_vip(self) -> int:
+        return self.counters.get(NOT_VIP, 0)
 
     def for_vip(self, dst: str) -> bool:
         if not self.vips:
@@ -124,7 +137,7 @@ class EgressResolver:
         if sid is None or nh is None:
             if self.default is not None:
                 return self.default
-            self.unknown += 1
+            self.counters[UNKNOWN_SESSION] = self.counters.get(UNKNOWN_SESSION, 0) + 1
             return None
         self.by_session[sid] = self.by_session.get(sid, 0) + 1
         return nh
@@ -133,7 +146,7 @@ class EgressResolver:
         out = []
         for ev in events:
             if not self.for_vip(ev.dst):
-                self.not_vip += 1
+                self.counters[NOT_VIP] = self.counters.get(NOT_VIP, 0) + 1
                 continue
             nh = self.nexthop(ev)
             if nh is not None:

@@ -60,5 +60,21 @@ class DrainActuator(Protocol):
     def drained(self) -> set[str]: ...
 
 
+@dataclass
+class PinStats:
+    """What a pin sink did with a batch (``pinned`` includes ``replaced``: a flow pinned to
+    another next hop before, re-pinned)."""
+
+    pinned: int = 0
+    unknown_nexthop: int = 0
+    replaced: int = 0
+    failed: int = 0
+    batches: int = 0
+    # Linux map mode: conntrack entries of pinned flows given the pin's mark at once (so a
+    # flow whose packets all passed before its pin is pinned and counted), and failures
+    ct_marked: int = 0
+    ct_failed: int = 0
+
+
 class PinSink(Protocol):
     def pin(self, batch: Iterable[Any]) -> Any: ...

@@ -4,6 +4,7 @@
     rx.open()                       # raw sockets (needs CAP_NET_RAW)
     threading.Thread(target=rx.run, args=(stop,)).start()
     for ev in rx.poll_batch(max_events=1024, timeout=0.5): ...
+    for read_at, evs in rx.poll_stamped(1024, 0.5): ...   # with each chunk's read time
     rx.counters                     # {"packets": …, "syn": …, "drop:not-allowed": …, …}
     rx.close()
 
@@ -24,21 +25,22 @@ Queue: bounded (`queue_size` events). When it is full the policy is "newest" (dr
 arriving events: the default, it never touches what the consumer is about to read) or
 "oldest" (drop from the head); either way "drop:queue-full" counts them.
 
-Counters (all ints, in `counters`): packets, bytes, syn, skip:<reason>, error:<layer>: <reason>,
-drop:not-allowed, drop:queue-full, socket-errors, error:internal. Nothing a packet contains can
-raise out of `drain`/`run`: decode errors are counted, and any other exception too (as
-"error:internal", which would be a bug in dfagent.wire).
+Counters (all ints, in `counters`: the agent's metrics dict when it passes one): packets,
+bytes, syn, skip:<reason>, error:<layer>: <reason>, drop:not-allowed, drop:queue-full,
+socket-errors, error:internal. Nothing a packet contains can raise out of `drain`/`run`:
+decode errors are counted, and any other exception too (as "error:internal", which would be
+a bug in dfagent.wire).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import os
 import select
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -68,6 +70,7 @@ class MirrorReceiver:
         rcvbuf: int = DEFAULT_RCVBUF,
         batch: int = DEFAULT_BATCH,
         drop: DropPolicy = "newest",
+        counters: dict[str, int] | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -76,33 +79,35 @@ class MirrorReceiver:
         self.families = tuple(sorted(set(families)))
         if not set(self.families) <= {4, 6} or not self.families:
             raise ValueError("families must be a non-empty subset of (4, 6)")
-        self.allowed: frozenset[bytes] | None = (
-            None if sources is None else frozenset(_packed(s) for s in sources)
-        )
-        # IPv6 sources arrive as text from recvfrom: text → packed, for allowed sources only
+        self.allowed: frozenset[bytes] | None = None
         self._v6_text: dict[str, bytes] = {}
-        if self.allowed is not None:
-            for p in self.allowed:
-                if len(p) == 16:
-                    self._v6_text[socket.inet_ntop(socket.AF_INET6, p)] = p
+        self.set_sources(sources)
         self.queue_size = queue_size
         self.rcvbuf = rcvbuf
         self.batch = batch
         self.drop_policy = drop
-        self.counters: dict[str, int] = {
-            "packets": 0,
-            "bytes": 0,
-            "syn": 0,
-            "drop:not-allowed": 0,
-            "drop:queue-full": 0,
-            "socket-errors": 0,
-        }
-        self._queue: deque[SynEvent] = deque()
+        # the agent passes its metrics' dict: the receiver counts straight into it
+        self.counters: dict[str, int] = counters if counters is not None else {}
+        for key in ("packets", "bytes", "syn", "drop:not-allowed", "drop:queue-full"):
+            self.counters.setdefault(key, 0)
+        self.counters.setdefault("socket-errors", 0)
+        # chunks of events as read, each with its read time (SYN → pin latency starts there)
+        self._queue: deque[tuple[float, list[SynEvent]]] = deque()
+        self._qlen = 0
+        self._qlock = threading.Lock()
         self._ready = threading.Event()
         self.sock4: socket.socket | None = None
         self.sock6: socket.socket | None = None
         self.rcvbuf_actual: dict[int, int] = {}
         self._proc: dict[int, tuple[int, Any]] = {}  # family → (socket inode, /proc file)
+
+    def set_sources(self, sources: Iterable[str] | None) -> None:
+        """Replace the allow-list (a config reload); the receive loop picks it up at its next
+        read (each read takes the current one)."""
+        allowed = None if sources is None else frozenset(_packed(s) for s in sources)
+        # IPv6 sources arrive as text from recvfrom: text → packed, for allowed sources only
+        v6_text = {socket.inet_ntop(socket.AF_INET6, p): p for p in allowed or () if len(p) == 16}
+        self._v6_text, self.allowed = v6_text, allowed
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -293,44 +298,78 @@ class MirrorReceiver:
 
     # -- the queue to the agent ------------------------------------------------------------
 
-    def enqueue(self, events: list[SynEvent]) -> None:
-        """Put events on the bounded queue, applying the drop policy."""
+    def enqueue(self, events: list[SynEvent], received: float | None = None) -> None:
+        """Put events on the bounded queue, applying the drop policy; ``received``: when they
+        were read (``time.monotonic()``, default now)."""
         if not events:
             return
+        t = time.monotonic() if received is None else received
         q = self._queue
-        room = self.queue_size - len(q)
-        excess = len(events) - room
-        if excess > 0:
-            self.counters["drop:queue-full"] += excess
-            if self.drop_policy == "newest":
-                events = events[:room] if room > 0 else []
-            else:
-                if excess >= len(q):
+        with self._qlock:
+            room = self.queue_size - self._qlen
+            excess = len(events) - room
+            if excess > 0:
+                self.counters["drop:queue-full"] += excess
+                if self.drop_policy == "newest":
+                    events = events[:room] if room > 0 else []
+                elif excess >= self._qlen:
                     q.clear()
+                    self._qlen = 0
                     events = events[-self.queue_size :]
                 else:
-                    for _ in range(excess):
-                        q.popleft()
-        q.extend(events)
+                    self._drop_head(excess)
+            if events:
+                q.append((t, events))
+                self._qlen += len(events)
         self._ready.set()
 
-    def poll_batch(self, max_events: int = 1024, timeout: float = 0.0) -> list[SynEvent]:
-        """Take up to `max_events` events off the queue, waiting up to `timeout` seconds for
-        the first one. Safe to call from another thread than `run`."""
+    def _drop_head(self, n: int) -> None:
         q = self._queue
-        if not q and timeout > 0:
+        while n > 0:
+            t, head = q[0]
+            if len(head) <= n:
+                q.popleft()
+                n -= len(head)
+                self._qlen -= len(head)
+            else:
+                q[0] = (t, head[n:])
+                self._qlen -= n
+                n = 0
+
+    def poll_stamped(
+        self, max_events: int = 1024, timeout: float = 0.0
+    ) -> list[tuple[float, list[SynEvent]]]:
+        """Take up to ``max_events`` events off the queue as (read time, events) chunks,
+        waiting up to ``timeout`` seconds for the first one. Safe to call from another thread
+        than ``run``."""
+        if not self._qlen and timeout > 0:
             self._ready.clear()
-            if not q:
+            if not self._qlen:
                 self._ready.wait(timeout)
-        out: list[SynEvent] = []
-        pop = q.popleft
-        with contextlib.suppress(IndexError):
-            for _ in range(min(max_events, len(q))):
-                out.append(pop())
+        q = self._queue
+        out: list[tuple[float, list[SynEvent]]] = []
+        n = 0
+        with self._qlock:
+            while q and n < max_events:
+                t, evs = q[0]
+                take = max_events - n
+                if len(evs) <= take:
+                    q.popleft()
+                    out.append((t, evs))
+                    n += len(evs)
+                else:
+                    out.append((t, evs[:take]))
+                    q[0] = (t, evs[take:])
+                    n += take
+            self._qlen -= n
         return out
 
+    def poll_batch(self, max_events: int = 1024, timeout: float = 0.0) -> list[SynEvent]:
+        """:meth:`poll_stamped` without the read times."""
+        return [ev for _, evs in self.poll_stamped(max_events, timeout) for ev in evs]
+
     def qsize(self) -> int:
-        return len(self._queue)
+        return self._qlen
 
     def run(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
         """Receive until `stop` is set: wait for packets, drain in batches, enqueue."""
@@ -348,4 +387,5 @@ class MirrorReceiver:
             if ready:
                 if self.sock4 is None and self.sock6 is None:
                     return  # closed under us
-                self.enqueue(self.drain())
+                t = time.monotonic()
+                self.enqueue(self.drain(), t)

@@ -15,8 +15,8 @@ from dfagent.agent.agent import Agent
 from dfagent.agent.eos import build_eos
 from dfagent.agent.eos_control import EosControl
 from dfagent.backends.eos.drain import EosDrain
-from dfagent.backends.linux.mapmode import MicroBatcher, PinItem
 from dfagent.core.model import FlowFilter
+from dfagent.core.pinbatch import MicroBatcher, PinItem
 from dfagent.lab.eapi import EapiSwitch
 from tests.eos.helpers import VIP, backend, config, item
 

@@ -258,7 +258,7 @@ def test_defaults_fill_everything_but_the_vips() -> None:
     assert cfg.drain == config.DrainConfig("frr", ("vtysh",), "DRAIN4", "DRAIN6", 600.0, True)
     assert cfg.backend == config.BackendConfig("linux", None)
     assert cfg.api == config.ApiConfig("/run/dfagent/dfagent.sock", None)
-    assert cfg.metrics_address == "127.0.0.1:9642"
+    assert cfg.metrics_address is None  # no port opened unless asked
     assert cfg.log == config.LogConfig("kv", "info")
 
 
@@ -297,7 +297,9 @@ def test_the_cli_and_the_datapath_use_the_same_defaults() -> None:
 
 def test_null_metrics_address_turns_metrics_off() -> None:
     assert parse(with_("metrics", {"address": None})).metrics_address is None
+    assert parse(with_("metrics", None)).metrics_address is None
     assert parse(with_("metrics", {})).metrics_address == "127.0.0.1:9642"
+    assert parse(with_("metrics", {"address": "[::1]:9100"})).metrics_address == "[::1]:9100"
 
 
 def test_names_resolve_in_sessions_and_any_is_explicit() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dfagent.backends.linux.mapmode import MapPinner, MicroBatcher, PinItem, resolver_from
+from dfagent.backends.linux.mapmode import MapPinner, resolver_from
 from dfagent.backends.linux.nft import NftError
+from dfagent.core.pinbatch import MicroBatcher, PinItem
 
 M1, M2 = 0x0DFA0001, 0x0DFA0002
 STMT = re.compile(r"(add|delete|get) element inet dfagent (\w+) \{ (.*) \}")

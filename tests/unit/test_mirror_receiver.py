@@ -129,3 +129,27 @@ def test_bad_arguments() -> None:
         MirrorReceiver(None, drop="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         MirrorReceiver(["not an address"])
+
+
+def test_chunks_keep_their_read_time_through_drops_and_partial_polls() -> None:
+    rx = rx_with([], queue_size=5, drop="oldest")
+    evs = rx_with([syn(sport=i) for i in range(7)]).drain()
+    rx.enqueue(evs[:3], received=1.0)
+    rx.enqueue(evs[3:5], received=2.0)
+    rx.enqueue(evs[5:7], received=3.0)  # 7 for 5 places: the two oldest go
+    assert rx.qsize() == 5 and rx.counters["drop:queue-full"] == 2
+    got = rx.poll_stamped(2)  # a chunk split at the limit keeps its time for the rest
+    assert [(t, [e.sport for e in e_]) for t, e_ in got] == [(1.0, [2]), (2.0, [3])]
+    assert rx.qsize() == 3
+    got = rx.poll_stamped(10)
+    assert [(t, [e.sport for e in e_]) for t, e_ in got] == [(2.0, [4]), (3.0, [5, 6])]
+    assert rx.qsize() == 0 and rx.poll_stamped(10) == []
+
+
+def test_sources_can_be_replaced_while_running() -> None:
+    rx = rx_with([syn(mirror="6.6.6.6"), syn(mirror="6.6.6.6")], sources=["5.5.5.5"], batch=1)
+    assert rx.drain() == [] and rx.counters["drop:not-allowed"] == 1
+    rx.set_sources(["6.6.6.6", "2001:db8::6"])
+    assert len(rx.drain()) == 1
+    rx.set_sources(None)
+    assert rx.allowed is None

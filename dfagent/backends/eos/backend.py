@@ -252,7 +252,7 @@ class EosBackend:
             after = batch.items[batch.items.index(bad) + 1 :]
             self._written(done, pins)
             self.stats.write_errors += 1
-            log.warning("pin-refused switch=%s name=%s error=%s", self.name, bad.name, exc)
+            log.warning("eos-pin-failed switch=%s name=%s error=%s", self.name, bad.name, exc)
             again_r = [it for it in after if it.nexthop is None]
             again_i = [it for it in after if it.nexthop is not None]
             if bad.nexthop is not None:  # its half-written entry goes; the table retries it
@@ -276,7 +276,7 @@ class EosBackend:
         self.stats.by_kind[exc.kind] = self.stats.by_kind.get(exc.kind, 0) + 1
         self.stats.last_error = str(exc)
         if exc.kind != "backoff":
-            log.warning("eapi-error switch=%s kind=%s error=%s", self.name, exc.kind, exc)
+            log.warning("eapi-failed switch=%s kind=%s error=%s", self.name, exc.kind, exc)
 
     # ── looking at the switch ───────────────────────────────────────────────────
     def read(self) -> list[DeviceFlow]:

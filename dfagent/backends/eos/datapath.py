@@ -17,10 +17,9 @@ from typing import Any
 
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.session import EosError
-from dfagent.backends.linux.mapmode import PinStats
 from dfagent.core.nexthops import NextHop
 from dfagent.core.pinning import Event, NhRecord
-from dfagent.core.pintable import Changes
+from dfagent.core.ports import PinStats
 
 
 class EosDatapath:
@@ -81,8 +80,15 @@ class EosDatapath:
                         replaced=t.replaced, failed=t.failed + t.overflow,
                         batches=b.requests)  # fmt: skip
 
-    def pin(self, batch: Iterable[Sequence[Any]]) -> Changes:
-        return self.backend.pin(batch)
+    def pin(self, batch: Iterable[Sequence[Any]]) -> PinStats:
+        """This batch's figures for the agent's metrics: ``pinned`` counts the pins the table
+        took for the switch (written by the next flush; a failed write logs
+        ``eos-write-failed``)."""
+        b = self.backend.stats
+        unknown = b.unknown_nexthop
+        ch = self.backend.pin(batch)
+        return PinStats(pinned=len(ch.install), unknown_nexthop=b.unknown_nexthop - unknown,
+                        batches=1)  # fmt: skip
 
     # ── next hops ───────────────────────────────────────────────────────────────
     def _refresh(self, read: bool = True) -> list[Event]:

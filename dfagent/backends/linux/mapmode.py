@@ -22,8 +22,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from dfagent.backends.linux.ctmark import CtMarker
 from dfagent.backends.linux.nft import Nft, NftError
@@ -36,30 +34,12 @@ from dfagent.backends.linux.ruleset import (
 )
 from dfagent.core.marks import MarkSpace
 from dfagent.core.nexthops import NextHop
-from dfagent.core.ports import PinSink
+from dfagent.core.pinbatch import PinItem
+from dfagent.core.ports import PinStats
 
 log = logging.getLogger("dfagent.map")
 _ELEM_SLOT = re.compile(r":\s*jump\s+pin_([0-9a-fA-F]{8})\b")
 _ELEM_MARK = re.compile(r":\s*0x([0-9a-fA-F]+)\s*}")
-
-
-class PinItem(NamedTuple):
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    nexthop: str | NextHop  # gateway address, "gateway%ifname", or a NextHop
-
-
-@dataclass
-class PinStats:
-    pinned: int = 0
-    unknown_nexthop: int = 0
-    replaced: int = 0
-    failed: int = 0
-    batches: int = 0
-    ct_marked: int = 0  # conntrack entries given the pin's mark at once (see ctmark.py)
-    ct_failed: int = 0
 
 
 Resolver = Callable[[int, str | NextHop], int | None]
@@ -121,7 +101,6 @@ class MapPinner:
         self.resolve = resolve
         self.timeout = timeout
         self.clock = clock
-        self.stats = PinStats()
         # conntrack mode: also mark each pinned flow's entry at once, so a connection whose
         # packets all passed before its pin existed is pinned (and counted) anyway
         self.marker = None if one_direction else marker
@@ -130,7 +109,8 @@ class MapPinner:
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def pin(self, batch: Iterable[PinItem | Sequence[object]]) -> PinStats:
-        """Pin a micro-batch (one nft transaction). Returns this batch's figures."""
+        """Pin a micro-batch (one nft transaction). Returns this batch's figures (the agent
+        adds them up in its metrics)."""
         res = PinStats(batches=1)
         by_map: dict[str, list[str]] = {}
         flows: list[tuple[str, str, int, int, int]] = []
@@ -152,7 +132,6 @@ class MapPinner:
         if res.pinned:
             self._written.append([self.clock(), res.pinned])
             self._live += res.pinned
-        self._merge(res)
         return res
 
     def _element(
@@ -223,16 +202,6 @@ class MapPinner:
         mid = len(keys) // 2
         return self._delete(mapname, keys[:mid]) + self._delete(mapname, keys[mid:])
 
-    def _merge(self, res: PinStats) -> None:
-        s = self.stats
-        s.pinned += res.pinned
-        s.unknown_nexthop += res.unknown_nexthop
-        s.replaced += res.replaced
-        s.failed += res.failed
-        s.batches += res.batches
-        s.ct_marked += res.ct_marked
-        s.ct_failed += res.ct_failed
-
     # ── reads ───────────────────────────────────────────────────────────────────
     def count(self) -> int:
         """Pins written within the timeout and not unpinned (kept locally: listing a map of a
@@ -255,39 +224,3 @@ class MapPinner:
             return int(m.group(1), 16)
         m = _ELEM_MARK.search(out)  # one direction: the element holds the mark bits
         return self.space.slot(int(m.group(1), 16)) if m else None
-
-
-class MicroBatcher:
-    """Collects pins and flushes them as one batch when ``max_items`` are waiting or the
-    oldest has waited ``max_delay`` seconds (call :meth:`poll` from the receive loop)."""
-
-    def __init__(self, pinner: PinSink, max_items: int = 1000, max_delay: float = 0.002):
-        self.pinner = pinner
-        self.max_items = max_items
-        self.max_delay = max_delay
-        self._items: list[PinItem] = []
-        self._first = 0.0
-
-    def add(self, item: PinItem, now: float) -> bool:
-        if not self._items:
-            self._first = now
-        self._items.append(item)
-        if len(self._items) >= self.max_items:
-            self.flush()
-            return True
-        return False
-
-    def poll(self, now: float) -> bool:
-        if self._items and now - self._first >= self.max_delay:
-            self.flush()
-            return True
-        return False
-
-    def flush(self) -> int:
-        """Hand the waiting pins over; returns how many were handed (the sink may apply them
-        later: the agent's loop does)."""
-        items, self._items = self._items, []
-        if not items:
-            return 0
-        self.pinner.pin(items)
-        return len(items)
