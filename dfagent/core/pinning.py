@@ -78,6 +78,17 @@ class Plan:
     routes: frozenset[tuple[int, str, NextHop]]  # (table, vip, next hop)
 
 
+class PinCounts(dict[int, int]):
+    """slot → pinned entries, from one count. ``fresh``: the slots that count really looked
+    at (None: every slot, a census); other slots keep their last figure."""
+
+    fresh: frozenset[int] | None = None
+
+    def __init__(self, counts: Mapping[int, int], fresh: frozenset[int] | None = None) -> None:
+        super().__init__(counts)
+        self.fresh = fresh
+
+
 @dataclass(frozen=True)
 class Event:
     kind: str  # added, drained, returned, dead, revived, removed
@@ -112,8 +123,13 @@ class Planner:
     ) -> tuple[Plan, list[Event]]:
         """One reconcile round. ``pinned`` is None when conntrack was not counted this round."""
         events: list[Event] = []
+        fresh = getattr(pinned, "fresh", None)
         if pinned is not None:  # marks no entry carries any more are free again
-            self.marks.unquarantine(pinned)
+            if fresh is None:
+                self.marks.unquarantine(pinned)
+            else:
+                self.marks.unquarantine({m: pinned.get(m, 0) for m in fresh} | {
+                    m: 1 for m in self.marks.quarantine - fresh})  # fmt: skip
         members: dict[NextHop, set[str]] = {}
         for vip, nhs in current.items():
             for nh in nhs:
@@ -133,12 +149,15 @@ class Planner:
             rec.vips.update(vips)
 
         for nh, rec in list(self.records.items()):
+            counted = pinned is not None and (fresh is None or rec.mark in fresh)
             if nh not in members and rec.in_ecmp:
                 rec.in_ecmp = False
                 rec.left_at = now
                 rec.zero_since = None  # a zero counted before it left proves nothing
                 events.append(Event("drained", nh, rec.mark, rec.pinned))
-            if pinned is not None:
+                if not counted:
+                    rec.pinned = None  # unknown until a count looks at it again
+            if counted and pinned is not None:
                 rec.pinned = pinned.get(rec.mark, 0)
                 if rec.pinned:
                     rec.zero_since = None

@@ -22,10 +22,14 @@ from dfagent.core.pinning import Event, NhRecord
 
 @dataclass(frozen=True)
 class RouteView:
-    """One observation: each VIP's ECMP set, and the liveness of any next hop."""
+    """One observation: the ECMP set of each route a VIP covers (keyed by prefix text), and
+    the liveness of any next hop. ``generation`` moves when the source's answer may have
+    changed (None: unknown, always look); ``unrouted``: VIPs no route covers."""
 
     current: Mapping[str, set[NextHop]]
     alive: Callable[[NextHop], bool]
+    generation: int | None = None
+    unrouted: frozenset[str] | None = None
 
 
 class RouteSource(Protocol):

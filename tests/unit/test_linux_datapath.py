@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
 from dfagent.backends.linux.nft import NftError
+from dfagent.backends.linux.rtnl import Hop, Route, RouteOp
 from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
 from dfagent.routes.linux import LinuxRoutes
@@ -135,8 +137,23 @@ class FakeNetlink:
     def refresh_names(self) -> None:
         pass
 
-    def ecmp_set(self, vip: Any) -> set[NextHop]:
-        return set(self.ecmp.get(str(vip), set()))
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None:
+        pass
+
+    def main_routes(self, family: int) -> list[Route]:
+        """The main table as the kernel would dump it: one route per ``ecmp`` prefix."""
+        out = []
+        for prefix, nhs in self.ecmp.items():
+            net = ipaddress.ip_network(prefix)
+            if net.version != family:
+                continue
+            hops = tuple(Hop(nh.gateway, self.index[nh.ifname]) for nh in sorted(nhs))
+            out.append(Route(family, 254, net.network_address.packed, net.prefixlen, 186, 1,
+                             20, hops))  # fmt: skip
+        return out
+
+    def ifname(self, index: int) -> str:
+        return {i: n for n, i in self.index.items()}[index]
 
     def ifindex(self, name: str) -> int | None:
         return self.index.get(name)
@@ -162,9 +179,16 @@ class FakeNetlink:
     def owned_routes(self, tables: Any = None) -> list[OwnedRoute]:
         return [r for r in self.routes if tables is None or r.table in set(tables)]
 
-    def replace_route(self, table: int, vip: str, nh: NextHop) -> None:
-        self.routes = {r for r in self.routes if (r.table, r.dst) != (table, vip)}
-        self.routes.add(OwnedRoute(4 if "." in vip else 6, table, vip, nh.gateway, nh.ifname))
+    def route_op(self, table: int, dst: str, nh: NextHop) -> RouteOp:
+        return RouteOp(4 if "." in dst else 6, table, dst, nh.gateway, self.index[nh.ifname])
+
+    def apply_routes(self, ops: Any) -> list[tuple[RouteOp, int]]:
+        for op in ops:
+            self.routes = {r for r in self.routes if (r.table, r.dst) != (op.table, op.dst)}
+            if not op.delete:
+                name = self.ifname(op.oif)
+                self.routes.add(OwnedRoute(op.family, op.table, op.dst, op.gateway, name))
+        return []
 
     def del_route(self, route: OwnedRoute) -> None:
         self.routes.discard(route)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from dfagent import config
 from dfagent.backends.linux import conntrack, markusers, state
 from dfagent.backends.linux.netlink import Netlink, OwnedRule
 from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.rtnl import RouteOp
 from dfagent.backends.linux.ruleset import (
     PROBE_INVALID,
     PROBE_PACKETS,
@@ -45,10 +47,11 @@ from dfagent.backends.linux.ruleset import (
 from dfagent.core.direction import DirectionProbe
 from dfagent.core.marks import MarkAllocator, MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
-from dfagent.core.pinning import Event, NhRecord, Plan, Planner
-from dfagent.core.ports import RouteSource
+from dfagent.core.pinning import Event, NhRecord, PinCounts, Plan, Planner
+from dfagent.core.ports import RouteSource, RouteView
 
 log = logging.getLogger("dfagent.linux")
+CENSUS_DUTY = 100  # a full pin count at most once per 100× its duration: ≤ 1 % of a core
 
 
 class MarkConflict(RuntimeError):
@@ -75,6 +78,9 @@ class DatapathConfig:
     notrack: bool = False
     fin_timeout: int = config.DEFAULT_FIN_TIMEOUT
     direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
+    # every Nth pass re-reads the routing table and dfagent's tables from the kernel (the
+    # safety net; notifications drive every other change)
+    full_pass_every: int = 12
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -120,9 +126,12 @@ class LinuxDatapath:
         nl: Netlink | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_pins: Callable[[], dict[int, int]] | None = None,
+        count_slots: Callable[[frozenset[int]], dict[int, int]] | None = None,
     ) -> None:
         """``routes`` makes the route source from the datapath's netlink handle (one
-        socket for reads and writes; everything runs on the agent's one thread)."""
+        socket for reads and writes; everything runs on the agent's one thread).
+        ``count_pins`` counts every slot (a census), ``count_slots`` only the given ones
+        (without it, every count is a census)."""
         self.cfg = cfg
         self.space = cfg.space
         self.nft = nft or Nft()
@@ -131,17 +140,27 @@ class LinuxDatapath:
         self.clock = clock
         if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
             nft_ = self.nft
-            count_pins = (
-                (lambda: count_flow_pins(nft_, cfg.space))
-                if cfg.one_direction
-                else (lambda: conntrack.count_by_slot(cfg.space))
-            )
-        self.count_pins = count_pins
+            if cfg.one_direction:
+                count_pins = lambda: count_flow_pins(nft_, cfg.space)  # noqa: E731
+            else:
+                count_pins = lambda: conntrack.count_by_slot(cfg.space)  # noqa: E731
+                count_slots = count_slots or (lambda s: conntrack.count_slots(cfg.space, s))
+        self._count_all = count_pins
+        self._count_slots = count_slots
+        self._census: dict[int, int] = {}
+        self._next_census = -1e18
+        self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
+        self.census_seconds = 0.0  # how long the last census took
         self.direction = DirectionProbe(window=cfg.direction_window)
         self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
         self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.w = Written()
+        self._routes_w: dict[tuple[int, str], tuple[str, str]] | None = None  # written
+        self._seen_gen: int | None = None
+        self._last_pinned: dict[int, int] | None = None
+        self._passes = 0
+        self.route_repairs = 0
         self._unkeyable: set[NextHop] = set()
         self._unrouted: set[str] = set()
         self._lock = threading.RLock()
@@ -256,7 +275,7 @@ class LinuxDatapath:
         # marks on live connections that no known next hop owns (a crash, a cleanup that
         # left conntrack alone, another mask): never hand them out while entries carry them
         try:
-            carried = self.count_pins()
+            carried = self.count_pins(census=True)
             self._last_count = now
         except Exception as exc:
             _log("count-failed", logging.WARNING, error=repr(exc))
@@ -306,20 +325,13 @@ class LinuxDatapath:
         when forced or :meth:`wants_count`."""
         with self._lock:
             now = self.clock()
+            self._passes += 1
+            full = (self._passes - 1) % max(1, self.cfg.full_pass_every) == 0
+            touched = bool(getattr(self.routes, "tables_touched", False))
+            if full and hasattr(self.routes, "refresh"):
+                self.routes.refresh()  # the safety net: notifications may have been missed
             view = self.routes.observe(self.cfg.vips)
-            current = view.current
-            for vip, nhs in current.items():  # say so once when a VIP has no route
-                if not nhs and vip not in self._unrouted:
-                    self._unrouted.add(vip)
-                    _log(
-                        "vip-unrouted",
-                        logging.WARNING,
-                        vip=vip,
-                        hint="no route with a gateway covers it: nothing to pin",
-                    )
-                elif nhs and vip in self._unrouted:
-                    self._unrouted.discard(vip)
-                    _log("vip-routed", vip=vip, nexthops=len(nhs))
+            self._note_unrouted(view)
             if pinned is not None:
                 self._last_count = now
             elif count and (force_count or self.wants_count()):
@@ -328,7 +340,18 @@ class LinuxDatapath:
                     self._last_count = now
                 except Exception as exc:  # never GC on a failed count
                     _log("count-failed", logging.WARNING, error=repr(exc))
-            plan, events = self.planner.step(now, current, view.alive, pinned)
+            if (
+                not full
+                and not touched
+                and view.generation is not None
+                and view.generation == self._seen_gen
+                and (pinned is None or pinned == self._last_pinned)
+                and not self._waiting()
+            ):  # nothing new, nobody waiting for a grace period: nothing to plan or write
+                if not self.cfg.one_direction:
+                    self._check_direction(now)
+                return []
+            plan, events = self.planner.step(now, view.current, view.alive, pinned)
             for ev in events:
                 _log(
                     f"nexthop-{ev.kind}",
@@ -339,13 +362,81 @@ class LinuxDatapath:
                     table=ev.mark,
                     pinned=ev.pinned,
                 )
-            self._apply(plan)
+            if touched:
+                self.routes.tables_touched = False  # type: ignore[attr-defined]
+            self._apply(plan, verify=full or touched)
+            self._seen_gen = view.generation
+            if pinned is not None:
+                self._last_pinned = dict(pinned)
+            self._count_targets = frozenset(
+                {r.mark for r in self.planner.records.values() if not r.in_ecmp or not r.alive}
+                | self.planner.marks.quarantine
+            )
             if not self.cfg.one_direction:
                 self._check_direction(now)
             self.gateway_marks = {(nh.family, nh.gateway): m for nh, m in plan.nh_map.items()}
             self.interface_marks = _unique_by_interface(plan.nh_map)
             self._save()
             return events
+
+    def _waiting(self) -> bool:
+        """A next hop waits for its pins to drain or its grace period (or a mark for its
+        entries to go): passes must go on even when no route changed."""
+        if self.planner.marks.quarantine:
+            return True
+        return any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
+
+    def _note_unrouted(self, view: RouteView) -> None:
+        """Say once when a VIP covers no route with a gateway (and when it does again)."""
+        if view.unrouted is not None:
+            unrouted = set(view.unrouted)
+            routed = {str(v) for v in self.cfg.vips} - unrouted
+        else:  # a source keyed by VIP: an empty set is an unrouted VIP
+            unrouted = {vip for vip, nhs in view.current.items() if not nhs}
+            routed = {vip for vip, nhs in view.current.items() if nhs}
+        for vip in sorted(unrouted - self._unrouted):
+            _log(
+                "vip-unrouted",
+                logging.WARNING,
+                vip=vip,
+                hint="'no route with a gateway lies in or around it: nothing to pin'",
+            )
+        for vip in sorted(self._unrouted & routed):
+            _log("vip-routed", vip=vip)
+        self._unrouted = (self._unrouted | unrouted) - routed
+
+    @property
+    def unrouted(self) -> set[str]:
+        return set(self._unrouted)
+
+    # ── pin counts ──────────────────────────────────────────────────────────────
+    def count_pins(self, census: bool = False) -> PinCounts:
+        """slot → pinned connections. A full count (census) costs seconds at a million
+        entries, so it runs at most once per CENSUS_DUTY × its own duration (≤ 1 % of a
+        core) and otherwise only the slots someone waits for (drained, dead, quarantined)
+        are counted, each by a dump the kernel filters on its mark; the other slots keep
+        their census figure. Runs in the agent's count thread."""
+        now = self.clock()
+        if census or self._count_slots is None or now >= self._next_census:
+            t0 = time.monotonic()
+            counts = self._count_all()
+            took = time.monotonic() - t0
+            self.census_seconds = took
+            self._census = dict(counts)
+            self._next_census = now + max(self.cfg.reconcile_interval, CENSUS_DUTY * took)
+            _log(
+                "pins-counted",
+                logging.DEBUG if took < 0.1 else logging.INFO,
+                entries=sum(counts.values()),
+                ms=round(took * 1000, 1),
+                next_census_s=round(self._next_census - now, 1),
+            )
+            return PinCounts(counts)
+        targets = self._count_targets
+        got = self._count_slots(targets) if targets else {}
+        fresh = {s: got.get(s, 0) for s in targets}
+        self._census.update(fresh)
+        return PinCounts(fresh, fresh=targets)
 
     def _want(self, plan: Plan) -> Written:
         """What nftables should hold for this plan."""
@@ -407,28 +498,36 @@ class LinuxDatapath:
             )
         return script
 
-    def _apply(self, plan: Plan) -> None:
+    def _apply(self, plan: Plan, verify: bool = False) -> None:
+        """Write the difference between the plan and what was written. ``verify``: compare
+        with what the kernel holds instead (the safety net, or after someone deleted routes
+        in dfagent's tables): whatever went missing is written again, and counted."""
+        t0 = time.monotonic()
         self._slot_family.update(plan.rules)
         want = self._want(plan)
+        want_routes = {(t, v): (nh.gateway, nh.ifname) for t, v, nh in plan.routes}
+        nh_of = {(t, v): nh for t, v, nh in plan.routes}
+        written = self._routes_w
+        if verify or written is None:
+            have = {(r.table, r.dst): (r.gateway, r.ifname) for r in self.nl.owned_routes()}
+            if written is not None:
+                lost = sum(1 for k, v in written.items() if have.get(k) != v and k in want_routes)
+                if lost:
+                    self.route_repairs += lost
+                    _log("table-routes-repaired", logging.WARNING, routes=lost,
+                         repairs=self.route_repairs)  # fmt: skip
+        else:
+            have = written
         # additions in dependency order: table routes, rules, then nft (records new pins)
-        tables = set(plan.rules) | {r.table for r in self._rules_now()}
-        have_routes = set(self.nl.owned_routes(tables))
-        want_routes: dict[tuple[int, str], NextHop] = {(t, v): nh for t, v, nh in plan.routes}
-        for (table, vip), nh in want_routes.items():
-            if not any(
-                r.table == table and r.dst == vip and r.gateway == nh.gateway for r in have_routes
-            ):
+        ops = []
+        for key, value in want_routes.items():
+            if have.get(key) != value:
                 try:
-                    self.nl.replace_route(table, vip, nh)
-                except Exception as exc:
-                    _log(
-                        "route-failed",
-                        logging.ERROR,
-                        table=table,
-                        vip=vip,
-                        nexthop=str(nh),
-                        error=repr(exc),
-                    )
+                    ops.append(self.nl.route_op(key[0], key[1], nh_of[key]))
+                except LookupError as exc:
+                    _log("route-failed", logging.ERROR, table=key[0], vip=key[1],
+                         nexthop=str(nh_of[key]), error=repr(exc))  # fmt: skip
+        failed = {(op.table, op.dst) for op, _err in self._apply_ops(ops)}
         have_rules = self._rules_now()
         have_keys = {(r.family, r.mark, r.mask, r.table) for r in have_rules}
         for slot, fam in plan.rules.items():
@@ -453,10 +552,28 @@ class LinuxDatapath:
         for r in have_rules:
             if plan.rules.get(r.table) != r.family or r.mark != self.space.mark(r.table):
                 self.nl.del_rule(r)
-        for rt in have_routes:
-            want_rt = want_routes.get((rt.table, rt.dst))
-            if want_rt is None or want_rt.gateway != rt.gateway:
-                self.nl.del_route(rt)
+        stale = [k for k in have if k not in want_routes]
+        self._apply_ops([RouteOp(6 if ":" in d else 4, t, d, delete=True) for t, d in stale])
+        self._routes_w = {k: v for k, v in want_routes.items() if k not in failed}
+        if ops or stale:
+            _log(
+                "tables-written",
+                logging.INFO if len(ops) + len(stale) >= 100 else logging.DEBUG,
+                routes_added=len(ops) - len(failed),
+                routes_deleted=len(stale),
+                failed=len(failed),
+                table_routes=len(self._routes_w),
+                ms=round((time.monotonic() - t0) * 1000, 1),
+            )
+
+    def _apply_ops(self, ops: list[RouteOp]) -> list[tuple[RouteOp, int]]:
+        if not ops:
+            return []
+        failed = self.nl.apply_routes(ops)
+        for op, err in failed[:20]:  # a whole batch failing says it once per route, capped
+            _log("route-failed", logging.ERROR, table=op.table, vip=op.dst,
+                 nexthop=op.gateway or "-", error=os.strerror(err))  # fmt: skip
+        return failed
 
     def _drop_chains(self) -> None:
         """Delete emptied slot chains nothing jumps to any more (pins time out first)."""
