@@ -79,6 +79,7 @@ class LinuxRoutes:
         # (family, network, length) → priority → next hops (relevant main-table routes)
         self._routes: dict[PrefixKey, dict[int, frozenset[NextHop]]] = {}
         self._nh: dict[tuple[int, int, str], NextHop | None] = {}
+        self._texts: dict[PrefixKey, str] = {}
         self._gateways: set[tuple[int, str]] = set()  # (ifindex, address) of any hop seen
         self._need_full = True
         self._view: RouteView | None = None
@@ -142,23 +143,29 @@ class LinuxRoutes:
         return frozenset(out)
 
     def _build(self) -> RouteView:
-        current: dict[str, set[NextHop]] = {}
+        current: dict[str, frozenset[NextHop]] = {}
         best_around: dict[IPNetwork, tuple[int, frozenset[NextHop]]] = {}
         covered: set[IPNetwork] = set()
         for key, by_prio in self._routes.items():
             hops = by_prio[min(by_prio)]
             within, around = self._cover.concerns(key)
             if within is not None:
-                current[_text(key)] = set(hops)
+                current[self._text(key)] = hops  # the same object while unchanged
                 covered.add(within)
             for v in around:
                 if key[2] > best_around.get(v, (-1, frozenset()))[0]:
                     best_around[v] = (key[2], hops)
         for v, (_len, hops) in best_around.items():
-            current.setdefault(str(v), set(hops))
+            current.setdefault(str(v), hops)
             covered.add(v)
         unrouted = frozenset(str(v) for v in self._cover.vips if v not in covered)
         return RouteView(current, self.alive, self.generation, unrouted)
+
+    def _text(self, key: PrefixKey) -> str:
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = _text(key)
+        return text
 
     def alive(self, nh: NextHop) -> bool:
         idx = self.nl.ifindex(nh.ifname)

@@ -52,6 +52,7 @@ from dfagent.core.ports import RouteSource, RouteView
 
 log = logging.getLogger("dfagent.linux")
 CENSUS_DUTY = 100  # a full pin count at most once per 100× its duration: ≤ 1 % of a core
+CENSUS_EVERY = 6  # and at most once per 6 passes (two conntrack processes cost ~30 ms)
 
 
 class MarkConflict(RuntimeError):
@@ -78,9 +79,10 @@ class DatapathConfig:
     notrack: bool = False
     fin_timeout: int = config.DEFAULT_FIN_TIMEOUT
     direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
-    # every Nth pass re-reads the routing table and dfagent's tables from the kernel (the
-    # safety net; notifications drive every other change)
-    full_pass_every: int = 12
+    # every N intervals a pass re-reads the routing table and dfagent's tables from the
+    # kernel (the safety net: notifications drive every other change, and tell of routes
+    # deleted from dfagent's tables)
+    full_pass_every: int = 60
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -156,10 +158,12 @@ class LinuxDatapath:
         allocator = MarkAllocator(max_index=cfg.space.max_index)
         self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.w = Written()
-        self._routes_w: dict[tuple[int, str], tuple[str, str]] | None = None  # written
+        # what was written to the per-next-hop tables: table → (gateway, ifname, dsts)
+        self._routes_w: dict[int, tuple[str, str, frozenset[str]]] | None = None
         self._seen_gen: int | None = None
         self._last_pinned: dict[int, int] | None = None
         self._passes = 0
+        self._last_full = -1e18
         self.route_repairs = 0
         self._unkeyable: set[NextHop] = set()
         self._unrouted: set[str] = set()
@@ -326,7 +330,10 @@ class LinuxDatapath:
         with self._lock:
             now = self.clock()
             self._passes += 1
-            full = (self._passes - 1) % max(1, self.cfg.full_pass_every) == 0
+            t_full = time.monotonic()
+            full = now - self._last_full >= self.cfg.full_pass_every * self.cfg.reconcile_interval
+            if full:
+                self._last_full = now
             touched = bool(getattr(self.routes, "tables_touched", False))
             if full and hasattr(self.routes, "refresh"):
                 self.routes.refresh()  # the safety net: notifications may have been missed
@@ -366,6 +373,9 @@ class LinuxDatapath:
                 self.routes.tables_touched = False  # type: ignore[attr-defined]
             self._apply(plan, verify=full or touched)
             self._seen_gen = view.generation
+            if full:
+                _log("full-pass", ms=round((time.monotonic() - t_full) * 1000, 1),
+                     routes=len(view.current), nexthops=len(self.planner.records))  # fmt: skip
             if pinned is not None:
                 self._last_pinned = dict(pinned)
             self._count_targets = frozenset(
@@ -413,21 +423,25 @@ class LinuxDatapath:
     def count_pins(self, census: bool = False) -> PinCounts:
         """slot → pinned connections. A full count (census) costs seconds at a million
         entries, so it runs at most once per CENSUS_DUTY × its own duration (≤ 1 % of a
-        core) and otherwise only the slots someone waits for (drained, dead, quarantined)
-        are counted, each by a dump the kernel filters on its mark; the other slots keep
-        their census figure. Runs in the agent's count thread."""
+        core) or CENSUS_EVERY intervals; in between only the slots someone waits for
+        (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
+        mark, and the other slots keep their census figure. Runs in the count thread."""
         now = self.clock()
         if census or self._count_slots is None or now >= self._next_census:
             t0 = time.monotonic()
             counts = self._count_all()
             took = time.monotonic() - t0
             self.census_seconds = took
+            entries = sum(counts.values())
+            news = self._next_census < -1e17 or entries != sum(self._census.values())
             self._census = dict(counts)
-            self._next_census = now + max(self.cfg.reconcile_interval, CENSUS_DUTY * took)
+            self._next_census = now + max(
+                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * took
+            )
             _log(
                 "pins-counted",
-                logging.DEBUG if took < 0.1 else logging.INFO,
-                entries=sum(counts.values()),
+                logging.INFO if news or took >= 0.1 else logging.DEBUG,
+                entries=entries,
                 ms=round(took * 1000, 1),
                 next_census_s=round(self._next_census - now, 1),
             )
@@ -440,12 +454,10 @@ class LinuxDatapath:
 
     def _want(self, plan: Plan) -> Written:
         """What nftables should hold for this plan."""
-        vips_by_mark: dict[int, set[str]] = {}
-        for table, vip, _nh in plan.routes:
-            vips_by_mark.setdefault(table, set()).add(vip)
         want = Written()
         for nh, slot in plan.nh_map.items():
-            keys = nh_map_keys(nh, vips_by_mark.get(slot, set()))
+            vips = plan.tables[slot][1] if nh.via_v6_for_v4 and slot in plan.tables else ()
+            keys = nh_map_keys(nh, vips)
             if not keys and nh not in self._unkeyable:
                 self._unkeyable.add(nh)
                 _log(
@@ -505,13 +517,27 @@ class LinuxDatapath:
         t0 = time.monotonic()
         self._slot_family.update(plan.rules)
         want = self._want(plan)
-        want_routes = {(t, v): (nh.gateway, nh.ifname) for t, v, nh in plan.routes}
-        nh_of = {(t, v): nh for t, v, nh in plan.routes}
         written = self._routes_w
         if verify or written is None:
-            have = {(r.table, r.dst): (r.gateway, r.ifname) for r in self.nl.owned_routes()}
+            have: dict[int, tuple[str, str, frozenset[str]]] = {}
+            kernel: dict[tuple[int, str], tuple[str, str]] = {}
+            for rt in self.nl.owned_routes():
+                kernel[(rt.table, rt.dst)] = (rt.gateway, rt.ifname)
+            by_table: dict[int, dict[str, tuple[str, str]]] = {}
+            for (t, d), v in kernel.items():
+                by_table.setdefault(t, {})[d] = v
+            for t, dsts in by_table.items():
+                vias = set(dsts.values())
+                gw, ifn = next(iter(vias)) if len(vias) == 1 else ("", "")
+                have[t] = (gw, ifn, frozenset(dsts))  # a mixed table is rewritten whole
             if written is not None:
-                lost = sum(1 for k, v in written.items() if have.get(k) != v and k in want_routes)
+                lost = sum(
+                    len(vips - have.get(t, ("", "", frozenset()))[2])
+                    if have.get(t, ("", ""))[:2] == (gw, ifn)
+                    else len(vips)
+                    for t, (gw, ifn, vips) in written.items()
+                    if t in plan.tables
+                )
                 if lost:
                     self.route_repairs += lost
                     _log("table-routes-repaired", logging.WARNING, routes=lost,
@@ -519,14 +545,26 @@ class LinuxDatapath:
         else:
             have = written
         # additions in dependency order: table routes, rules, then nft (records new pins)
-        ops = []
-        for key, value in want_routes.items():
-            if have.get(key) != value:
-                try:
-                    ops.append(self.nl.route_op(key[0], key[1], nh_of[key]))
-                except LookupError as exc:
-                    _log("route-failed", logging.ERROR, table=key[0], vip=key[1],
-                         nexthop=str(nh_of[key]), error=repr(exc))  # fmt: skip
+        ops: list[RouteOp] = []
+        stale: list[RouteOp] = []
+        new_w: dict[int, tuple[str, str, frozenset[str]]] = {}
+        for slot, (nh, vips) in plan.tables.items():
+            old = have.get(slot)
+            new_w[slot] = (nh.gateway, nh.ifname, vips)
+            if old is not None and old[2] is vips and old[:2] == (nh.gateway, nh.ifname):
+                continue  # an unchanged table: nothing to compare
+            same_via = old is not None and old[:2] == (nh.gateway, nh.ifname)
+            add = vips - old[2] if same_via and old is not None else vips
+            try:
+                ops += [self.nl.route_op(slot, d, nh) for d in sorted(add)]
+            except LookupError as exc:
+                _log("route-failed", logging.ERROR, table=slot, nexthop=str(nh), error=repr(exc))
+                new_w[slot] = ("", "", frozenset())
+            if old is not None and same_via:
+                stale += [_del_op(slot, d) for d in sorted(old[2] - vips)]
+        for slot, old in have.items():
+            if slot not in plan.tables:
+                stale += [_del_op(slot, d) for d in sorted(old[2])]
         failed = {(op.table, op.dst) for op, _err in self._apply_ops(ops)}
         have_rules = self._rules_now()
         have_keys = {(r.family, r.mark, r.mask, r.table) for r in have_rules}
@@ -552,17 +590,18 @@ class LinuxDatapath:
         for r in have_rules:
             if plan.rules.get(r.table) != r.family or r.mark != self.space.mark(r.table):
                 self.nl.del_rule(r)
-        stale = [k for k in have if k not in want_routes]
-        self._apply_ops([RouteOp(6 if ":" in d else 4, t, d, delete=True) for t, d in stale])
-        self._routes_w = {k: v for k, v in want_routes.items() if k not in failed}
+        self._apply_ops(stale)
+        for t in {t for t, _d in failed}:  # written again at the next pass
+            gw, ifn, vips = new_w[t]
+            new_w[t] = (gw, ifn, frozenset(v for v in vips if (t, v) not in failed))
+        self._routes_w = new_w
         if ops or stale:
             _log(
                 "tables-written",
-                logging.INFO if len(ops) + len(stale) >= 100 else logging.DEBUG,
                 routes_added=len(ops) - len(failed),
                 routes_deleted=len(stale),
                 failed=len(failed),
-                table_routes=len(self._routes_w),
+                table_routes=sum(len(v[2]) for v in new_w.values()),
                 ms=round((time.monotonic() - t0) * 1000, 1),
             )
 
@@ -837,6 +876,10 @@ def _list(value: Any, what: str) -> list[Any]:
         return value or []
     _log("state-ignored", logging.WARNING, item=what, reason=f"not a list: {type(value)}")
     return []
+
+
+def _del_op(table: int, dst: str) -> RouteOp:
+    return RouteOp(6 if ":" in dst else 4, table, dst, delete=True)
 
 
 def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], int]:
