@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
@@ -15,7 +16,7 @@ from dfagent.lab.errors import LabError
 
 def _cases(text: str) -> list[tuple[int, int]]:
     out = []
-    for item in text.split(","):
+    for item in [x for x in text.split(",") if x.strip()]:
         v, sep, n = item.strip().lower().partition("x")
         if not sep or not v.isdigit() or not n.isdigit() or int(v) < 1 or not 1 <= int(n) <= 250:
             raise click.BadParameter(
@@ -71,6 +72,9 @@ def scale_cmd(cases: str, pinned: str, window: float, changes: int, as_json: boo
     each. Install time, idle CPU (agent + children), change-to-table latency per case, then
     idle CPU with P pinned conntrack entries; all in one run, against the first case."""
     parsed, counts = _cases(cases), _counts(pinned)
+    # a stopped run still removes its namespaces and restores nf_conntrack_max
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     try:
         root_required()

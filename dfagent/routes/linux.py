@@ -191,6 +191,7 @@ class LinuxRoutes:
                 changed |= self._neigh_event(ev)
             elif ev.kind == "link":
                 self.nl.note_link(ev.ifindex, ev.ifname, ev.flags, ev.deleted)
+                self._nh.clear()  # an index may now carry another name
                 self._need_full = True  # IPv4 marks hops dead without a route notification
                 changed = True
             elif ev.kind == "nexthop":

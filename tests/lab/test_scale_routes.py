@@ -75,7 +75,7 @@ def test_a_vip_prefix_covers_each_route_inside_it_and_an_empty_vip_warns(lab: Sc
     assert len(re.findall(r"fwmark 0x80[1-3]0000/0xfff0000 lookup \d+ proto 223", rules)) == 3
     log = lab.log_text()
     assert "event=vip-unrouted vip=10.203.0.0/16" in log, log
-    assert "vip=10.202.0.0/16" not in log.split("event=vip-unrouted", 1)[1].split("\n")[0]
+    assert "event=vip-unrouted vip=10.202.0.0/16" not in log
     # a route announced inside the empty VIP: pinned, and the warning is taken back
     add_route(lab, "10.203.0.5/32", 0)
     wait_for(lambda: "10.203.0.5/32" in tables(lab).get(g0, set()), "10.203.0.5 in g0's table")
