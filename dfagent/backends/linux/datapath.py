@@ -427,7 +427,10 @@ class LinuxDatapath:
         (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
         mark, and the other slots keep their census figure. Runs in the count thread."""
         now = self.clock()
-        if census or self._count_slots is None or now >= self._next_census:
+        targets = self._count_targets
+        # without a per-slot count (one direction: the flow maps), a waiting slot needs one
+        alone = self._count_slots is None and bool(targets)
+        if census or alone or now >= self._next_census:
             t0 = time.monotonic()
             counts = self._count_all()
             took = time.monotonic() - t0
@@ -446,8 +449,7 @@ class LinuxDatapath:
                 next_census_s=round(self._next_census - now, 1),
             )
             return PinCounts(counts)
-        targets = self._count_targets
-        got = self._count_slots(targets) if targets else {}
+        got = self._count_slots(targets) if targets and self._count_slots else {}
         fresh = {s: got.get(s, 0) for s in targets}
         self._census.update(fresh)
         return PinCounts(fresh, fresh=targets)
