@@ -15,9 +15,12 @@ from dfagent.routes.linux import LinuxRoutes
 def build(cfg: DatapathConfig, metrics: Metrics | None = None) -> Agent:
     """An agent over a started datapath (start() raises before anything is left behind)."""
     dp = LinuxDatapath(cfg, routes=LinuxRoutes)
+    assert isinstance(dp.routes, LinuxRoutes)
+    hints = dp.routes.watch()  # subscribed before the first read: no change falls between
     try:
         dp.start()
     except BaseException:
+        hints.close()
         dp.close()
         raise
     pinner = None
@@ -32,7 +35,7 @@ def build(cfg: DatapathConfig, metrics: Metrics | None = None) -> Agent:
         )
     return Agent(
         dp,
-        route_hints=LinuxRoutes.hints(),
+        route_hints=hints,
         datapath_hints=NftEvents() if cfg.repair else None,
         options=AgentOptions(reconcile_interval=cfg.reconcile_interval, repair=cfg.repair),
         pinner=pinner,

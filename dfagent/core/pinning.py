@@ -47,6 +47,13 @@ class NhRecord:
     pinned: int | None = None  # conntrack entries with its mark (last count)
     zero_since: float | None = None
     dead_since: float | None = None
+    _frozen: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
+
+    def frozen_vips(self) -> frozenset[str]:
+        """``vips`` as a frozenset, the same object while it has not grown (it only grows)."""
+        if len(self._frozen) != len(self.vips):
+            self._frozen = frozenset(self.vips)
+        return self._frozen
 
     @property
     def state(self) -> str:
@@ -75,7 +82,25 @@ class Plan:
     nh_map: dict[NextHop, int]  # elements of the nft next-hop maps
     released: frozenset[int]  # marks cleared from conntrack on the next packet
     rules: dict[int, int]  # mark → rule family (4/6); table id == mark
-    routes: frozenset[tuple[int, str, NextHop]]  # (table, vip, next hop)
+    # table (== mark) → (its next hop, the destinations it routes); the set is the same
+    # object from plan to plan while unchanged, so a datapath skips unchanged tables
+    tables: dict[int, tuple[NextHop, frozenset[str]]]
+
+    @property
+    def routes(self) -> frozenset[tuple[int, str, NextHop]]:
+        """(table, destination, next hop) of every table route."""
+        return frozenset((t, v, nh) for t, (nh, vips) in self.tables.items() for v in vips)
+
+
+class PinCounts(dict[int, int]):
+    """slot → pinned entries, from one count. ``fresh``: the slots that count really looked
+    at (None: every slot, a census); other slots keep their last figure."""
+
+    fresh: frozenset[int] | None = None
+
+    def __init__(self, counts: Mapping[int, int], fresh: frozenset[int] | None = None) -> None:
+        super().__init__(counts)
+        self.fresh = fresh
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,10 @@ class Planner:
         self.gc_grace = gc_grace
         self.dead_hold = dead_hold
         self.records: dict[NextHop, NhRecord] = {}
+        # next hop → the destinations whose ECMP set holds it, kept up to date by diffing
+        # each step's sets against the last (only changed destinations cost anything)
+        self._members: dict[NextHop, set[str]] = {}
+        self._last: dict[str, frozenset[NextHop]] = {}
 
     def adopt(self, nh: NextHop, vips: Iterable[str], now: float) -> None:
         """Take over a next hop found in the kernel/state file at start (not yet observed)."""
@@ -112,12 +141,14 @@ class Planner:
     ) -> tuple[Plan, list[Event]]:
         """One reconcile round. ``pinned`` is None when conntrack was not counted this round."""
         events: list[Event] = []
+        fresh = getattr(pinned, "fresh", None)
         if pinned is not None:  # marks no entry carries any more are free again
-            self.marks.unquarantine(pinned)
-        members: dict[NextHop, set[str]] = {}
-        for vip, nhs in current.items():
-            for nh in nhs:
-                members.setdefault(nh, set()).add(vip)
+            if fresh is None:
+                self.marks.unquarantine(pinned)
+            else:
+                self.marks.unquarantine({m: pinned.get(m, 0) for m in fresh} | {
+                    m: 1 for m in self.marks.quarantine - fresh})  # fmt: skip
+        members = self._update_members(current)
 
         # sorted: marks go to new next hops in one order whatever the set iteration order
         for nh, vips in sorted(members.items()):
@@ -133,12 +164,15 @@ class Planner:
             rec.vips.update(vips)
 
         for nh, rec in list(self.records.items()):
+            counted = pinned is not None and (fresh is None or rec.mark in fresh)
             if nh not in members and rec.in_ecmp:
                 rec.in_ecmp = False
                 rec.left_at = now
                 rec.zero_since = None  # a zero counted before it left proves nothing
                 events.append(Event("drained", nh, rec.mark, rec.pinned))
-            if pinned is not None:
+                if not counted:
+                    rec.pinned = None  # unknown until a count looks at it again
+            if counted and pinned is not None:
                 rec.pinned = pinned.get(rec.mark, 0)
                 if rec.pinned:
                     rec.zero_since = None
@@ -161,6 +195,26 @@ class Planner:
                 events.append(Event("removed", nh, rec.mark, rec.pinned))
         return self.plan(), events
 
+    def _update_members(self, current: Mapping[str, Iterable[NextHop]]) -> dict[NextHop, set[str]]:
+        last = self._last
+        members = self._members
+        for vip in [v for v in last if v not in current]:
+            for nh in last.pop(vip):
+                members[nh].discard(vip)
+        for vip, nhs in current.items():
+            old = last.get(vip)
+            if old is not None and (old is nhs or old == nhs):
+                continue
+            new = nhs if isinstance(nhs, frozenset) else frozenset(nhs)
+            for nh in (old or frozenset()) - new:
+                members[nh].discard(vip)
+            for nh in new - (old or frozenset()):
+                members.setdefault(nh, set()).add(vip)
+            last[vip] = new
+        for nh in [nh for nh, vips in members.items() if not vips]:
+            del members[nh]
+        return members
+
     def _collectable(self, rec: NhRecord, now: float) -> bool:
         if rec.in_ecmp:
             return False  # still routed to (if dead: kept, released, until it revives or goes)
@@ -179,7 +233,7 @@ class Planner:
         nh_map: dict[NextHop, int] = {}
         released: set[int] = set()
         rules: dict[int, int] = {}
-        routes: set[tuple[int, str, NextHop]] = set()
+        tables: dict[int, tuple[NextHop, frozenset[str]]] = {}
         for nh, rec in self.records.items():
             if not rec.alive:
                 released.add(rec.mark)
@@ -187,11 +241,10 @@ class Planner:
             if rec.in_ecmp:
                 nh_map[nh] = rec.mark
             rules[rec.mark] = nh.family
-            for vip in rec.vips:
-                routes.add((rec.mark, vip, nh))
+            tables[rec.mark] = (nh, rec.frozen_vips())
         # marks of forgotten next hops still on connections: cleared on their next packet
         released |= self.marks.quarantine
-        return Plan(nh_map, frozenset(released), rules, frozenset(routes))
+        return Plan(nh_map, frozenset(released), rules, tables)
 
     def status(self) -> list[dict[str, object]]:
         return [r.to_json() for r in sorted(self.records.values(), key=lambda r: r.mark)]

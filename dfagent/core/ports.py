@@ -13,6 +13,7 @@ unit tests and the real backends are checked against one shape. No I/O here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,10 +23,14 @@ from dfagent.core.pinning import Event, NhRecord
 
 @dataclass(frozen=True)
 class RouteView:
-    """One observation: each VIP's ECMP set, and the liveness of any next hop."""
+    """One observation: the ECMP set of each route a VIP covers (keyed by prefix text), and
+    the liveness of any next hop. ``generation`` moves when the source's answer may have
+    changed (None: unknown, always look); ``unrouted``: VIPs no route covers."""
 
-    current: Mapping[str, set[NextHop]]
+    current: Mapping[str, AbstractSet[NextHop]]
     alive: Callable[[NextHop], bool]
+    generation: int | None = None
+    unrouted: frozenset[str] | None = None
 
 
 class RouteSource(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
 from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
 from dfagent.backends.linux.nft import NftError
+from dfagent.backends.linux.rtnl import Hop, Route, RouteOp
 from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
 from dfagent.routes.linux import LinuxRoutes
@@ -135,8 +137,23 @@ class FakeNetlink:
     def refresh_names(self) -> None:
         pass
 
-    def ecmp_set(self, vip: Any) -> set[NextHop]:
-        return set(self.ecmp.get(str(vip), set()))
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None:
+        pass
+
+    def main_routes(self, family: int) -> list[Route]:
+        """The main table as the kernel would dump it: one route per ``ecmp`` prefix."""
+        out = []
+        for prefix, nhs in self.ecmp.items():
+            net = ipaddress.ip_network(prefix)
+            if net.version != family:
+                continue
+            hops = tuple(Hop(nh.gateway, self.index[nh.ifname]) for nh in sorted(nhs))
+            out.append(Route(family, 254, net.network_address.packed, net.prefixlen, 186, 1,
+                             20, hops))  # fmt: skip
+        return out
+
+    def ifname(self, index: int) -> str:
+        return {i: n for n, i in self.index.items()}[index]
 
     def ifindex(self, name: str) -> int | None:
         return self.index.get(name)
@@ -162,9 +179,16 @@ class FakeNetlink:
     def owned_routes(self, tables: Any = None) -> list[OwnedRoute]:
         return [r for r in self.routes if tables is None or r.table in set(tables)]
 
-    def replace_route(self, table: int, vip: str, nh: NextHop) -> None:
-        self.routes = {r for r in self.routes if (r.table, r.dst) != (table, vip)}
-        self.routes.add(OwnedRoute(4 if "." in vip else 6, table, vip, nh.gateway, nh.ifname))
+    def route_op(self, table: int, dst: str, nh: NextHop) -> RouteOp:
+        return RouteOp(4 if "." in dst else 6, table, dst, nh.gateway, self.index[nh.ifname])
+
+    def apply_routes(self, ops: Any) -> list[tuple[RouteOp, int]]:
+        for op in ops:
+            self.routes = {r for r in self.routes if (r.table, r.dst) != (op.table, op.dst)}
+            if not op.delete:
+                name = self.ifname(op.oif)
+                self.routes.add(OwnedRoute(op.family, op.table, op.dst, op.gateway, name))
+        return []
 
     def del_route(self, route: OwnedRoute) -> None:
         self.routes.discard(route)
@@ -394,3 +418,76 @@ def test_other_mark_users_overlapping_our_bits_are_refused(tmp_path: Path) -> No
     assert not k.nft.table  # nothing installed
     k.agent(allow_mark_overlap=True)
     assert k.nft.table
+
+
+def test_counts_census_rarely_and_waiting_slots_alone(tmp_path: Path) -> None:
+    """A census (every slot: seconds at a million entries) runs at most once per 100× its
+    duration or 6 intervals; in between only the slots someone waits for are counted."""
+    k = Kernel(tmp_path)
+    k.nl.ecmp = {str(VIP4): {S1, S2}}
+    censuses: list[float] = []
+    asked: list[frozenset[int]] = []
+
+    def census() -> dict[int, int]:
+        censuses.append(k.t)
+        return dict(k.pins)
+
+    def slots(s: frozenset[int]) -> dict[int, int]:
+        asked.append(s)
+        return {m: k.pins.get(m, 0) for m in s}
+
+    cfg = DatapathConfig((VIP4,), state_dir=k.state_dir, reconcile_interval=1, gc_grace=2)
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
+                       clock=lambda: k.t, count_pins=census, count_slots=slots)  # fmt: skip
+    dp.start()  # the start counts everything (marks carried by unknown entries)
+    dp.reconcile(pinned=dp.count_pins())
+    assert censuses == [0.0] and asked == []
+    k.pins = {M1: 5, M2: 7}
+    k.t = 1
+    assert dp.count_pins() == {} and asked == []  # nothing waits: no count at all
+    k.nl.ecmp[str(VIP4)] = {S2}  # S1 drained: its pins are counted, alone, each time
+    dp.reconcile(pinned=dp.count_pins())
+    assert dp.records[S1].pinned is None  # unknown until counted after it left
+    k.t = 2
+    dp.reconcile(pinned=dp.count_pins())
+    assert asked == [{M1}] and dp.records[S1].pinned == 5
+    assert dp.records[S2].pinned is None  # not counted since it appeared
+    k.t = 6
+    dp.reconcile(pinned=dp.count_pins())
+    assert censuses == [0.0, 6.0]  # six intervals later, a census again
+    assert dp.records[S2].pinned == 7
+
+
+def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Path) -> None:
+    k = Kernel(tmp_path)
+    k.nl.ecmp = {f"1.1.1.{i}/32": {S1, S2} for i in range(1, 4)}
+    dp = k.agent()
+    dp.cfg = DatapathConfig(
+        tuple(parse_vip(v) for v in ("1.1.1.0/24",)),  # fmt: skip
+        state_dir=k.state_dir,
+        reconcile_interval=1,
+        gc_grace=2,
+    )
+    dp.routes.events = type("E", (), {"overflow": False, "close": lambda s: None})()  # type: ignore[attr-defined]
+    dp.reconcile()
+    assert {(r.table, r.dst) for r in k.nl.routes} == {
+        (m, f"1.1.1.{i}/32") for m in (M1, M2) for i in range(1, 4)
+    }
+    writes = len(k.nft.scripts)
+    ops: list[Any] = []
+    real = k.nl.apply_routes
+    k.nl.apply_routes = lambda o: (ops.extend(o), real(o))[1]  # type: ignore[method-assign]
+    k.t = 1
+    assert dp.reconcile() == [] and ops == [] and len(k.nft.scripts) == writes
+    # one more route for S2 alone: one table route, S1's table untouched
+    dp.routes.apply([])  # type: ignore[attr-defined]
+    k.nl.ecmp["1.1.1.9/32"] = {S2}
+    dp.routes._need_full = True  # type: ignore[attr-defined]
+    dp.reconcile()
+    assert [(o.table, o.dst) for o in ops] == [(M2, "1.1.1.9/32")]
+    # an admin deletes a table route: told by a notification, written again, counted
+    k.nl.routes = {r for r in k.nl.routes if (r.table, r.dst) != (M1, "1.1.1.2/32")}
+    dp.routes.tables_touched = True  # type: ignore[attr-defined]
+    dp.reconcile()
+    assert (M1, "1.1.1.2/32") in {(r.table, r.dst) for r in k.nl.routes}
+    assert dp.route_repairs == 1

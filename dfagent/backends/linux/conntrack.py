@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Iterable
 
 from dfagent.core.marks import MarkSpace
 
@@ -38,6 +39,22 @@ def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
             if slot is not None:
                 counts[slot] += 1
     return dict(counts)
+
+
+def count_slots(space: MarkSpace, slots: Iterable[int], timeout: float = 60.0) -> dict[int, int]:
+    """Like :func:`count_by_slot` for a few slots: one dump per slot and family, filtered by
+    the kernel on the slot's exact mark, so only that slot's entries reach user space (the
+    kernel still walks the table: about 0.5 µs per entry)."""
+    counts: dict[int, int] = {}
+    for slot in sorted(slots):
+        counts[slot] = 0
+        mark = f"0x{space.mark(slot):08x}/0x{space.mask:08x}"
+        for fam in ("ipv4", "ipv6"):
+            proc = _conntrack(["-L", "-f", fam, "-m", mark], timeout)
+            if proc.returncode != 0:
+                raise ConntrackError(proc.stderr.decode(errors="replace").strip())
+            counts[slot] += sum(1 for line in proc.stdout.splitlines() if not _ENDED.search(line))
+    return counts
 
 
 def clear_marks(space: MarkSpace, timeout: float = 60.0) -> int:

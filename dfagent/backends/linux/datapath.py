@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ from dfagent import config
 from dfagent.backends.linux import conntrack, markusers, state
 from dfagent.backends.linux.netlink import Netlink, OwnedRule
 from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.rtnl import RouteOp
 from dfagent.backends.linux.ruleset import (
     PROBE_INVALID,
     PROBE_PACKETS,
@@ -45,10 +47,12 @@ from dfagent.backends.linux.ruleset import (
 from dfagent.core.direction import DirectionProbe
 from dfagent.core.marks import MarkAllocator, MarkSpace
 from dfagent.core.nexthops import IPNetwork, NextHop
-from dfagent.core.pinning import Event, NhRecord, Plan, Planner
-from dfagent.core.ports import RouteSource
+from dfagent.core.pinning import Event, NhRecord, PinCounts, Plan, Planner
+from dfagent.core.ports import RouteSource, RouteView
 
 log = logging.getLogger("dfagent.linux")
+CENSUS_DUTY = 100  # a full pin count at most once per 100× its duration: ≤ 1 % of a core
+CENSUS_EVERY = 6  # and at most once per 6 passes (two conntrack processes cost ~30 ms)
 
 
 class MarkConflict(RuntimeError):
@@ -75,6 +79,10 @@ class DatapathConfig:
     notrack: bool = False
     fin_timeout: int = config.DEFAULT_FIN_TIMEOUT
     direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
+    # every N intervals a pass re-reads the routing table and dfagent's tables from the
+    # kernel (the safety net: notifications drive every other change, and tell of routes
+    # deleted from dfagent's tables)
+    full_pass_every: int = 60
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -120,9 +128,12 @@ class LinuxDatapath:
         nl: Netlink | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_pins: Callable[[], dict[int, int]] | None = None,
+        count_slots: Callable[[frozenset[int]], dict[int, int]] | None = None,
     ) -> None:
         """``routes`` makes the route source from the datapath's netlink handle (one
-        socket for reads and writes; everything runs on the agent's one thread)."""
+        socket for reads and writes; everything runs on the agent's one thread).
+        ``count_pins`` counts every slot (a census), ``count_slots`` only the given ones
+        (without it, every count is a census)."""
         self.cfg = cfg
         self.space = cfg.space
         self.nft = nft or Nft()
@@ -131,17 +142,29 @@ class LinuxDatapath:
         self.clock = clock
         if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
             nft_ = self.nft
-            count_pins = (
-                (lambda: count_flow_pins(nft_, cfg.space))
-                if cfg.one_direction
-                else (lambda: conntrack.count_by_slot(cfg.space))
-            )
-        self.count_pins = count_pins
+            if cfg.one_direction:
+                count_pins = lambda: count_flow_pins(nft_, cfg.space)  # noqa: E731
+            else:
+                count_pins = lambda: conntrack.count_by_slot(cfg.space)  # noqa: E731
+                count_slots = count_slots or (lambda s: conntrack.count_slots(cfg.space, s))
+        self._count_all = count_pins
+        self._count_slots = count_slots
+        self._census: dict[int, int] = {}
+        self._next_census = -1e18
+        self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
+        self.census_seconds = 0.0  # how long the last census took
         self.direction = DirectionProbe(window=cfg.direction_window)
         self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
         self.planner = Planner(allocator, gc_grace=cfg.gc_grace, dead_hold=cfg.dead_hold)
         self.w = Written()
+        # what was written to the per-next-hop tables: table → (gateway, ifname, dsts)
+        self._routes_w: dict[int, tuple[str, str, frozenset[str]]] | None = None
+        self._seen_gen: int | None = None
+        self._last_pinned: dict[int, int] | None = None
+        self._passes = 0
+        self._last_full = -1e18
+        self.route_repairs = 0
         self._unkeyable: set[NextHop] = set()
         self._unrouted: set[str] = set()
         self._lock = threading.RLock()
@@ -256,7 +279,7 @@ class LinuxDatapath:
         # marks on live connections that no known next hop owns (a crash, a cleanup that
         # left conntrack alone, another mask): never hand them out while entries carry them
         try:
-            carried = self.count_pins()
+            carried = self.count_pins(census=True)
             self._last_count = now
         except Exception as exc:
             _log("count-failed", logging.WARNING, error=repr(exc))
@@ -306,20 +329,16 @@ class LinuxDatapath:
         when forced or :meth:`wants_count`."""
         with self._lock:
             now = self.clock()
+            self._passes += 1
+            t_full = time.monotonic()
+            full = now - self._last_full >= self.cfg.full_pass_every * self.cfg.reconcile_interval
+            if full:
+                self._last_full = now
+            touched = bool(getattr(self.routes, "tables_touched", False))
+            if full and hasattr(self.routes, "refresh"):
+                self.routes.refresh()  # the safety net: notifications may have been missed
             view = self.routes.observe(self.cfg.vips)
-            current = view.current
-            for vip, nhs in current.items():  # say so once when a VIP has no route
-                if not nhs and vip not in self._unrouted:
-                    self._unrouted.add(vip)
-                    _log(
-                        "vip-unrouted",
-                        logging.WARNING,
-                        vip=vip,
-                        hint="no route with a gateway covers it: nothing to pin",
-                    )
-                elif nhs and vip in self._unrouted:
-                    self._unrouted.discard(vip)
-                    _log("vip-routed", vip=vip, nexthops=len(nhs))
+            self._note_unrouted(view)
             if pinned is not None:
                 self._last_count = now
             elif count and (force_count or self.wants_count()):
@@ -328,7 +347,18 @@ class LinuxDatapath:
                     self._last_count = now
                 except Exception as exc:  # never GC on a failed count
                     _log("count-failed", logging.WARNING, error=repr(exc))
-            plan, events = self.planner.step(now, current, view.alive, pinned)
+            if (
+                not full
+                and not touched
+                and view.generation is not None
+                and view.generation == self._seen_gen
+                and (pinned is None or pinned == self._last_pinned)
+                and not self._waiting()
+            ):  # nothing new, nobody waiting for a grace period: nothing to plan or write
+                if not self.cfg.one_direction:
+                    self._check_direction(now)
+                return []
+            plan, events = self.planner.step(now, view.current, view.alive, pinned)
             for ev in events:
                 _log(
                     f"nexthop-{ev.kind}",
@@ -339,7 +369,19 @@ class LinuxDatapath:
                     table=ev.mark,
                     pinned=ev.pinned,
                 )
-            self._apply(plan)
+            if touched:
+                self.routes.tables_touched = False  # type: ignore[attr-defined]
+            self._apply(plan, verify=full or touched)
+            self._seen_gen = view.generation
+            if full:
+                _log("full-pass", ms=round((time.monotonic() - t_full) * 1000, 1),
+                     routes=len(view.current), nexthops=len(self.planner.records))  # fmt: skip
+            if pinned is not None:
+                self._last_pinned = dict(pinned)
+            self._count_targets = frozenset(
+                {r.mark for r in self.planner.records.values() if not r.in_ecmp or not r.alive}
+                | self.planner.marks.quarantine
+            )
             if not self.cfg.one_direction:
                 self._check_direction(now)
             self.gateway_marks = {(nh.family, nh.gateway): m for nh, m in plan.nh_map.items()}
@@ -347,14 +389,77 @@ class LinuxDatapath:
             self._save()
             return events
 
+    def _waiting(self) -> bool:
+        """A next hop waits for its pins to drain or its grace period (or a mark for its
+        entries to go): passes must go on even when no route changed."""
+        if self.planner.marks.quarantine:
+            return True
+        return any(not r.in_ecmp or not r.alive for r in self.planner.records.values())
+
+    def _note_unrouted(self, view: RouteView) -> None:
+        """Say once when a VIP covers no route with a gateway (and when it does again)."""
+        if view.unrouted is not None:
+            unrouted = set(view.unrouted)
+            routed = {str(v) for v in self.cfg.vips} - unrouted
+        else:  # a source keyed by VIP: an empty set is an unrouted VIP
+            unrouted = {vip for vip, nhs in view.current.items() if not nhs}
+            routed = {vip for vip, nhs in view.current.items() if nhs}
+        for vip in sorted(unrouted - self._unrouted):
+            _log(
+                "vip-unrouted",
+                logging.WARNING,
+                vip=vip,
+                hint="'no route with a gateway lies in or around it: nothing to pin'",
+            )
+        for vip in sorted(self._unrouted & routed):
+            _log("vip-routed", vip=vip)
+        self._unrouted = (self._unrouted | unrouted) - routed
+
+    @property
+    def unrouted(self) -> set[str]:
+        return set(self._unrouted)
+
+    # ── pin counts ──────────────────────────────────────────────────────────────
+    def count_pins(self, census: bool = False) -> PinCounts:
+        """slot → pinned connections. A full count (census) costs seconds at a million
+        entries, so it runs at most once per CENSUS_DUTY × its own duration (≤ 1 % of a
+        core) or CENSUS_EVERY intervals; in between only the slots someone waits for
+        (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
+        mark, and the other slots keep their census figure. Runs in the count thread."""
+        now = self.clock()
+        targets = self._count_targets
+        # without a per-slot count (one direction: the flow maps), a waiting slot needs one
+        alone = self._count_slots is None and bool(targets)
+        if census or alone or now >= self._next_census:
+            t0 = time.monotonic()
+            counts = self._count_all()
+            took = time.monotonic() - t0
+            self.census_seconds = took
+            entries = sum(counts.values())
+            news = self._next_census < -1e17 or entries != sum(self._census.values())
+            self._census = dict(counts)
+            self._next_census = now + max(
+                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * took
+            )
+            _log(
+                "pins-counted",
+                logging.INFO if news or took >= 0.1 else logging.DEBUG,
+                entries=entries,
+                ms=round(took * 1000, 1),
+                next_census_s=round(self._next_census - now, 1),
+            )
+            return PinCounts(counts)
+        got = self._count_slots(targets) if targets and self._count_slots else {}
+        fresh = {s: got.get(s, 0) for s in targets}
+        self._census.update(fresh)
+        return PinCounts(fresh, fresh=targets)
+
     def _want(self, plan: Plan) -> Written:
         """What nftables should hold for this plan."""
-        vips_by_mark: dict[int, set[str]] = {}
-        for table, vip, _nh in plan.routes:
-            vips_by_mark.setdefault(table, set()).add(vip)
         want = Written()
         for nh, slot in plan.nh_map.items():
-            keys = nh_map_keys(nh, vips_by_mark.get(slot, set()))
+            vips = plan.tables[slot][1] if nh.via_v6_for_v4 and slot in plan.tables else ()
+            keys = nh_map_keys(nh, vips)
             if not keys and nh not in self._unkeyable:
                 self._unkeyable.add(nh)
                 _log(
@@ -407,28 +512,62 @@ class LinuxDatapath:
             )
         return script
 
-    def _apply(self, plan: Plan) -> None:
+    def _apply(self, plan: Plan, verify: bool = False) -> None:
+        """Write the difference between the plan and what was written. ``verify``: compare
+        with what the kernel holds instead (the safety net, or after someone deleted routes
+        in dfagent's tables): whatever went missing is written again, and counted."""
+        t0 = time.monotonic()
         self._slot_family.update(plan.rules)
         want = self._want(plan)
+        written = self._routes_w
+        if verify or written is None:
+            have: dict[int, tuple[str, str, frozenset[str]]] = {}
+            kernel: dict[tuple[int, str], tuple[str, str]] = {}
+            for rt in self.nl.owned_routes():
+                kernel[(rt.table, rt.dst)] = (rt.gateway, rt.ifname)
+            by_table: dict[int, dict[str, tuple[str, str]]] = {}
+            for (t, d), v in kernel.items():
+                by_table.setdefault(t, {})[d] = v
+            for t, dsts in by_table.items():
+                vias = set(dsts.values())
+                gw, ifn = next(iter(vias)) if len(vias) == 1 else ("", "")
+                have[t] = (gw, ifn, frozenset(dsts))  # a mixed table is rewritten whole
+            if written is not None:
+                lost = sum(
+                    len(vips - have.get(t, ("", "", frozenset()))[2])
+                    if have.get(t, ("", ""))[:2] == (gw, ifn)
+                    else len(vips)
+                    for t, (gw, ifn, vips) in written.items()
+                    if t in plan.tables
+                )
+                if lost:
+                    self.route_repairs += lost
+                    _log("table-routes-repaired", logging.WARNING, routes=lost,
+                         repairs=self.route_repairs)  # fmt: skip
+        else:
+            have = written
         # additions in dependency order: table routes, rules, then nft (records new pins)
-        tables = set(plan.rules) | {r.table for r in self._rules_now()}
-        have_routes = set(self.nl.owned_routes(tables))
-        want_routes: dict[tuple[int, str], NextHop] = {(t, v): nh for t, v, nh in plan.routes}
-        for (table, vip), nh in want_routes.items():
-            if not any(
-                r.table == table and r.dst == vip and r.gateway == nh.gateway for r in have_routes
-            ):
-                try:
-                    self.nl.replace_route(table, vip, nh)
-                except Exception as exc:
-                    _log(
-                        "route-failed",
-                        logging.ERROR,
-                        table=table,
-                        vip=vip,
-                        nexthop=str(nh),
-                        error=repr(exc),
-                    )
+        ops: list[RouteOp] = []
+        stale: list[RouteOp] = []
+        new_w: dict[int, tuple[str, str, frozenset[str]]] = {}
+        for slot, (nh, vips) in plan.tables.items():
+            old = have.get(slot)
+            new_w[slot] = (nh.gateway, nh.ifname, vips)
+            if old is not None and old[2] is vips and old[:2] == (nh.gateway, nh.ifname):
+                continue  # an unchanged table: nothing to compare
+            same_via = old is not None and old[:2] == (nh.gateway, nh.ifname)
+            add = vips - old[2] if same_via and old is not None else vips
+            try:
+                ops += [self.nl.route_op(slot, d, nh) for d in sorted(add)]
+            except LookupError as exc:
+                _log("route-failed", logging.ERROR, table=slot, nexthop=str(nh), error=repr(exc))
+                new_w[slot] = ("", "", frozenset())
+            if old is not None and same_via:
+                stale += [_del_op(slot, d) for d in sorted(old[2] - vips)]
+        for slot, old in have.items():
+            if slot not in plan.tables:
+                stale += [_del_op(slot, d) for d in sorted(old[2])]
+        failed = {(op.table, op.dst) for op, _err in self._apply_ops(ops)}
         have_rules = self._rules_now()
         have_keys = {(r.family, r.mark, r.mask, r.table) for r in have_rules}
         for slot, fam in plan.rules.items():
@@ -453,10 +592,29 @@ class LinuxDatapath:
         for r in have_rules:
             if plan.rules.get(r.table) != r.family or r.mark != self.space.mark(r.table):
                 self.nl.del_rule(r)
-        for rt in have_routes:
-            want_rt = want_routes.get((rt.table, rt.dst))
-            if want_rt is None or want_rt.gateway != rt.gateway:
-                self.nl.del_route(rt)
+        self._apply_ops(stale)
+        for t in {t for t, _d in failed}:  # written again at the next pass
+            gw, ifn, vips = new_w[t]
+            new_w[t] = (gw, ifn, frozenset(v for v in vips if (t, v) not in failed))
+        self._routes_w = new_w
+        if ops or stale:
+            _log(
+                "tables-written",
+                routes_added=len(ops) - len(failed),
+                routes_deleted=len(stale),
+                failed=len(failed),
+                table_routes=sum(len(v[2]) for v in new_w.values()),
+                ms=round((time.monotonic() - t0) * 1000, 1),
+            )
+
+    def _apply_ops(self, ops: list[RouteOp]) -> list[tuple[RouteOp, int]]:
+        if not ops:
+            return []
+        failed = self.nl.apply_routes(ops)
+        for op, err in failed[:20]:  # a whole batch failing says it once per route, capped
+            _log("route-failed", logging.ERROR, table=op.table, vip=op.dst,
+                 nexthop=op.gateway or "-", error=os.strerror(err))  # fmt: skip
+        return failed
 
     def _drop_chains(self) -> None:
         """Delete emptied slot chains nothing jumps to any more (pins time out first)."""
@@ -720,6 +878,10 @@ def _list(value: Any, what: str) -> list[Any]:
         return value or []
     _log("state-ignored", logging.WARNING, item=what, reason=f"not a list: {type(value)}")
     return []
+
+
+def _del_op(table: int, dst: str) -> RouteOp:
+    return RouteOp(6 if ":" in dst else 4, table, dst, delete=True)
 
 
 def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], int]:

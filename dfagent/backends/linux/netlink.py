@@ -7,34 +7,28 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
-import select
 import socket
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dfagent.backends.linux.rtnl import (
+    RT_TABLE_MAIN,
+    RTN_UNICAST,
+    Route,
+    RouteOp,
+    apply_routes,
+    dump_routes,
+)
 from dfagent.core.marks import RT_PROTO, RULE_PRIORITY, is_dfagent_table
-from dfagent.core.nexthops import IPNetwork, NextHop
+from dfagent.core.nexthops import NextHop
 
 AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-RTM_F_FIB_MATCH = 0x2000
-RTNH_F_DEAD = 1
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 NUD_INCOMPLETE = 0x01
 NUD_FAILED = 0x20
 NUD_GOOD = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
-
-# rtnetlink multicast groups (legacy bitmask) and RTNLGRP_NEXTHOP (needs ADD_MEMBERSHIP)
-RTMGRP_LINK = 0x1
-RTMGRP_NEIGH = 0x4
-RTMGRP_IPV4_ROUTE = 0x40
-RTMGRP_IPV6_ROUTE = 0x400
-RTNLGRP_NEXTHOP = 32
-SOL_NETLINK = 270
-NETLINK_ADD_MEMBERSHIP = 1
 
 
 @dataclass(frozen=True)
@@ -83,6 +77,15 @@ class Netlink:
         found = self.ipr.link_lookup(ifname=name)
         return int(found[0]) if found else None
 
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None:
+        """A link notification: keep names, indexes and flags current between dumps."""
+        old = self._names.pop(index, None)
+        if old is not None:
+            self._links.pop(old, None)
+        if not deleted and name:
+            self._names[index] = name
+            self._links[name] = (index, flags)
+
     def refresh_names(self) -> None:
         """One link dump per reconcile: names, indexes and up/down for every link (a
         netlink round trip per next hop cost the agent ~30 ms per reconcile)."""
@@ -94,47 +97,9 @@ class Netlink:
         self._names = {idx: name for name, (idx, _) in links.items()}
 
     # ── what the routing table says ─────────────────────────────────────────────
-    def ecmp_set(self, vip: IPNetwork) -> set[NextHop]:
-        """The next hops of the route the kernel would use for ``vip`` (``get fibmatch``).
-
-        A default-route VIP (the egress case: pin every connection a host makes) cannot be
-        looked up by its own address (0.0.0.0 is "this host"), so an address that only the
-        default route covers is asked for, and the answer must be the default itself."""
-        fam = vip.version
-        probe = DEFAULT_PROBE[fam] if vip.prefixlen == 0 else str(vip.network_address)
-        try:
-            msgs = self.ipr.route("get", family=AF[fam], dst=probe, flags=RTM_F_FIB_MATCH)
-        except Exception:  # no route (ENETUNREACH) and the like
-            return set()
-        if vip.prefixlen == 0:
-            msgs = [m for m in msgs if m.get("dst_len", 0) == 0]
-        out: set[NextHop] = set()
-        for msg in msgs:
-            if msg.get("type", 1) != 1:  # unicast only
-                continue
-            mp = msg.get_attr("RTA_MULTIPATH")
-            if mp:
-                for hop in mp:
-                    if hop.get("flags", 0) & RTNH_F_DEAD:
-                        continue
-                    nh = self._nexthop(fam, hop.get("oif"), hop)
-                    if nh is not None:
-                        out.add(nh)
-            else:
-                nh = self._nexthop(fam, msg.get_attr("RTA_OIF"), msg)
-                if nh is not None:
-                    out.add(nh)
-        return out
-
-    def _nexthop(self, fam: int, oif: int | None, holder: Any) -> NextHop | None:
-        gw = holder.get_attr("RTA_GATEWAY")
-        if gw is None:
-            via = holder.get_attr("RTA_VIA")
-            if isinstance(via, dict):
-                gw = via.get("addr")
-        if gw is None or not oif:
-            return None  # directly connected: nothing to pin to
-        return NextHop(fam, self.ifname(int(oif)), str(gw))
+    def main_routes(self, family: int) -> list[Route]:
+        """The main table's unicast routes of ``family`` (one kernel-filtered dump)."""
+        return dump_routes(family, table=RT_TABLE_MAIN, rtype=RTN_UNICAST)
 
     # ── liveness ────────────────────────────────────────────────────────────────
     def link_up(self, ifname: str) -> bool:
@@ -227,26 +192,31 @@ class Netlink:
         """Routes dfagent installed (protocol RT_PROTO, table in dfagent's range).
 
         The dump is filtered by protocol *in the kernel* (strict checking), so a router with
-        a full BGP table is not dumped to read a handful of routes (pyroute2 filters in
-        Python: ~1 s per 10 k routes)."""
+        a full BGP table is not dumped to read dfagent's per-next-hop tables."""
         want = set(tables) if tables is not None else None
         out = []
         for fam in (4, 6):
-            for table, dst, dst_len, gw, oif in dump_routes_by_protocol(AF[fam], RT_PROTO):
-                if not is_dfagent_table(table) or (want is not None and table not in want):
+            for r in dump_routes(fam, protocol=RT_PROTO):
+                if not is_dfagent_table(r.table) or (want is not None and r.table not in want):
                     continue
-                if dst is None:
-                    dst = "0.0.0.0" if fam == 4 else "::"
+                hop = r.hops[0] if r.hops else None
+                gw = hop.gateway if hop is not None else None
+                oif = hop.oif if hop is not None else None
                 out.append(
-                    OwnedRoute(
-                        fam,
-                        table,
-                        f"{dst}/{dst_len}",
-                        gw or "",
-                        self.ifname(oif) if oif else "",
-                    )
+                    OwnedRoute(fam, r.table, r.prefix, gw or "", self.ifname(oif) if oif else "")
                 )
         return out
+
+    def apply_routes(self, ops: Sequence[RouteOp]) -> list[tuple[RouteOp, int]]:
+        """Many table-route replaces/deletes at once (errors per route)."""
+        return apply_routes(ops)
+
+    def route_op(self, table: int, dst: str, nh: NextHop) -> RouteOp:
+        oif = self.ifindex(nh.ifname)
+        if oif is None:
+            raise LookupError(f"interface {nh.ifname} is gone")
+        fam = 6 if ":" in dst else 4
+        return RouteOp(fam, table, dst, nh.gateway, oif, nh.via_v6_for_v4, protocol=RT_PROTO)
 
     def replace_route(self, table: int, vip: str, nh: NextHop) -> None:
         net = ipaddress.ip_network(vip)
@@ -277,116 +247,3 @@ class Netlink:
                 dst_len=net.prefixlen,
                 table=route.table,
             )
-
-
-class RouteEvents:
-    """A raw rtnetlink socket subscribed to link, neighbour, route and nexthop changes.
-
-    Messages are not parsed: any message is a hint to reconcile (events can be lost; the
-    periodic reconcile is the safety net).
-    """
-
-    def __init__(self) -> None:
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        s.bind((0, RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
-        with contextlib.suppress(OSError):
-            s.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP)
-        s.setblocking(False)
-        self.sock = s
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def pending(self) -> bool:
-        """Drain the socket; True if anything was there (or messages were lost)."""
-        return self.wait(0)
-
-    def wait(self, timeout: float) -> bool:
-        """True if something changed within ``timeout`` seconds (drains the socket)."""
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not r:
-            return False
-        while True:
-            try:
-                self.sock.recv(1 << 16)
-            except BlockingIOError:
-                return True
-            except OSError:  # ENOBUFS: we lost events; reconcile anyway
-                return True
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-# ── a kernel-filtered route dump (raw rtnetlink) ────────────────────────────────────
-NETLINK_GET_STRICT_CHK = 12
-RTM_GETROUTE = 26
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
-# Addresses nobody routes more specifically than a default route: the end of the reserved
-# 240/4 block, and the end of the IPv6 documentation block 3fff::/20 (RFC 9637).
-DEFAULT_PROBE = {4: "255.255.255.254", 6: "3fff:fff:ffff:ffff:ffff:ffff:ffff:fffe"}
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE, RTA_VIA = 1, 4, 5, 15, 18
-_NLH = struct.Struct("=IHHII")
-_RTM = struct.Struct("=BBBBBBBBI")
-_RTA = struct.Struct("=HH")
-
-
-def dump_routes_by_protocol(
-    family: int, protocol: int
-) -> list[tuple[int, str | None, int, str | None, int | None]]:
-    """(table, dst, dst_len, gateway, oif) of every route with this protocol, all tables."""
-    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    try:
-        s.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-        s.bind((0, 0))
-        body = _RTM.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
-        s.send(
-            _NLH.pack(_NLH.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
-        )
-        out: list[tuple[int, str | None, int, str | None, int | None]] = []
-        while True:
-            data = s.recv(1 << 20)
-            off = 0
-            while off + _NLH.size <= len(data):
-                length, mtype, _flags, _seq, _pid = _NLH.unpack_from(data, off)
-                if length < _NLH.size:
-                    return out
-                if mtype == NLMSG_DONE:
-                    return out
-                if mtype == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", data, off + _NLH.size)[0]
-                    if err:
-                        raise OSError(err, os.strerror(err))
-                    return out
-                p = off + _NLH.size
-                fam, dst_len, _sl, _tos, table, proto, _sc, _ty, _fl = _RTM.unpack_from(data, p)
-                dst = gw = None
-                oif = None
-                a = p + _RTM.size
-                end = off + length
-                while a + _RTA.size <= end:
-                    alen, atype = _RTA.unpack_from(data, a)
-                    if alen < _RTA.size:
-                        break
-                    val = data[a + _RTA.size : a + alen]
-                    if atype == RTA_DST:
-                        dst = socket.inet_ntop(fam, val)
-                    elif atype == RTA_GATEWAY:
-                        gw = socket.inet_ntop(fam, val)
-                    elif atype == RTA_VIA and len(val) >= 2:
-                        vfam = struct.unpack_from("=H", val)[0]
-                        gw = socket.inet_ntop(vfam, val[2:])
-                    elif atype == RTA_OIF:
-                        oif = struct.unpack_from("=i", val)[0]
-                    elif atype == RTA_TABLE:
-                        table = struct.unpack_from("=I", val)[0]
-                    a += (alen + 3) & ~3
-                if proto == protocol:  # belt and braces if the kernel ignored the filter
-                    out.append((table, dst, dst_len, gw, oif))
-                off += (length + 3) & ~3
-    finally:
-        s.close()
