@@ -75,6 +75,8 @@ class DatapathConfig:
     notrack: bool = False
     fin_timeout: int = config.DEFAULT_FIN_TIMEOUT
     direction_window: float = 10.0  # conntrack modes: judge "one direction?" this often
+    # (VIP, protocols) of VIPs that pin more than TCP (kernel mode: udp too)
+    protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -87,6 +89,7 @@ class DatapathConfig:
             one_direction=self.one_direction,
             notrack=self.notrack,
             fin_timeout=self.fin_timeout,
+            protocols=self.protocols,
         )
 
     @property
