@@ -42,8 +42,11 @@ class IcmpBench(MidBench):
                 if w.line() != "ready":
                     raise RuntimeError(f"{w.name}: not ready")
             sent = json.loads(
-                self.on("mid", *_tool("send", "--client", CLIENT4, "--client", CLIENT6),
-                        stdin=json.dumps(flows))  # fmt: skip
+                self.on(
+                    "mid",
+                    *_tool("send", "--client", CLIENT4, "--client", CLIENT6),
+                    stdin=json.dumps(flows),
+                )  # fmt: skip
             )["sent"]
             time.sleep(1.0)
             seen: dict[tuple[int, int], list[str]] = {}

@@ -14,6 +14,7 @@ Run as `python -m dfagent.lab.service --name s1 --port 8080 [--reply name|peer]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import selectors
 import signal
@@ -44,13 +45,38 @@ def _replies(c: _Conn) -> None:
             c.out += c.answer
 
 
-def _listen(port: int, kind: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET6, kind)
+def _listen(port: int, kind: int, family: int = socket.AF_INET6) -> socket.socket:
+    s = socket.socket(family, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port))
+    if family == socket.AF_INET6:  # TCP: one socket for both; UDP: one per family
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(kind == socket.SOCK_DGRAM))
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
     s.setblocking(False)
     return s
+
+
+IP_PKTINFO = 8  # linux/in.h (not in Python's socket module)
+
+
+def _udp_sockets(port: int) -> list[socket.socket]:
+    """UDP on both families, each told the address a request came to: a reply must leave
+    from that address (the VIP on lo), not the one the route back would pick."""
+    s4 = _listen(port, socket.SOCK_DGRAM, socket.AF_INET)
+    s4.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    s6 = _listen(port, socket.SOCK_DGRAM, socket.AF_INET6)
+    s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    return [s4, s6]
+
+
+def _udp_answer(usock: socket.socket, name: bytes) -> None:
+    data, anc, _flags, addr = usock.recvmsg(2048, 256)
+    cmsgs = []
+    for level, kind, info in anc:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:  # ifindex, spec_dst, addr
+            cmsgs.append((level, kind, b"\0" * 4 + info[8:12] + b"\0" * 4))
+        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:  # addr, ifindex
+            cmsgs.append((level, kind, info[:16] + b"\0" * 4))
+    usock.sendmsg([name + b" " + data], cmsgs, 0, addr)
 
 
 def serve(
@@ -60,8 +86,8 @@ def serve(
     lsock = _listen(port, socket.SOCK_STREAM)
     lsock.listen(backlog)
     sel.register(lsock, selectors.EVENT_READ, "listen")
-    if udp_port is not None:
-        sel.register(_listen(udp_port, socket.SOCK_DGRAM), selectors.EVENT_READ, "udp")
+    for usock in _udp_sockets(udp_port) if udp_port is not None else []:
+        sel.register(usock, selectors.EVENT_READ, "udp")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     def drop(c: _Conn) -> None:
@@ -81,12 +107,8 @@ def serve(
                 sel.register(conn, selectors.EVENT_READ, _Conn(conn, answer))
                 continue
             if key.data == "udp":
-                usock: socket.socket = key.fileobj  # type: ignore[assignment]
-                try:
-                    data, addr = usock.recvfrom(2048)
-                    usock.sendto(name.encode() + b" " + data, addr)
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):
+                    _udp_answer(key.fileobj, name.encode())  # type: ignore[arg-type]
                 continue
             c: _Conn = key.data
             if events & selectors.EVENT_READ:
