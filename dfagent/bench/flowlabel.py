@@ -63,7 +63,7 @@ class FlowLabelBench(MidBench):
                 seen.setdefault(int(port), set()).add(int(label))
         return {p: len(v) for p, v in seen.items()}
 
-    def run_mode(self, mode: str) -> dict[str, Any]:
+    def measure(self, mode: str) -> dict[str, Any]:
         res: dict[str, Any] = {"rounds": []}
         with self.fresh_lab(mode):
             assert self.state is not None

@@ -6,12 +6,16 @@ server → client packet. lb hashes that ICMP packet on its own header (mid's ad
 no ports), so with plain ECMP every error from mid goes to one server, whichever the flow
 is on. dfagent's kernel and map modes: conntrack finds the flow's entry from the quoted
 packet (the error is RELATED, original direction), its ct mark is the pin, and the restore
-rule routes the error to the flow's server.
+rule routes the error to the flow's server. Map mode copies a pin into the ct mark on the
+flow's first packet after the pin arrived (the pin maps are keyed by the TCP 5-tuple, and
+nft 1.0.6 cannot look the quoted inner 5-tuple up in them: raw ``@th`` payloads are
+"datatype mismatch" against typed keys), so an error that comes before that packet follows
+ECMP: the ``opened`` round measures exactly that case.
 
 Per mode, on a fresh lab: N connections (v4 and v6); one forged error per connection from
 mid (:mod:`dfagent.lab.icmp_errors`: out of window and MTU 1500, so no server's state
-changes), counted where raw sockets on s1..s4 see them (right server / another / none);
-then drain s1, the same count, and real path MTU discovery: every connection — those
+changes), counted where raw sockets on s1..s4 see them (right server / another / none):
+right after the connections opened, again after each sent a request, and after drain s1; and real path MTU discovery: every connection — those
 pinned to the drained s1 included — asks for a 20 kB reply that only gets through once its
 server learned the smaller MTU from mid's real ICMP error.
 """
@@ -72,7 +76,7 @@ class IcmpBench(MidBench):
         return {"sent": sent, "right": right, "wrong": wrong, "missing": missing,
                 "wrong_to": dict(sorted(wrong_to.items()))}  # fmt: skip
 
-    def run_mode(self, mode: str) -> dict[str, Any]:
+    def measure(self, mode: str) -> dict[str, Any]:
         res: dict[str, Any] = {"rounds": []}
         with self.fresh_lab(mode):
             assert self.state is not None
@@ -80,7 +84,13 @@ class IcmpBench(MidBench):
             try:
                 opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
                 res["opened"], res["by_server"] = opened["opened"], opened["by_server"]
-                rnd = {"event": "start", **self._errors_round(holder)}
+                # right after the handshake and one request: map mode copies a pin into the
+                # ct mark on the flow's next packet, so these errors still follow ECMP there
+                rnd = {"event": "opened", **self._errors_round(holder)}
+                res["rounds"].append(rnd)
+                self._log_round(mode, rnd)
+                holder.ask("check")  # every flow sends a packet: the usual case of a PMTU error
+                rnd = {"event": "traffic", **self._errors_round(holder)}
                 res["rounds"].append(rnd)
                 self._log_round(mode, rnd)
                 event, members = EVENTS[0]  # drain s1

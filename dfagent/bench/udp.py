@@ -50,7 +50,7 @@ class UdpBench(MidBench):
                 n += bool(int(mark[5:]) & DEFAULT_MARK_MASK)
         return n
 
-    def run_mode(self, mode: str) -> dict[str, Any]:
+    def measure(self, mode: str) -> dict[str, Any]:
         res: dict[str, Any] = {"events": []}
         with self.fresh_lab(mode):
             ses = LineProc(self, "client", "dfagent.lab.udp_sessions")

@@ -47,16 +47,18 @@ class Sessions:
     def open(self, addrs: list[str], port: int, count: int, timeout: float = 3.0) -> dict:
         fresh = []
         for addr, _ in zip(itertools.cycle(addrs), range(count), strict=False):
-            s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
-            s.connect((addr, port))
-            s.setblocking(False)
-            fresh.append(Session(s))
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM
+            )
+            sock.connect((addr, port))
+            sock.setblocking(False)
+            fresh.append(Session(sock))
         sel = selectors.DefaultSelector()
         for i, ses in enumerate(fresh):
             ses.sock.send(b"hello")
             sel.register(ses.sock, selectors.EVENT_READ, i)
         end = time.monotonic() + timeout
-        while time.monotonic() < end and any(not s.server for s in fresh):
+        while time.monotonic() < end and any(not x.server for x in fresh):
             for key, _ in sel.select(timeout=max(0.0, end - time.monotonic())):
                 ses = fresh[key.data]
                 try:
@@ -66,10 +68,10 @@ class Sessions:
                     pass
                 sel.unregister(ses.sock)
         sel.close()
-        ok = [s for s in fresh if s.server]
-        for s in fresh:
-            if not s.server:
-                s.sock.close()
+        ok = [x for x in fresh if x.server]
+        for x in fresh:
+            if not x.server:
+                x.sock.close()
         with self.lock:
             self.alive += ok
         return {"opened": len(ok), "failed": len(fresh) - len(ok), "by_server": self._by_server()}
