@@ -15,7 +15,8 @@ ECMP: the ``opened`` round measures exactly that case.
 Per mode, on a fresh lab: N connections (v4 and v6); one forged error per connection from
 mid (:mod:`dfagent.lab.icmp_errors`: out of window and MTU 1500, so no server's state
 changes), counted where raw sockets on s1..s4 see them (right server / another / none):
-right after the connections opened, again after each sent a request, and after drain s1; and real path MTU discovery: every connection — those
+right after the connections opened, again after each sent a request, and after drain s1;
+and real path MTU discovery: every connection — those
 pinned to the drained s1 included — asks for a 20 kB reply that only gets through once its
 server learned the smaller MTU from mid's real ICMP error.
 """
