@@ -7,10 +7,11 @@ no ports), so with plain ECMP every error from mid goes to one server, whichever
 is on. dfagent's kernel and map modes: conntrack finds the flow's entry from the quoted
 packet (the error is RELATED, original direction), its ct mark is the pin, and the restore
 rule routes the error to the flow's server. Map mode copies a pin into the ct mark on the
-flow's first packet after the pin arrived (the pin maps are keyed by the TCP 5-tuple, and
-nft 1.0.6 cannot look the quoted inner 5-tuple up in them: raw ``@th`` payloads are
-"datatype mismatch" against typed keys), so an error that comes before that packet follows
-ECMP: the ``opened`` round measures exactly that case.
+flow's first packet after the pin arrived; an error that comes before that packet (the
+``opened`` round: right after the handshake and one request) is looked up in the pin maps
+by its flow's conntrack tuple (``ct original ip saddr . … vmap @pin4``: nft 1.0.6 rejects
+the quoted inner header itself, raw ``@th`` payloads being "datatype mismatch" against the
+maps' typed keys).
 
 Per mode, on a fresh lab: N connections (v4 and v6); one forged error per connection from
 mid (:mod:`dfagent.lab.icmp_errors`: out of window and MTU 1500, so no server's state
@@ -85,8 +86,8 @@ class IcmpBench(MidBench):
             try:
                 opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
                 res["opened"], res["by_server"] = opened["opened"], opened["by_server"]
-                # right after the handshake and one request: map mode copies a pin into the
-                # ct mark on the flow's next packet, so these errors still follow ECMP there
+                # right after the handshake and one request: map mode's pins are not in the
+                # ct marks yet (copied on the flow's next packet)
                 rnd = {"event": "opened", **self._errors_round(holder)}
                 res["rounds"].append(rnd)
                 self._log_round(mode, rnd)

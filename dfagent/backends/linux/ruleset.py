@@ -168,6 +168,16 @@ def render_base(cfg: RulesetConfig) -> str:
                     f" {ours} == 0 {ipf} saddr . {ipf} daddr . tcp sport . tcp dport"
                     f" vmap @pin{fam}"
                 )
+                # an ICMP error about a pinned flow that has not copied its pin into the
+                # ct mark yet: nft 1.0.6 cannot key the typed pin maps with the quoted
+                # inner header (@th payloads are plain integers), but conntrack found the
+                # flow from it, and the flow's own tuple is typed
+                lines.append(
+                    f"add rule {T} {chain} {ipf} daddr @vip{fam} ct state related"
+                    f" ct direction original ct protocol tcp {ours} == 0"
+                    f" ct original {ipf} saddr . ct original {ipf} daddr"
+                    f" . ct original proto-src . ct original proto-dst vmap @pin{fam}"
+                )
     if cfg.record and not cfg.one_direction:
         for ipf, fam in _FAMS:
             lines.append(
