@@ -57,3 +57,34 @@ def test_udp_sessions_survive_drain_add_and_bgp_down_and_pins_end_with_conntrack
     for mode in ("ecmp", "kernel-tcp"):  # UDP not pinned: ECMP moves sessions
         assert res[mode]["opened"] == N and res[mode]["lost_total"] > 0, res[mode]
     assert res["kernel-tcp"]["pinned_udp_entries"] == 0, res["kernel-tcp"]
+
+
+def test_an_icmp_error_never_pins_a_flow_to_where_the_error_was_hashed():
+    """Connections opened before kernel mode started carry no pin; ICMP errors about them
+    (all hashed to one server by lb) must not record that server as their pin — the record
+    rule matches VIP . tcp, not ICMP — so their next requests still reach their server."""
+    from dfagent.bench.pcc import CONNTRACK_ONLY, PORT, VIP4, VIP6, Holder
+
+    b = IcmpBench(N, log=_quiet)
+    with b.fresh_lab("ecmp"):
+        assert b.state is not None
+        # conntrack on before the connections (a router that already tracks): entries, mark 0
+        b.on("lb", "nft", "-f", "-", stdin=CONNTRACK_ONLY)
+        holder = Holder(b.state)
+        try:
+            assert holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=N)["opened"] == N
+            b._start_agent("kernel")
+            rnd = b._errors_round(holder)
+            assert rnd["sent"] == N and rnd["wrong"] > 0, rnd  # unpinned: ECMP delivers them
+            marked = [
+                line
+                for line in b.on(
+                    "lb", "conntrack", "-L", "-p", "tcp", "--dport", str(PORT), check=False
+                ).splitlines()  # fmt: skip
+                if "mark=0 " not in line
+            ]
+            assert marked == [], marked
+            chk = holder.ask("check")
+            assert chk["broken"] == 0 and chk["alive"] == N, chk
+        finally:
+            holder.close()
