@@ -75,7 +75,8 @@ DEFAULT_EOS_POLICY = "DFAGENT-PINS"  # PBR policy-map / traffic-policy holding t
 DEFAULT_EOS_ROUTE_MAP = "DFAGENT-DRAIN"
 
 MODES = ("kernel", "mirror")
-PROTOCOLS = ("tcp",)
+PROTOCOLS = ("tcp", "udp")
+DEFAULT_PROTOCOLS = ("tcp",)
 BACKENDS = ("linux", "eos")
 EOS_TRANSPORTS = ("https", "http", "socket")
 ACTUATORS = ("frr", "eos", "none")
@@ -103,7 +104,7 @@ class Vip:
     prefix: IPNetwork
     mode: str  # kernel | mirror
     name: str | None = None
-    protocols: tuple[str, ...] = ("tcp",)
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -444,14 +445,42 @@ def _vips(err: _Errors, value: Any) -> list[tuple[int, Vip]]:
 
 def _protocols(err: _Errors, path: str, value: Any) -> tuple[str, ...]:
     if value is None:
-        return PROTOCOLS
+        return DEFAULT_PROTOCOLS
     items = _list(err, path, value)
     if isinstance(value, list) and not value:
-        err.add(path, "at least one protocol (tcp)")
+        err.add(path, "at least one protocol (tcp, udp)")
     for i, p in enumerate(items):
         if p not in PROTOCOLS:
-            err.add(f"{path}[{i}]", f"{p!r} is not supported: tcp only (pins start at a TCP SYN)")
-    return tuple(dict.fromkeys(p for p in items if p in PROTOCOLS)) or PROTOCOLS
+            err.add(f"{path}[{i}]", f"{p!r} is not supported: tcp or udp")
+    return tuple(dict.fromkeys(p for p in items if p in PROTOCOLS)) or DEFAULT_PROTOCOLS
+
+
+def vip_protocols(
+    specs: Iterable[str], vips: Iterable[IPNetwork]
+) -> tuple[tuple[IPNetwork, tuple[str, ...]], ...]:
+    """``--protocols`` of ``dfagent linux kernel``: ``tcp,udp`` (every VIP) or
+    ``VIP=tcp,udp`` (that VIP) → (VIP, protocols) for VIPs that differ from the default.
+    Raises ValueError naming the bad part."""
+    vips = tuple(vips)
+    chosen: dict[IPNetwork, tuple[str, ...]] = {}
+    for spec in specs:
+        target, sep, names = spec.rpartition("=")
+        protos = tuple(dict.fromkeys(p.strip() for p in names.split(",")))
+        bad = [p for p in protos if p not in PROTOCOLS]
+        if bad or not protos:
+            raise ValueError(f"{spec!r}: {', '.join(bad) or 'nothing'} is not tcp or udp")
+        if not sep:
+            chosen.update((v, protos) for v in vips)
+            continue
+        try:
+            net = parse_vip(target)
+        except ValueError as exc:
+            raise ValueError(f"{spec!r}: {exc}") from None
+        if net not in vips:
+            raise ValueError(f"{spec!r}: {net} is not one of the --vip prefixes")
+        chosen[net] = protos
+    default = DEFAULT_PROTOCOLS
+    return tuple((v, chosen[v]) for v in vips if chosen.get(v, default) != default)
 
 
 LINUX_KEYS = tuple(f.name for f in dataclasses.fields(LinuxConfig))
@@ -923,7 +952,21 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
                     f"vips[{at[i]}].mode",
                     "kernel needs backend linux (EOS learns flows from mirrors)",
                 )
-    elif len(modes) > 1:
+    for i, v in enumerate(cfg.vips):
+        if "udp" not in v.protocols:
+            continue
+        if v.mode == "mirror":
+            err.add(
+                f"vips[{at[i]}].protocols",
+                "udp needs mode kernel (mirror mode pins from mirrored TCP SYNs)",
+            )
+        elif cfg.linux.one_direction:
+            err.add(
+                f"vips[{at[i]}].protocols",
+                "udp with linux.one_direction: one-direction pins follow TCP flags, udp "
+                "pins need conntrack (a router that sees both directions)",
+            )
+    if cfg.backend.type != "eos" and len(modes) > 1:
         first = cfg.vips[0].mode
         i = next(i for i, v in enumerate(cfg.vips) if v.mode != first)
         err.add(

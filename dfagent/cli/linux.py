@@ -235,13 +235,32 @@ def linux() -> None:
     type=float,
     help="Seconds a dead (released) next hop is remembered while entries still carry its mark.",
 )
-def kernel(verbose: bool, dead_hold: float, **opts: Any) -> None:
+@click.option(
+    "--protocols",
+    "protocols",
+    multiple=True,
+    metavar="[VIP=]tcp,udp",
+    help="Protocols to pin: for every VIP (`tcp,udp`) or one (`1.1.1.1/32=tcp,udp`); "
+    "repeatable; default tcp. UDP flows are pinned while conntrack keeps their entry.",
+)
+def kernel(verbose: bool, dead_hold: float, protocols: tuple[str, ...], **opts: Any) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
     On exit the pins stay in place: the kernel keeps pinning while the agent is down.
     Remove everything with `dfagent linux cleanup`.
     """
-    cfg = _config(dead_hold=dead_hold, **opts)
+    from dfagent.config import vip_protocols
+
+    try:
+        chosen = vip_protocols(protocols, _parse_vips(opts["vips"]))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--protocols") from None
+    if opts["one_direction"] and any("udp" in p for _, p in chosen):
+        raise click.UsageError(
+            "udp with --one-direction: one-direction pins follow TCP flags; udp pins need "
+            "conntrack (a router that sees both directions)"
+        )
+    cfg = _config(dead_hold=dead_hold, protocols=chosen, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
     with _running(cfg) as agent:

@@ -8,6 +8,9 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
     {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
                                 traffic while the caller changes things, then the totals
     {"cmd": "close", "server": "s1"}  → closes the held connections to s1 (all without server)
+    {"cmd": "ports"}          → {"flows": [[VIP, client port, server], …]} of the alive ones
+    {"cmd": "big", "size": 20000}  → a reply of `size` bytes on every connection (larger
+                                than a path MTU: path MTU discovery must work), then the totals
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -42,14 +45,14 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def _ask_all(conns: list[Conn], timeout: float) -> dict[int, str | None]:
+def _ask_all(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dict[int, str | None]:
     """Send one request on every connection, gather one answer line each (None: failed)."""
     sel = selectors.DefaultSelector()
     result: dict[int, str | None] = {}
     for i, c in enumerate(conns):
         c.buf = b""
         try:
-            c.sock.send(REQUEST)
+            c.sock.send(request)
             sel.register(c.sock, selectors.EVENT_READ, i)
         except OSError:
             result[i] = None
@@ -59,7 +62,7 @@ def _ask_all(conns: list[Conn], timeout: float) -> dict[int, str | None]:
             i = key.data
             c = conns[i]
             try:
-                data = c.sock.recv(256)
+                data = c.sock.recv(65536)
             except OSError:
                 data = b""
             if not data:
@@ -164,6 +167,33 @@ class Holder:
             time.sleep(max(0.0, interval - (time.monotonic() - t0)))
         return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
                 "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
+
+    def ports(self) -> dict[str, Any]:
+        """Each alive connection's VIP, local port and server (for lab tools that forge
+        packets about these flows, e.g. ICMP errors)."""
+        flows = [[c.sock.getpeername()[0], c.sock.getsockname()[1], c.server] for c in self.alive]
+        return {"flows": flows}
+
+    def big(self, size: int, timeout: float = 5.0) -> dict[str, Any]:
+        """Ask every alive connection for ``size`` bytes. A reply larger than a link's MTU
+        on the way back needs path MTU discovery: the ICMP error must reach the server that
+        sends. A connection whose reply does not arrive whole in time is broken (closed)."""
+        want = size + 1  # the name, a space, size bytes
+        answers = _ask_all(self.alive, timeout, f"big {size}\n".encode())
+        still, ok, failed = [], Counter[str](), Counter[str]()
+        for i, c in enumerate(self.alive):
+            a = answers[i]
+            if a is not None and a.startswith(c.server + " ") and len(a) == len(c.server) + want:
+                ok[c.server] += 1
+                still.append(c)
+            else:
+                failed[c.server] += 1
+                c.sock.close()
+        self.alive = still
+        self.broken += sum(failed.values())
+        self.broken_from.update(failed)
+        return {"ok": dict(sorted(ok.items())), "failed": dict(sorted(failed.items())),
+                "alive": len(self.alive)}  # fmt: skip
 
     def close(self, server: str | None = None) -> dict[str, Any]:
         """Close the held connections (to one server, or all): they end normally (FIN)."""

@@ -64,8 +64,15 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
          "vips[0].mode: 'kernal' is not one of kernel | mirror (did you mean 'kernel'?)"),
         ({"vips": [{"prefix": "1.1.1.1/32", "mode": "map"}]},
          "vips[0].mode: 'map' is not one of kernel | mirror (map mode is mirror)"),
-        ({"vips": [{**KERNEL_VIP, "protocols": ["tcp", "udp"]}]},
-         "vips[0].protocols[1]: 'udp' is not supported: tcp only (pins start at a TCP SYN)"),
+        ({"vips": [{**KERNEL_VIP, "protocols": ["tcp", "sctp"]}]},
+         "vips[0].protocols[1]: 'sctp' is not supported: tcp or udp"),
+        ({"vips": [{**KERNEL_VIP, "protocols": []}]},
+         "vips[0].protocols: at least one protocol (tcp, udp)"),
+        ({"vips": [{**MIRROR_VIP, "protocols": ["udp"]}], "mirror": {"sources": ["any"]}},
+         "vips[0].protocols: udp needs mode kernel (mirror mode pins from mirrored TCP SYNs)"),
+        ({"vips": [{**KERNEL_VIP, "protocols": ["udp"]}], "linux": {"one_direction": True}},
+         "vips[0].protocols: udp with linux.one_direction: one-direction pins follow TCP "
+         "flags, udp pins need conntrack (a router that sees both directions)"),
         ({"vips": [{**KERNEL_VIP, "name": "1web"}]},
          "vips[0].name: '1web' is not a name (a letter, then A-Z a-z 0-9 _ . -)"),
         ({"vips": [{**KERNEL_VIP, "name": "w"}, {"prefix": "10.9.0.0/16", "mode": "kernel",
@@ -670,3 +677,23 @@ def test_the_eos_example_loads() -> None:
     assert (cfg.drain.actuator, cfg.drain.bgp_asn, cfg.drain.neighbors) == (
         "eos", 65000, ("SERVERS",),
     )  # fmt: skip
+
+
+def test_udp_on_a_kernel_vip_loads_and_cli_protocols_parse():
+    from dfagent.config import vip_protocols
+    from dfagent.core.nexthops import parse_vip
+
+    cfg = parse({"vips": [{**KERNEL_VIP, "protocols": ["udp", "tcp", "udp"]}]})
+    assert cfg.vips[0].protocols == ("udp", "tcp")
+    v4, v6 = parse_vip("1.1.1.1/32"), parse_vip("2001:db8::1/128")
+    assert vip_protocols([], (v4, v6)) == ()
+    assert vip_protocols(["tcp,udp"], (v4, v6)) == ((v4, ("tcp", "udp")), (v6, ("tcp", "udp")))
+    assert vip_protocols(["2001:db8::1/128=udp"], (v4, v6)) == ((v6, ("udp",)),)
+    for bad, msg in (
+        ("tcp,sctp", "'tcp,sctp': sctp is not tcp or udp"),
+        ("9.9.9.9/32=udp", "'9.9.9.9/32=udp': 9.9.9.9/32 is not one of the --vip prefixes"),
+        ("1.1.1.1/33=udp", "'1.1.1.1/33=udp': "),
+    ):
+        with pytest.raises(ValueError) as info:
+            vip_protocols([bad], (v4, v6))
+        assert str(info.value).startswith(msg)

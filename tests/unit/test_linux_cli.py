@@ -30,6 +30,12 @@ def run(*args: str) -> tuple[int, str]:
           "--mirror-source", "any", "--mirror-source", "10.0.0.1"), "cannot be combined"),
         (("map", "--vip", "1.1.1.1/32", "--nexthop-map", "1=fe80::1"), "add %IFNAME"),
         (("map", "--vip", "1.1.1.1/32", "--size", "0"), "more than 0"),
+        (("kernel", "--vip", "1.1.1.1/32", "--protocols", "tcp,quic"), "quic is not tcp or udp"),
+        (("kernel", "--vip", "1.1.1.1/32", "--protocols", "1.1.1.2/32=udp"),
+         "1.1.1.2/32 is not one of the --vip prefixes"),
+        (("kernel", "--vip", "1.1.1.1/32", "--one-direction", "--protocols", "udp"),
+         "udp with --one-direction"),
+        (("map", "--vip", "1.1.1.1/32", "--protocols", "udp"), "No such option '--protocols'"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_clear_line(args: tuple[str, ...], message: str) -> None:

@@ -30,6 +30,8 @@ CASES = {
     "kernel-mode.nft": RulesetConfig(VIPS),
     "map-mode.nft": RulesetConfig(VIPS, record=False, pin_maps=True),
     "empty-vips.nft": RulesetConfig(()),
+    # per-VIP protocols: 1.1.1.1 pins UDP too, the others TCP alone
+    "kernel-udp.nft": RulesetConfig(VIPS, protocols=((VIPS[0], ("tcp", "udp")),)),
     # the router sees one direction only: per-flow maps instead of conntrack
     "kernel-one-direction.nft": RulesetConfig(VIPS, one_direction=True),
     "map-one-direction-notrack.nft": RulesetConfig(

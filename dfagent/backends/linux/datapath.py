@@ -83,6 +83,8 @@ class DatapathConfig:
     # kernel (the safety net: notifications drive every other change, and tell of routes
     # deleted from dfagent's tables)
     full_pass_every: int = 60
+    # (VIP, protocols) of VIPs that pin more than TCP (kernel mode: udp too)
+    protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -95,6 +97,7 @@ class DatapathConfig:
             one_direction=self.one_direction,
             notrack=self.notrack,
             fin_timeout=self.fin_timeout,
+            protocols=self.protocols,
         )
 
     @property

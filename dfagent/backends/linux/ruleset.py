@@ -38,7 +38,8 @@ T = f"{FAMILY} {TABLE}"
 NH_MAP_SIZE = 65536
 BASE_CHAINS = ("prerouting", "output", "postrouting")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
-SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6")
+SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6", "vipp4", "vipp6")
+DEFAULT_PROTOCOLS = ("tcp",)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,16 @@ class RulesetConfig:
     one_direction: bool = False
     notrack: bool = False  # one direction: VIP traffic not tracked at all (raw priority)
     fin_timeout: int = DEFAULT_FIN_TIMEOUT  # one direction: what a pin has left after FIN/RST
+    # (VIP, protocols) for VIPs pinning more than TCP; the others pin TCP alone
+    protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
+
+    def protocols_of(self, vip: IPNetwork) -> tuple[str, ...]:
+        return dict(self.protocols).get(vip, DEFAULT_PROTOCOLS)
+
+    def vip_protocols(self, family: int) -> list[str]:
+        """``VIP . proto`` elements of ``vipp4``/``vipp6``: what kernel mode records."""
+        vips = self.vips4 if family == 4 else self.vips6
+        return [f"{v} . {p}" for v in vips for p in self.protocols_of(v)]
 
     @property
     def base_chains(self) -> tuple[str, ...]:
@@ -109,6 +120,10 @@ def render_base(cfg: RulesetConfig) -> str:
         f"add set {T} released {{ type mark; size {NH_MAP_SIZE}; }}",
         f"add set {T} vip4 {{ type ipv4_addr; flags interval; }}",
         f"add set {T} vip6 {{ type ipv6_addr; flags interval; }}",
+        # VIP . protocol pairs kernel mode records (per-VIP protocols): an ICMP error
+        # RELATED to an unpinned flow must not record its own next hop as the flow's pin
+        f"add set {T} vipp4 {{ type ipv4_addr . inet_proto; flags interval; }}",
+        f"add set {T} vipp6 {{ type ipv6_addr . inet_proto; flags interval; }}",
     ]
     if cfg.pin_maps:
         for fam, addr in (("4", "ipv4_addr"), ("6", "ipv6_addr")):
@@ -126,11 +141,15 @@ def render_base(cfg: RulesetConfig) -> str:
         *(f"flush chain {T} {c}" for c in BASE_CHAINS),
         f"flush set {T} vip4",
         f"flush set {T} vip6",
+        f"flush set {T} vipp4",
+        f"flush set {T} vipp6",
     ]
     if cfg.vips4:
         lines.append(f"add element {T} vip4 {{ {', '.join(map(str, cfg.vips4))} }}")
+        lines.append(f"add element {T} vipp4 {{ {', '.join(cfg.vip_protocols(4))} }}")
     if cfg.vips6:
         lines.append(f"add element {T} vip6 {{ {', '.join(map(str, cfg.vips6))} }}")
+        lines.append(f"add element {T} vipp6 {{ {', '.join(cfg.vip_protocols(6))} }}")
     ours = f"ct mark and {fld}"
     for chain in ("prerouting", "output"):
         # pins of dead next hops: clear dfagent's bits so the connection re-routes now
@@ -138,7 +157,9 @@ def render_base(cfg: RulesetConfig) -> str:
             f"add rule {T} {chain} ct direction original {ours} @released"
             f" ct mark set ct mark and {keep} meta mark set meta mark and {keep}"
         )
-        # later packets of a pinned connection: conntrack mark → packet mark → ip rule
+        # later packets of a pinned connection: conntrack mark → packet mark → ip rule.
+        # ICMP errors about the flow (PMTU: "fragmentation needed", "packet too big") are
+        # RELATED to its entry in the original direction, so they follow the pin too
         lines.append(f"add rule {T} {chain} ct direction original {ours} vmap @restore")
         if cfg.pin_maps:
             for ipf, fam in (("ip", "4"), ("ip6", "6")):
@@ -147,11 +168,21 @@ def render_base(cfg: RulesetConfig) -> str:
                     f" {ours} == 0 {ipf} saddr . {ipf} daddr . tcp sport . tcp dport"
                     f" vmap @pin{fam}"
                 )
+                # an ICMP error about a pinned flow that has not copied its pin into the
+                # ct mark yet: nft 1.0.6 cannot key the typed pin maps with the quoted
+                # inner header (@th payloads are plain integers), but conntrack found the
+                # flow from it, and the flow's own tuple is typed
+                lines.append(
+                    f"add rule {T} {chain} {ipf} daddr @vip{fam} ct state related"
+                    f" ct direction original ct protocol tcp {ours} == 0"
+                    f" ct original {ipf} saddr . ct original {ipf} daddr"
+                    f" . ct original proto-src . ct original proto-dst vmap @pin{fam}"
+                )
     if cfg.record and not cfg.one_direction:
         for ipf, fam in _FAMS:
             lines.append(
                 f"add rule {T} postrouting ct direction original {ours} == 0"
-                f" {ipf} daddr @vip{fam} oifname . rt {ipf} nexthop vmap @nh{fam}"
+                f" {ipf} daddr . meta l4proto @vipp{fam} oifname . rt {ipf} nexthop vmap @nh{fam}"
             )
     if cfg.one_direction:
         lines += render_one_direction(cfg)
