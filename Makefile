@@ -9,8 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := frr frr-pythontools bird2 nftables libnftables1 conntrack iproute2 \
-                iputils-ping tcpdump procps psmisc prometheus systemd
-# prometheus: the metrics lab test starts its own; systemd: systemd-analyze checks the unit.
+                iputils-ping tcpdump procps psmisc prometheus systemd openssl
+# prometheus: the metrics lab test starts its own; systemd: systemd-analyze checks the unit;
+# openssl: the eAPI switch tests make a self-signed certificate for https.
 # Installed for the tests (they start their own Prometheus), never to run as a service:
 # Debian starts these at install, so the apt step stops and disables what it just installed.
 NO_SERVICE := prometheus prometheus-node-exporter
