@@ -55,6 +55,12 @@ def route_dst(i: int) -> str:
     return f"10.202.{(i + 1) >> 8}.{(i + 1) & 255}"
 
 
+def flow(i: int) -> tuple[str, str, int, int]:
+    """The i-th test connection toward the first four routes: (src, dst, sport, dport)."""
+    src = f"10.{100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+    return src, route_dst(i % 4), 1024 + i % 60000, 80
+
+
 def gateway(j: int) -> str:
     return f"10.250.{1 + (j >> 8)}.{(j & 255) + 1}"
 
@@ -109,8 +115,12 @@ class ScaleLab:
     def start_agent(self, *extra: str, vip: str = VIP) -> None:
         argv = [sys.executable, "-m", "dfagent.cli.main", "linux", "kernel", "--vip", vip,
                 "--state-dir", str(self.dir / "state"), *extra]  # fmt: skip
+        self.launch(argv)
+
+    def launch(self, argv: Sequence[str], append: bool = False) -> None:
+        """Start ``argv`` (an agent) in the router namespace, its output in the agent log."""
         self.started = time.monotonic()
-        with open(self.agent_log, "wb") as out:
+        with open(self.agent_log, "ab" if append else "wb") as out:
             self.agent = subprocess.Popen(ns_argv(self.r, argv), stdout=out, stderr=out)
 
     def stop_agent(self) -> None:
@@ -230,11 +240,11 @@ def load_entries(lab: ScaleLab, count: int, start: int, marks: Sequence[int]) ->
         path = lab.dir / "ct.txt"
         with open(path, "w") as f:
             for i in range(base, min(base + chunk, start + count)):
-                src = f"10.{100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+                src, dst, sport, dport = flow(i)
                 mark = marks[i % len(marks)]
                 f.write(
-                    f"-I -p tcp -s {src} -d {route_dst(i % 4)} --sport {1024 + i % 60000}"
-                    f" --dport 80 -t 7200 --state ESTABLISHED -m {mark}\n"
+                    f"-I -p tcp -s {src} -d {dst} --sport {sport}"
+                    f" --dport {dport} -t 7200 --state ESTABLISHED -m {mark}\n"
                 )
         proc = subprocess.run(ns_argv(lab.r, ["conntrack", "-R", str(path)]),
                               capture_output=True, timeout=600)  # fmt: skip

@@ -154,6 +154,9 @@ class LinuxDatapath:
         self._count_slots = count_slots
         self._census: dict[int, int] = {}
         self._next_census = -1e18
+        # the census made at start (before the records exist) is handed to the first count,
+        # so a restart knows its pinned counts at once instead of at the next census
+        self._start_census: PinCounts | None = None
         self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
         self.census_seconds = 0.0  # how long the last census took
         self.direction = DirectionProbe(window=cfg.direction_window)
@@ -284,6 +287,7 @@ class LinuxDatapath:
         try:
             carried = self.count_pins(census=True)
             self._last_count = now
+            self._start_census = carried
         except Exception as exc:
             _log("count-failed", logging.WARNING, error=repr(exc))
         else:
@@ -430,6 +434,9 @@ class LinuxDatapath:
         (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
         mark, and the other slots keep their census figure. Runs in the count thread."""
         now = self.clock()
+        if self._start_census is not None and not census:
+            handed, self._start_census = self._start_census, None
+            return handed
         targets = self._count_targets
         # without a per-slot count (one direction: the flow maps), a waiting slot needs one
         alone = self._count_slots is None and bool(targets)
