@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import os
 import queue
 import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from dfagent import __version__
@@ -247,7 +248,11 @@ class LinuxControl:
         if limit <= 0:
             raise InvalidArgument("limit must be more than 0")
         marks, names = self._marks_for(filter)
-        flows = [f for f in self._conntrack_flows(marks, names) if _matches(f, filter)]
+        # read no further than this page and one flow more (is there a next page?): at a
+        # million pinned connections a whole listing costs seconds and hundreds of MB
+        with contextlib.closing(self._conntrack_flows(marks, names)) as listing:
+            matching = (f for f in listing if _matches(f, filter))
+            flows = list(itertools.islice(matching, start + limit + 1))
         page = flows[start : start + limit]
         nxt = str(start + limit) if start + limit < len(flows) else ""
         return FlowPage(tuple(page), nxt)
@@ -264,27 +269,28 @@ class LinuxControl:
 
         return self.agent.call(read)
 
-    def _conntrack_flows(self, marks: list[int] | None, names: dict[int, str]) -> list[FlowInfo]:
+    def _conntrack_flows(
+        self, marks: list[int] | None, names: dict[int, str]
+    ) -> Generator[FlowInfo, None, None]:
+        """Pinned connections as conntrack lists them, read as it prints them; closing the
+        generator stops the listing."""
         space = self.dp.space
         wanted = marks if marks is not None else [space.flag]
-        out: list[FlowInfo] = []
         for mark in wanted:
             mask = space.mask if marks is not None else space.flag
             for fam in ("ipv4", "ipv6"):
-                proc = subprocess.run(
-                    ["conntrack", "-L", "-f", fam, "-p", "tcp", "-m", f"{mark:#x}/{mask:#x}"],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
+                argv = ["conntrack", "-L", "-f", fam, "-p", "tcp", "-m", f"{mark:#x}/{mask:#x}"]
+                proc = subprocess.Popen(
+                    argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
                 )
-                for line in proc.stdout.splitlines():
-                    m = _CT.match(line)
-                    if not m:
-                        continue
-                    field = int(m["mark"]) & space.mask
-                    out.append(
-                        FlowInfo(
+                try:
+                    assert proc.stdout is not None
+                    for line in proc.stdout:
+                        m = _CT.match(line)
+                        if not m:
+                            continue
+                        field = int(m["mark"]) & space.mask
+                        yield FlowInfo(
                             src=m["src"],
                             dst=m["dst"],
                             sport=int(m["sport"]),
@@ -293,8 +299,12 @@ class LinuxControl:
                             nexthop=names.get(field, f"{field:#010x}"),
                             state=m["state"],
                         )
-                    )
-        return out
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                    proc.wait(60)
+                    if proc.stdout is not None:
+                        proc.stdout.close()
 
     # ── changes ─────────────────────────────────────────────────────────────────
     def purge_flows(self, filter: FlowFilter) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -76,7 +77,7 @@ class AgentLab(ScaleLab):
 
     def start_run(self) -> None:
         argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", str(self.config)]
-        self.launch(argv, append=True)
+        self.launch(argv, append=True, env=as_installed())
 
     def kill(self) -> None:
         assert self.agent is not None
@@ -160,6 +161,13 @@ class AgentLab(ScaleLab):
         return res
 
 
+def as_installed() -> dict[str, str]:
+    """The environment for the processes timed: as on an installed system, Python uses (and
+    writes) its bytecode caches (pip compiles them at install); a development shell's
+    PYTHONDONTWRITEBYTECODE would make every start compile dfagent's modules again."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def tree(pid: int) -> list[int]:
     """``pid`` and its descendants."""
     out, todo = [], [pid]
@@ -209,7 +217,7 @@ def send_syns(start: int, count: int) -> None:
             s, e = MmsgBlaster(tx.sock, "127.0.0.1", pkts).send(len(pkts))
             sent, errors = sent + s, errors + e
             while sent - (pins_done() - base) > WINDOW:
-                time.sleep(0.02)
+                time.sleep(0.1)
     end = time.monotonic() + 60
     done = pins_done() - base
     while done < sent and time.monotonic() < end:  # the last window
@@ -238,7 +246,8 @@ def flows_latency(lab: AgentLab, calls: int) -> dict[str, Any]:
             "--socket", lab.sock]  # fmt: skip
     for _ in range(calls):
         t0 = time.monotonic()
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+                           env=as_installed())  # fmt: skip
         cli.append(time.monotonic() - t0)
         if p.returncode != 0 or len(json.loads(p.stdout)["flows"]) != 100:
             raise LabError(f"dfagent flows --limit 100: exit {p.returncode}: {p.stderr[-300:]}")
@@ -265,6 +274,12 @@ class AgentBench:
             raise LabError("pins: at least 1000 (the flows baseline is 1,000 pins)")
         self.pins, self.restart_pins, self.calls = pins, restart_pins, calls
         self.modes, self.log = list(modes), log
+        self.namespaces: list[str] = []  # every namespace a phase made (all removed after)
+
+    def lab(self, mode: str) -> AgentLab:
+        lab = AgentLab(mode, self.log)
+        self.namespaces += [lab.r, lab.s]
+        return lab
 
     def run(self) -> dict[str, Any]:
         with conntrack_max(int(max(self.pins, self.restart_pins) * 1.1) + 10_000):
@@ -274,7 +289,7 @@ class AgentBench:
         return out
 
     def memory_and_flows(self) -> dict[str, Any]:
-        lab = AgentLab("mirror", self.log)
+        lab = self.lab("mirror")
         try:
             lab.build()
             lab.start_run()
@@ -325,7 +340,7 @@ class AgentBench:
         return n
 
     def restart(self, mode: str) -> dict[str, Any]:
-        lab = AgentLab(mode, self.log)
+        lab = self.lab(mode)
         try:
             lab.build()
             lab.start_run()

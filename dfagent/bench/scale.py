@@ -117,11 +117,13 @@ class ScaleLab:
                 "--state-dir", str(self.dir / "state"), *extra]  # fmt: skip
         self.launch(argv)
 
-    def launch(self, argv: Sequence[str], append: bool = False) -> None:
+    def launch(
+        self, argv: Sequence[str], append: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         """Start ``argv`` (an agent) in the router namespace, its output in the agent log."""
         self.started = time.monotonic()
         with open(self.agent_log, "ab" if append else "wb") as out:
-            self.agent = subprocess.Popen(ns_argv(self.r, argv), stdout=out, stderr=out)
+            self.agent = subprocess.Popen(ns_argv(self.r, argv), stdout=out, stderr=out, env=env)
 
     def stop_agent(self) -> None:
         if self.agent is None:
