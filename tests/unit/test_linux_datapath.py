@@ -104,6 +104,9 @@ class FakeNft:
             out += [{"rule": {"chain": c, "expr": r}} for r in rules]
         return out
 
+    def table_json(self) -> list[dict[str, Any]]:
+        return self.run_json("list table inet dfagent", terse=True)
+
     def map_elements(self, name: str) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []
         kind = "res" if name == "restore" else "rec"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from dfagent.backends.linux.mapmode import MapPinner, resolver_from
 from dfagent.backends.linux.nft import NftError
 from dfagent.core.pinbatch import MicroBatcher, PinItem
@@ -133,3 +135,35 @@ def test_micro_batcher_flushes_on_size_and_delay() -> None:
     assert not b.poll(1.001)
     assert b.poll(1.0021)
     assert len(nft.maps["pin4"]) == 5
+
+
+def test_table_json_is_dfagent_table_from_a_terse_ruleset_listing() -> None:
+    """`list table`/`list chain` make nft 1.0.6 fetch every pin; the terse ruleset does not."""
+    from dfagent.backends.linux.nft import Nft
+
+    asked: list[tuple[str, bool]] = []
+    ruleset = [
+        {"metainfo": {"version": "1.0.6"}},
+        {"table": {"family": "inet", "name": "fw", "handle": 1}},
+        {"chain": {"family": "inet", "table": "fw", "name": "pre", "handle": 1}},
+        {"table": {"family": "ip", "name": "dfagent", "handle": 2}},  # another family
+        {"table": {"family": "inet", "name": "dfagent", "handle": 3}},
+        {"map": {"family": "inet", "table": "dfagent", "name": "pin4", "handle": 2}},
+        {"rule": {"family": "inet", "table": "dfagent", "chain": "pre", "expr": []}},
+    ]
+    nft = Nft.__new__(Nft)
+
+    def run_json(command: str, terse: bool = False) -> list[dict[str, Any]]:
+        asked.append((command, terse))
+        return ruleset
+
+    nft.run_json = run_json  # type: ignore[method-assign]
+    got = nft.table_json()
+    assert asked == [("list ruleset", True)]
+    assert [next(iter(i)) for i in got] == ["table", "map", "rule"]
+    assert all(next(iter(i.values()))["family"] == "inet" for i in got)
+    assert nft.table_exists()
+    del ruleset[4:]
+    assert not nft.table_exists()
+    with pytest.raises(NftError, match="No such file"):
+        nft.table_json()

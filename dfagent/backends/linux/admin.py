@@ -20,7 +20,6 @@ from dfagent.backends.linux.ruleset import (
     PROBE_INVALID,
     PROBE_PACKETS,
     RulesetConfig,
-    T,
     hexmark,
     verdict_slot,
 )
@@ -39,7 +38,7 @@ def installed(
 ) -> tuple[bool, list[str], dict[int, list[str]]]:
     """(table present, what is missing from it, slot → nh-map keys in the kernel)."""
     try:
-        listing = nft.run_json(f"list table {T}", terse=True)
+        listing = nft.table_json()
     except NftError:
         return False, ["table inet dfagent"], {}
     rules: dict[str, int] = {}

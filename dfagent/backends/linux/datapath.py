@@ -305,7 +305,7 @@ class LinuxDatapath:
 
     def _kernel_slot_chains(self) -> set[int]:
         out = set()
-        for item in self.nft.run_json(f"list table {T}", terse=True):
+        for item in self.nft.table_json():
             ch = item.get("chain")
             if ch:
                 slot = slot_of_chain(str(ch.get("name", "")))
@@ -670,7 +670,7 @@ class LinuxDatapath:
         (empty: all there). Costs a terse table listing plus the small maps."""
         with self._lock:
             try:
-                listing = self.nft.run_json(f"list table {T}", terse=True)
+                listing = self.nft.table_json()
             except NftError:
                 return ["table"]
             chains: dict[str, list[Any]] = {}
@@ -714,10 +714,10 @@ class LinuxDatapath:
     def _list_base_rules(self) -> dict[str, list[Any]]:
         chains = self.cfg.ruleset().base_chains
         out: dict[str, list[Any]] = {c: [] for c in chains}
-        for c in chains:
-            for item in self.nft.run_json(f"list chain {T} {c}"):
-                if "rule" in item:
-                    out[c].append(item["rule"].get("expr"))
+        for item in self.nft.table_json():  # not `list chain`: it fetches the pin maps
+            rule = item.get("rule")
+            if rule and rule.get("chain") in out:
+                out[str(rule["chain"])].append(rule.get("expr"))
         return out
 
     def _kernel_small_maps(self) -> tuple[dict[tuple[str, str], int], set[int], set[int]]:
