@@ -20,7 +20,7 @@ and no conntrack entry carries its mark any more (:meth:`MarkAllocator.release`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from dfagent.core.nexthops import NextHop
@@ -115,6 +115,9 @@ class MarkAllocator:
         self._by_nh: dict[NextHop, int] = {}
         self._by_mark: dict[int, NextHop] = {}
         self.quarantine: set[int] = set()  # freed slots some connection may still carry
+        # called (once) before the first new slot is handed out: the datapath reserves the
+        # slots live connections carry, counted at start beside the first pass
+        self.before_new: Callable[[], None] | None = None
         for nh, mark in (initial or {}).items():
             self.adopt(nh, mark)
 
@@ -139,6 +142,8 @@ class MarkAllocator:
         got = self._by_nh.get(nh)
         if got is not None:
             return got
+        if self.before_new is not None:
+            self.before_new()
         for idx in range(1, self.max_index + 1):
             m = SLOT_BASE | idx
             if m not in self._by_mark and m not in self.quarantine:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -400,6 +401,34 @@ def test_marks_on_live_entries_are_not_reused_after_cleanup(tmp_path: Path) -> N
     dp.reconcile(force_count=True)
     assert dp.planner.records[S1].mark == M3
     assert k.released() == {M1, M2}
+
+
+def test_the_start_count_runs_beside_the_start_and_only_a_new_mark_waits(
+    tmp_path: Path,
+) -> None:
+    """The start's census (seconds at a million entries) does not hold up the start; the
+    first new mark waits for it, so a carried mark is still never handed out."""
+    k = Kernel(tmp_path)
+    k.pins = {M1: 3}
+    k.nl.ecmp = {str(VIP4): {S1}}
+    gate = threading.Event()
+
+    def slow_count() -> dict[int, int]:
+        assert gate.wait(10)
+        return dict(k.pins)
+
+    cfg = DatapathConfig((VIP4,), state_dir=k.state_dir, reconcile_interval=1)
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
+                       clock=lambda: k.t, count_pins=slow_count)  # fmt: skip
+    dp.start()  # returns with the count still running
+    first = threading.Thread(target=dp.reconcile, kwargs={"count": False})
+    first.start()
+    first.join(0.3)
+    assert first.is_alive()  # S1 needs a new mark: it waits for the count
+    gate.set()
+    first.join(10)
+    assert dp.planner.records[S1].mark == M2  # M1 is carried: reserved
+    assert dp.count_pins() == {M1: 3}  # the start's count, handed to the first count
 
 
 def test_other_mark_users_overlapping_our_bits_are_refused(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,9 +155,11 @@ class LinuxDatapath:
         self._count_slots = count_slots
         self._census: dict[int, int] = {}
         self._next_census = -1e18
-        # the census made at start (before the records exist) is handed to the first count,
-        # so a restart knows its pinned counts at once instead of at the next census
-        self._start_census: PinCounts | None = None
+        # the census started at start (beside the adoption and the first pass: seconds at a
+        # million entries) is handed to the first count, so a restart knows its pinned counts
+        # at once instead of at the next census; the first new mark waits for it
+        self._start_census: Future[PinCounts] | None = None
+        self._start_carried: Future[PinCounts] | None = None
         self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
         self.census_seconds = 0.0  # how long the last census took
         self.direction = DirectionProbe(window=cfg.direction_window)
@@ -283,22 +286,37 @@ class LinuxDatapath:
         }
         self.w.chains = {s: True for s in self._kernel_slot_chains()}
         # marks on live connections that no known next hop owns (a crash, a cleanup that
-        # left conntrack alone, another mask): never hand them out while entries carry them
+        # left conntrack alone, another mask): never hand them out while entries carry them.
+        # Counted in the background: only a new mark waits for the count (a restart adopts
+        # every mark it needs, so its first pass, and the API, do not wait)
+        fut: Future[PinCounts] = Future()
+        self._start_census = self._start_carried = fut
+        self._last_count = now
+        marks.before_new = self._reserve_carried
+        threading.Thread(target=self._census_at_start, args=(fut,), name="start-count",
+                         daemon=True).start()  # fmt: skip
+        return len(vips_of)
+
+    def _census_at_start(self, fut: Future[PinCounts]) -> None:
         try:
-            carried = self.count_pins(census=True)
-            self._last_count = now
-            self._start_census = carried
+            fut.set_result(self.count_pins(census=True))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    def _reserve_carried(self) -> None:
+        """Before the first new mark: reserve the marks the start's count found carried."""
+        fut, self._start_carried = self._start_carried, None
+        self.planner.marks.before_new = None
+        if fut is None:
+            return
+        try:
+            carried = fut.result()
         except Exception as exc:
             _log("count-failed", logging.WARNING, error=repr(exc))
-        else:
-            for slot in sorted(marks.reserve(carried)):
-                _log(
-                    "mark-quarantined",
-                    logging.WARNING,
-                    mark=hexmark(slot),
-                    entries=carried.get(slot, 0),
-                )
-        return len(vips_of)
+            return
+        for slot in sorted(self.planner.marks.reserve(carried)):
+            _log("mark-quarantined", logging.WARNING, mark=hexmark(slot),
+                 entries=carried.get(slot, 0))  # fmt: skip
 
     def _in_vip(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(addr.version == v.version and addr in v for v in self.cfg.vips)
@@ -435,8 +453,8 @@ class LinuxDatapath:
         mark, and the other slots keep their census figure. Runs in the count thread."""
         now = self.clock()
         if self._start_census is not None and not census:
-            handed, self._start_census = self._start_census, None
-            return handed
+            started, self._start_census = self._start_census, None
+            return started.result()  # its failure is this count's
         targets = self._count_targets
         # without a per-slot count (one direction: the flow maps), a waiting slot needs one
         alone = self._count_slots is None and bool(targets)
