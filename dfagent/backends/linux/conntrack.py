@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from dfagent.core.marks import MarkSpace
 
@@ -28,10 +29,7 @@ def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
     counts: Counter[int] = Counter()
     flag = f"0x{space.flag:08x}"
     for fam in ("ipv4", "ipv6"):
-        proc = _conntrack(["-L", "-f", fam, "-m", f"{flag}/{flag}"], timeout)
-        if proc.returncode != 0:
-            raise ConntrackError(proc.stderr.decode(errors="replace").strip())
-        for line in proc.stdout.splitlines():
+        for line in _listing(["-L", "-f", fam, "-m", f"{flag}/{flag}"], timeout):
             if _ENDED.search(line):  # a closed connection's entry is no pin to wait for
                 continue
             m = _MARK.search(line)
@@ -50,10 +48,8 @@ def count_slots(space: MarkSpace, slots: Iterable[int], timeout: float = 60.0) -
         counts[slot] = 0
         mark = f"0x{space.mark(slot):08x}/0x{space.mask:08x}"
         for fam in ("ipv4", "ipv6"):
-            proc = _conntrack(["-L", "-f", fam, "-m", mark], timeout)
-            if proc.returncode != 0:
-                raise ConntrackError(proc.stderr.decode(errors="replace").strip())
-            counts[slot] += sum(1 for line in proc.stdout.splitlines() if not _ENDED.search(line))
+            lines = _listing(["-L", "-f", fam, "-m", mark], timeout)
+            counts[slot] += sum(1 for line in lines if not _ENDED.search(line))
     return counts
 
 
@@ -80,3 +76,35 @@ def _conntrack(args: list[str], timeout: float) -> subprocess.CompletedProcess[b
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ConntrackError(f"conntrack {args[0]}: {exc}") from exc
+
+
+def _listing(args: list[str], timeout: float) -> Iterator[bytes]:
+    """The lines of a ``conntrack -L`` as it prints them: a million entries are ~200 MB of
+    text, which the agent never holds at once. Raises :class:`ConntrackError` when it fails
+    or takes longer than ``timeout`` seconds."""
+    try:
+        proc = subprocess.Popen(
+            ["conntrack", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        raise ConntrackError(f"conntrack {args[0]}: {exc}") from exc
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        yield from proc.stdout
+        err = proc.stderr.read()  # a few lines: it cannot fill the pipe while we read
+        proc.wait()
+    finally:
+        expired = not timer.is_alive()
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+    if expired and proc.returncode != 0:
+        raise ConntrackError(f"conntrack {args[0]}: timed out after {timeout} s")
+    if proc.returncode != 0:
+        raise ConntrackError(err.decode(errors="replace").strip())
