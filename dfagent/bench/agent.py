@@ -109,10 +109,13 @@ class AgentLab(ScaleLab):
 
     def wait_counted(self, pins: int, timeout: float = 120.0) -> float:
         """Seconds from the start until the agent's own pinned count is ``pins``."""
+        from dfagent.api.client import ClientError
+
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.status().pinned == pins:
-                return time.monotonic() - self.started
+            with contextlib.suppress(ClientError):  # a slow answer (a busy loop): ask again
+                if self.status().pinned == pins:
+                    return time.monotonic() - self.started
             time.sleep(0.05)
         raise LabError(f"the agent did not count {pins} pins within {timeout}s")
 
