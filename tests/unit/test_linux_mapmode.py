@@ -150,6 +150,8 @@ def test_table_json_is_dfagent_table_from_a_terse_ruleset_listing() -> None:
         {"table": {"family": "inet", "name": "dfagent", "handle": 3}},
         {"map": {"family": "inet", "table": "dfagent", "name": "pin4", "handle": 2}},
         {"rule": {"family": "inet", "table": "dfagent", "chain": "pre", "expr": []}},
+        {"counter": {"family": "inet", "table": "dfagent", "name": "probe", "packets": 5}},
+        {"counter": {"family": "inet", "table": "fw", "name": "probe", "packets": 9}},
     ]
     nft = Nft.__new__(Nft)
 
@@ -160,9 +162,12 @@ def test_table_json_is_dfagent_table_from_a_terse_ruleset_listing() -> None:
     nft.run_json = run_json  # type: ignore[method-assign]
     got = nft.table_json()
     assert asked == [("list ruleset", True)]
-    assert [next(iter(i)) for i in got] == ["table", "map", "rule"]
+    asked.clear()
+    assert [next(iter(i)) for i in got] == ["table", "map", "rule", "counter"]
+    assert nft.counters() == {"probe": 5}
     assert all(next(iter(i.values()))["family"] == "inet" for i in got)
     assert nft.table_exists()
+    assert set(asked) == {("list ruleset", True)}
     del ruleset[4:]
     assert not nft.table_exists()
     with pytest.raises(NftError, match="No such file"):

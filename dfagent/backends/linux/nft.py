@@ -102,9 +102,10 @@ class Nft:
         return []
 
     def counters(self) -> dict[str, int]:
-        """Packet counts of the table's named counters ({} when there is no table)."""
+        """Packet counts of the table's named counters ({} when there is no table); from
+        :meth:`table_json` (``list counters`` fetches every pin, like ``list table``)."""
         try:
-            data = self.run_json(f"list counters table {T}")
+            data = self.table_json()
         except NftError:
             return {}
         return {
