@@ -251,7 +251,7 @@ class LinuxControl:
         # read no further than this page and one flow more (is there a next page?): at a
         # million pinned connections a whole listing costs seconds and hundreds of MB
         with contextlib.closing(self._conntrack_flows(marks, names)) as listing:
-            matching = (f for f in listing if _matches(f, filter))
+            matching = (f for f in listing if flow_matches(f, filter))
             flows = list(itertools.islice(matching, start + limit + 1))
         page = flows[start : start + limit]
         nxt = str(start + limit) if start + limit < len(flows) else ""
@@ -418,7 +418,8 @@ class LinuxControl:
             d.deadline_at = None
 
 
-def _matches(f: FlowInfo, flt: FlowFilter) -> bool:
+def flow_matches(f: FlowInfo, flt: FlowFilter) -> bool:
+    """The API's flow filter (both backends); a bad VIP is the caller's InvalidArgument."""
     if flt.src and f.src != flt.src:
         return False
     if flt.dst and f.dst != flt.dst:

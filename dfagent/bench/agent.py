@@ -205,7 +205,7 @@ def send_syns(start: int, count: int) -> None:
     """Inside the router namespace: mirror the SYNs of flows ``start`` .. ``start+count-1``
     (session = next hop i % 4 + 1), keeping at most WINDOW ahead of the agent's pins; prints
     the figures as JSON. Run by :meth:`AgentLab.mirror_pins`."""
-    from dfagent.mirror.sender import MmsgBlaster, RawGreSender, mirrored_syn
+    from dfagent.lab.mirror_sender import MmsgBlaster, RawGreSender, mirrored_syn
 
     base = pins_done()
     t0 = time.monotonic()
