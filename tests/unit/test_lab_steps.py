@@ -104,7 +104,7 @@ def test_loopbacks_ecmp_without_a_spine_wants_its_routes_gone(tmp_path):
 def test_evpn_vteps_wants_type3_routes_and_flood_entries(tmp_path):
     lab = _fabric(tmp_path)
     evpn = "vtysh -c 'show bgp l2vpn evpn route type multicast json'"
-    type3 = {
+    type3: dict[str, dict[str, dict[str, object]]] = {
         "10.0.1.1:2": {"[3]:[0]:[32]:[10.0.1.1]": {}},
         "10.0.1.2:2": {"[3]:[0]:[32]:[10.0.1.2]": {}},
     }

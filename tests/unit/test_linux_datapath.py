@@ -33,6 +33,10 @@ class FakeNft:
     applied line by line (enough for what the datapath writes)."""
 
     def __init__(self) -> None:
+        self.ruleset: list[dict[str, Any]] = []  # what `list ruleset` adds: other mark users
+        self._reset()
+
+    def _reset(self) -> None:
         self.table = False
         self.chains: dict[str, list[str]] = {}
         self.maps: dict[str, dict[str, int]] = {"nh4": {}, "nh6": {}, "restore": {}}
@@ -46,7 +50,7 @@ class FakeNft:
 
     def delete_table(self) -> bool:
         had = self.table
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         return had
 
     def run(self, script: str) -> str:
@@ -92,7 +96,7 @@ class FakeNft:
 
     def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
         if command == "list ruleset":
-            return []  # no other user of the mark on this fake router
+            return list(self.ruleset)
         if not self.table:
             raise NftError(command, 1, "No such file or directory")
         words = command.split()
@@ -133,6 +137,7 @@ class FakeNetlink:
         self.rules: set[OwnedRule] = set()
         self.routes: set[OwnedRoute] = set()
         self.index = {"r1": 1, "r2": 2}
+        self.applied: list[RouteOp] = []  # every op apply_routes was given
 
     def refresh_names(self) -> None:
         pass
@@ -184,6 +189,7 @@ class FakeNetlink:
 
     def apply_routes(self, ops: Any) -> list[tuple[RouteOp, int]]:
         for op in ops:
+            self.applied.append(op)
             self.routes = {r for r in self.routes if (r.table, r.dst) != (op.table, op.dst)}
             if not op.delete:
                 name = self.ifname(op.oif)
@@ -411,8 +417,7 @@ def test_other_mark_users_overlapping_our_bits_are_refused(tmp_path: Path) -> No
         "expr": [{"mangle": {"key": {"meta": {"key": "mark"}},
                              "value": {"|": [{"meta": {"key": "mark"}}, 0x00010000]}}}],
     }  # fmt: skip
-    real = k.nft.run_json
-    k.nft.run_json = lambda c, terse=False: [{"rule": rule}] if c == "list ruleset" else real(c)  # type: ignore[method-assign]
+    k.nft.ruleset = [{"rule": rule}]
     with pytest.raises(MarkConflict, match=r"inet fw chain pre .*0x00010000"):
         k.agent()
     assert not k.nft.table  # nothing installed
@@ -477,9 +482,8 @@ def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Pa
         (m, f"1.1.1.{i}/32") for m in (M1, M2) for i in range(1, 4)
     }
     writes = len(k.nft.scripts)
-    ops: list[Any] = []
-    real = k.nl.apply_routes
-    k.nl.apply_routes = lambda o: (ops.extend(o), real(o))[1]  # type: ignore[method-assign]
+    ops = k.nl.applied
+    ops.clear()
     k.t = 1
     assert dp.reconcile() == [] and ops == [] and len(k.nft.scripts) == writes
     # one more route for S2 alone: one table route, S1's table untouched
