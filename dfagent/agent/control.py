@@ -160,19 +160,8 @@ class LinuxControl:
         """The interface the kernel routes ``addr`` out of; one netlink lookup per address
         per pass (listing next hops asks for each record's name)."""
         if addr not in self._ifname_cache:
-            self._ifname_cache[addr] = self._lookup_ifname(addr)
+            self._ifname_cache[addr] = self.dp.nl.route_ifname(addr)
         return self._ifname_cache[addr]
-
-    def _lookup_ifname(self, addr: str) -> str | None:
-        try:
-            msgs = self.dp.nl.ipr.route("get", dst=addr)
-        except Exception:
-            return None
-        for m in msgs:
-            oif = m.get_attr("RTA_OIF")
-            if oif:
-                return self.dp.nl.ifname(int(oif))
-        return None
 
     def _name_of(self, nh: NextHop) -> str:
         for name, addrs in self.names.items():

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
-from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
+from dfagent.backends.linux.netlink import NUD_FAILED, NetlinkHandle, OwnedRoute, OwnedRule
 from dfagent.backends.linux.nft import NftError
-from dfagent.backends.linux.rtnl import Hop, Route, RouteOp
+from dfagent.backends.linux.rtnl import Event, Hop, Route, RouteOp
 from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
 from dfagent.routes.linux import LinuxRoutes
@@ -163,6 +163,11 @@ class FakeNetlink:
     def ifindex(self, name: str) -> int | None:
         return self.index.get(name)
 
+    def route_ifname(self, addr: str) -> str | None:
+        """Next hops are on-link: the interface of the one with that address."""
+        found = {nh.ifname for nhs in self.ecmp.values() for nh in nhs if nh.gateway == addr}
+        return min(found) if found else None
+
     def link_up(self, name: str) -> bool:
         return name not in self.down
 
@@ -203,6 +208,22 @@ class FakeNetlink:
         pass
 
 
+class QuietEvents:
+    """A subscribed notification socket nothing arrives on (the route source is watching:
+    no re-read per reconcile)."""
+
+    overflow = False
+
+    def fileno(self) -> int:
+        return -1  # never polled
+
+    def read(self) -> list[Event]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class Kernel:
     def __init__(self, tmp: Path) -> None:
         self.nft = FakeNft()
@@ -210,6 +231,11 @@ class Kernel:
         self.t = 0.0
         self.pins: dict[int, int] = {}
         self.state_dir = str(tmp / "state")
+        self.routes: LinuxRoutes | None = None  # the route source of the last agent()
+
+    def _routes(self, nl: NetlinkHandle) -> LinuxRoutes:
+        self.routes = LinuxRoutes(nl)
+        return self.routes
 
     def agent(self, **kw: Any) -> LinuxDatapath:
         cfg = DatapathConfig(
@@ -217,9 +243,9 @@ class Kernel:
         )
         dp = LinuxDatapath(
             cfg,
-            routes=LinuxRoutes,  # the real route source, over the fake netlink
-            nft=self.nft,  # type: ignore[arg-type]
-            nl=self.nl,  # type: ignore[arg-type]
+            routes=self._routes,  # the real route source, over the fake netlink
+            nft=self.nft,
+            nl=self.nl,
             clock=lambda: self.t,
             count_pins=lambda: dict(self.pins),
         )
@@ -442,7 +468,7 @@ def test_counts_census_rarely_and_waiting_slots_alone(tmp_path: Path) -> None:
         return {m: k.pins.get(m, 0) for m in s}
 
     cfg = DatapathConfig((VIP4,), state_dir=k.state_dir, reconcile_interval=1, gc_grace=2)
-    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,
                        clock=lambda: k.t, count_pins=census, count_slots=slots)  # fmt: skip
     dp.start()  # the start counts everything (marks carried by unknown entries)
     dp.reconcile(pinned=dp.count_pins())  # S1 and S2 added, after the census: no figure
@@ -476,7 +502,9 @@ def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Pa
         reconcile_interval=1,
         gc_grace=2,
     )
-    dp.routes.events = type("E", (), {"overflow": False, "close": lambda s: None})()  # type: ignore[attr-defined]
+    src = k.routes
+    assert src is not None
+    src.events = QuietEvents()
     dp.reconcile()
     assert {(r.table, r.dst) for r in k.nl.routes} == {
         (m, f"1.1.1.{i}/32") for m in (M1, M2) for i in range(1, 4)
@@ -487,14 +515,14 @@ def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Pa
     k.t = 1
     assert dp.reconcile() == [] and ops == [] and len(k.nft.scripts) == writes
     # one more route for S2 alone: one table route, S1's table untouched
-    dp.routes.apply([])  # type: ignore[attr-defined]
+    src.apply([])
     k.nl.ecmp["1.1.1.9/32"] = {S2}
-    dp.routes._need_full = True  # type: ignore[attr-defined]
+    src._need_full = True
     dp.reconcile()
     assert [(o.table, o.dst) for o in ops] == [(M2, "1.1.1.9/32")]
     # an admin deletes a table route: told by a notification, written again, counted
     k.nl.routes = {r for r in k.nl.routes if (r.table, r.dst) != (M1, "1.1.1.2/32")}
-    dp.routes.tables_touched = True  # type: ignore[attr-defined]
+    src.tables_touched = True
     dp.reconcile()
     assert (M1, "1.1.1.2/32") in {(r.table, r.dst) for r in k.nl.routes}
     assert dp.route_repairs == 1

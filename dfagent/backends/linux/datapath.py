@@ -24,8 +24,8 @@ from typing import Any
 
 from dfagent import config
 from dfagent.backends.linux import conntrack, markusers, state
-from dfagent.backends.linux.netlink import Netlink, OwnedRule
-from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.netlink import Netlink, NetlinkHandle, OwnedRule
+from dfagent.backends.linux.nft import Nft, NftError, NftHandle
 from dfagent.backends.linux.rtnl import RouteOp
 from dfagent.backends.linux.ruleset import (
     PROBE_INVALID,
@@ -127,9 +127,9 @@ class LinuxDatapath:
     def __init__(
         self,
         cfg: DatapathConfig,
-        routes: Callable[[Netlink], RouteSource],
-        nft: Nft | None = None,
-        nl: Netlink | None = None,
+        routes: Callable[[NetlinkHandle], RouteSource],
+        nft: NftHandle | None = None,
+        nl: NetlinkHandle | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_pins: Callable[[], dict[int, int]] | None = None,
         count_slots: Callable[[frozenset[int]], dict[int, int]] | None = None,
@@ -140,8 +140,8 @@ class LinuxDatapath:
         (without it, every count is a census)."""
         self.cfg = cfg
         self.space = cfg.space
-        self.nft = nft or Nft()
-        self.nl = nl or Netlink()
+        self.nft: NftHandle = nft or Nft()
+        self.nl: NetlinkHandle = nl or Netlink()
         self.routes = routes(self.nl)
         self.clock = clock
         if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
@@ -871,7 +871,7 @@ class LinuxDatapath:
         self.nl.close()
 
 
-def count_flow_pins(nft: Nft, space: MarkSpace) -> dict[int, int]:
+def count_flow_pins(nft: NftHandle, space: MarkSpace) -> dict[int, int]:
     """slot → elements of the one-direction flow maps (``flow4``/``flow6``) carrying it.
 
     A full listing: fine for tens of thousands of flows, about 47 s at a million (field

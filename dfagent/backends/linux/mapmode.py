@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from dfagent.backends.linux.ctmark import CtMarker
-from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.nft import NftError, NftHandle, NftScripts
 from dfagent.backends.linux.ruleset import (
     T,
     flow_element,
@@ -58,7 +58,7 @@ def resolver_from(marks: Mapping[tuple[int, str], int]) -> Resolver:
     return resolve
 
 
-def kernel_resolver(nft: Nft) -> Resolver:
+def kernel_resolver(nft: NftHandle) -> Resolver:
     """Resolve next hops from the kernel's ``nh4``/``nh6`` maps (kept by a datapath running in
     another process, e.g. ``dfagent linux map``); re-read when a next hop is not found."""
     table: dict[tuple[int, str], int] = {}
@@ -86,7 +86,7 @@ def kernel_resolver(nft: Nft) -> Resolver:
 class MapPinner:
     def __init__(
         self,
-        nft: Nft,
+        nft: NftScripts,
         resolve: Resolver,
         timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
