@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from dfagent.lab import bird_checks, fabric_checks, fabric_gen, spec
-from dfagent.lab.checks import StepContext
 from dfagent.lab.errors import TopologyError
 
 
@@ -41,15 +40,22 @@ def test_call_and_do_steps_are_checked_when_the_lab_loads(tmp_path):
     }
 
 
-class FakeContext(StepContext):
+class FakeRun:
     """Canned outputs per (node, command) instead of a running lab."""
 
-    def __init__(self, lab: spec.Lab, outputs: dict[tuple[str, str], str]):
-        super().__init__(state=None, lab=lab)  # type: ignore[arg-type]
+    def __init__(self, outputs: dict[tuple[str, str], str]) -> None:
         self.outputs = outputs
 
     def run(self, node: str, cmd: str | list[str], timeout: float = 30) -> str:
         return self.outputs[(node, cmd if isinstance(cmd, str) else " ".join(cmd))]
+
+
+class FakeContext(FakeRun):
+    """FakeRun in a lab (checks that read its topology)."""
+
+    def __init__(self, lab: spec.Lab, outputs: dict[tuple[str, str], str]) -> None:
+        super().__init__(outputs)
+        self.lab = lab
 
 
 def _fabric(tmp_path: Path) -> spec.Lab:
@@ -132,7 +138,7 @@ rr2        BGP        ---        start  09:15:08.412  Active        Socket: Conn
 
 def test_bird_sessions_are_read_from_birdc_show_protocols():
     assert bird_checks.parse_protocols(BIRDC)["rr1"] == ("up", "Established")
-    ctx = FakeContext(None, {("hv1", "birdc show protocols"): BIRDC})  # type: ignore[arg-type]
+    ctx = FakeRun({("hv1", "birdc show protocols"): BIRDC})
     problems = bird_checks.sessions_established(ctx, ["hv1"], ["rr1", "rr2", "rr3"])
     assert problems == [
         "hv1: protocol rr2 is start Active Socket: Connection refused",
