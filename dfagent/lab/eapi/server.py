@@ -191,6 +191,7 @@ class _UnixServer(_Tracking, socketserver.ThreadingUnixStreamServer):
 
     def __init__(self, path: str, switch: EapiSwitch) -> None:
         self.switch = switch
+        self.path = path
         self._track_init()
         if os.path.exists(path):
             os.unlink(path)
@@ -222,7 +223,7 @@ class Listener:
         self.thread.join(timeout=5)
         if isinstance(self.server, _UnixServer):
             with contextlib.suppress(OSError):
-                os.unlink(self.server.server_address)  # type: ignore[arg-type]
+                os.unlink(self.server.path)
 
 
 def listen_tcp(
