@@ -24,6 +24,16 @@ from dfagent.lab.eapi.clock import Clock
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+
+def within(net: IPNetwork, prefix: IPNetwork) -> bool:
+    """``net`` is ``prefix`` or inside it (never across address families)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(prefix, ipaddress.IPv4Network):
+        return net.subnet_of(prefix)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(prefix, ipaddress.IPv6Network):
+        return net.subnet_of(prefix)
+    return False
+
+
 STATUS_PROGRAMMED = "Flow programmed"
 STATUS_NOT_PROGRAMMED = "Flow not programmed"
 STATUS_REJECTED = "Flow rejected due to insufficient resources"
