@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 from dfagent.lab.eapi.clock import Clock
@@ -102,6 +103,14 @@ class FlowEntry:
     @property
     def programmed(self) -> bool:
         return self.status == STATUS_PROGRAMMED
+
+
+def _tell_removed(observer: FlowObserver, entry: FlowEntry, reason: str) -> None:
+    observer.flow_removed(entry, reason)
+
+
+def _tell_expired(observer: FlowObserver, entry: FlowEntry, reason: str) -> None:
+    observer.flow_expired(entry, reason)
 
 
 class FlowObserver:
@@ -220,7 +229,7 @@ class FlowTable:
         for entry in self.entries():
             if entry.programmed:
                 self._unprogram(entry, STATUS_NOT_PROGRAMMED)
-                self._notify(lambda o, e=entry: o.flow_removed(e, "shutdown"))  # type: ignore[misc]
+                self._notify(partial(_tell_removed, entry=entry, reason="shutdown"))
             entry.status = STATUS_NOT_PROGRAMMED
 
     def set_capacity(self, capacity: int) -> None:
@@ -273,7 +282,7 @@ class FlowTable:
         expired.sort(key=lambda pair: pair[0].order)
         for entry, reason in expired:
             self._unprogram(entry, STATUS_NOT_PROGRAMMED)
-            self._notify(lambda o, e=entry, r=reason: o.flow_expired(e, r))  # type: ignore[misc]
+            self._notify(partial(_tell_expired, entry=entry, reason=reason))
         if expired:
             self._fill_freed()
         return [e for e, _ in expired]
