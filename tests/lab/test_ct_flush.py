@@ -1,0 +1,85 @@
+"""Kernel-mode pins through a conntrack flush (`conntrack -F`): the copy in nft maps that
+each census refreshes, on a real kernel (the hand-built router lab), through a firewall
+reload, and removed by cleanup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.lab.test_kernel_mode import VIP4, VIP6, Lab, agent_ready, broken, wait_for
+from tests.lab.test_linux_reliability import reload_firewall
+
+pytestmark = pytest.mark.lab
+VIPS = ("--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
+
+
+def copied(lab: Lab) -> int:
+    """Flows in the fuller generation of the copy (both families)."""
+    sizes = []
+    for gen in "ab":
+        total = 0
+        for fam in "46":
+            out = lab.x("r", f"nft -j list map inet dfagent copy{fam}{gen}")
+            for obj in json.loads(out)["nftables"]:
+                total += len(obj.get("map", {}).get("elem", []))
+        sizes.append(total)
+    return max(sizes)
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "no-copy"])
+def test_pins_survive_a_conntrack_flush(lab: Lab, copy: bool) -> None:
+    """Drain s1, then flush the router's conntrack table: with the copy every connection
+    keeps its server; with the marks alone s1's connections re-record onto s2/s3."""
+    lab.start_agent("kernel", *VIPS, extra=() if copy else ("--no-ct-copy",))
+    wait_for(lambda: agent_ready(lab), what="agent")
+    before = lab.open(30, 20)
+    assert lab.status()["missing"] == []
+    if copy:  # the census runs every 6 passes (1 s here)
+        wait_for(lambda: copied(lab) >= 50, timeout=20, what="50 flows in the copy")
+    lab.set_members(("s2", "s3"))
+    lab.x("r", "conntrack -F")
+    after = lab.check()
+    n = broken(before, after)
+    print(f"copy={copy}: {n} of {len(before)} broken by drain s1 + conntrack -F")
+    if copy:
+        assert n == 0, list(zip(before, after, strict=True))
+    else:
+        assert n > 0
+    # the flushed entries got their marks back (from the copy) or re-recorded
+    flag = "0x08000000/0x08000000"
+    assert lab.x("r", f"conntrack -L -m {flag}").count("mark=") >= 50
+
+
+def test_copy_survives_a_firewall_reload_and_cleanup_removes_it(lab: Lab) -> None:
+    """`flush ruleset` + the include file re-creates the copy maps (empty); the next census
+    fills them again, and a flush after that moves nothing. Cleanup removes them."""
+    lab.start_agent("kernel", *VIPS)
+    wait_for(lambda: agent_ready(lab), what="agent")
+    before = lab.open(30, 20)
+    wait_for(lambda: copied(lab) >= 50, timeout=20, what="50 flows in the copy")
+    reload_firewall(lab, include=True)
+    assert lab.status()["missing"] == []  # the include made every map, the copy's too
+    wait_for(lambda: copied(lab) >= 50, timeout=20, what="the copy refilled")
+    lab.set_members(("s1", "s3"))
+    lab.x("r", "conntrack -F")
+    after = lab.check()
+    assert broken(before, after) == 0, list(zip(before, after, strict=True))
+    lab.dfagent("cleanup", "--stop-agent")
+    assert lab.agent is not None
+    lab.agent.wait(5)
+    assert "table inet dfagent" not in lab.x("r", "nft list tables")
+
+
+def test_bench_ctflush_small() -> None:
+    """`dfagent bench ctflush` at a small size: 0 broken with the copy, > 0 without it and
+    with plain ECMP (same run)."""
+    from dfagent.bench.ctflush import CtFlushBench
+
+    result = CtFlushBench(60, log=print).run(["ecmp", "kernel-nocopy", "kernel"])
+    modes = result["modes"]
+    print(json.dumps(modes))
+    assert modes["kernel"]["opened"] == 60 and modes["kernel"]["broken"] == 0
+    assert modes["kernel-nocopy"]["broken"] > 0
+    assert modes["ecmp"]["broken"] > 0
