@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -166,6 +167,7 @@ class LinuxDatapath:
         self._next_census = -1e18
         self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
         self.census_seconds = 0.0  # how long the last census took
+        self.census_cpu_seconds = 0.0  # and the CPU it cost (this thread + conntrack)
         self.direction = DirectionProbe(window=cfg.direction_window)
         self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
@@ -435,8 +437,10 @@ class LinuxDatapath:
     # ── pin counts ──────────────────────────────────────────────────────────────
     def count_pins(self, census: bool = False) -> PinCounts:
         """slot → pinned connections. A full count (census) costs seconds at a million
-        entries, so it runs at most once per CENSUS_DUTY × its own duration (≤ 1 % of a
-        core) or CENSUS_EVERY intervals; in between only the slots someone waits for
+        entries, so it runs at most once per CENSUS_DUTY × its own CPU time (≤ 1 % of a
+        core; CPU, not wall time: on a busy router the wall time of the same dump is many
+        times longer, and would stretch the conntrack copy's window for nothing) or
+        CENSUS_EVERY intervals; in between only the slots someone waits for
         (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
         mark, and the other slots keep their census figure. Runs in the count thread."""
         now = self.clock()
@@ -444,21 +448,24 @@ class LinuxDatapath:
         # without a per-slot count (one direction: the flow maps), a waiting slot needs one
         alone = self._count_slots is None and bool(targets)
         if census or alone or now >= self._next_census:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), _cpu_seconds()
             counts = self._count_all()
             took = time.monotonic() - t0
+            cpu = _cpu_seconds() - cpu0
             self.census_seconds = took
+            self.census_cpu_seconds = cpu
             entries = sum(counts.values())
             news = self._next_census < -1e17 or entries != sum(self._census.values())
             self._census = dict(counts)
             self._next_census = now + max(
-                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * took
+                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * cpu
             )
             _log(
                 "pins-counted",
                 logging.INFO if news or took >= 0.1 else logging.DEBUG,
                 entries=entries,
                 ms=round(took * 1000, 1),
+                cpu_ms=round(cpu * 1000, 1),
                 next_census_s=round(self._next_census - now, 1),
             )
             return PinCounts(counts)
@@ -473,7 +480,9 @@ class LinuxDatapath:
         counts, flows = conntrack.census(self.space)
         with self._lock:
             live = {s for s, ok in self.w.chains.items() if ok}
-        period = max(CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * self.census_seconds)
+        period = max(
+            CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * self.census_cpu_seconds
+        )
         res = self.ct_copy.sync(flows, live, period)
         self.last_copy = res
         _log(
@@ -884,6 +893,13 @@ class LinuxDatapath:
 
     def close(self) -> None:
         self.nl.close()
+
+
+def _cpu_seconds() -> float:
+    """CPU time of the calling thread plus that of finished child processes (the
+    ``conntrack`` dumps, their kernel time included)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + ch.ru_utime + ch.ru_stime
 
 
 def count_flow_pins(nft: Nft, space: MarkSpace) -> dict[int, int]:
