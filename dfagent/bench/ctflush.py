@@ -22,7 +22,7 @@ from dfagent.lab.errors import LabError
 
 MODES = ("ecmp", "kernel-nocopy", "kernel")
 INTERVAL = 1.0  # agent --reconcile-interval: a census every 6 s (CENSUS_EVERY passes)
-COPY_MAPS = {"4": ("copy4a", "copy4b"), "6": ("copy6a", "copy6b")}
+COPY_MAPS = ("copy4", "copy6")
 
 
 class CtFlushBench(PccBench):
@@ -36,16 +36,13 @@ class CtFlushBench(PccBench):
         return argv + ([] if self.copy else ["--no-ct-copy"])
 
     def copied(self) -> int:
-        """Flows in the newest complete generation of the copy (the fuller one)."""
-        sizes = []
-        for gen in (0, 1):
-            total = 0
-            for maps in COPY_MAPS.values():
-                out = self._on("lb", ["nft", "-j", "list", "map", "inet", "dfagent", maps[gen]])
-                for obj in json.loads(out)["nftables"]:
-                    total += len(obj.get("map", {}).get("elem", []))
-            sizes.append(total)
-        return max(sizes)
+        """Flows in the copy (both families)."""
+        total = 0
+        for name in COPY_MAPS:
+            out = self._on("lb", ["nft", "-j", "list", "map", "inet", "dfagent", name])
+            for obj in json.loads(out)["nftables"]:
+                total += len(obj.get("map", {}).get("elem", []))
+        return total
 
     def _wait_copied(self, want: int, timeout: float = 300.0) -> float:
         t0 = time.monotonic()
@@ -130,12 +127,13 @@ def format_table(result: dict[str, Any]) -> str:
 
 def format_cost(c: dict[str, Any]) -> str:
     n = c["flows"]
-    sync = sorted(c["sync_s"])[len(c["sync_s"]) // 2]
-    cpu = sorted(c["sync_cpu_s"])[len(c["sync_cpu_s"]) // 2]
     return (
         f"copy cost at {n} pins, per census: tuple parsing +{c['parse_extra_s']} s CPU (the "
-        f"count alone parses in {c['count_parse_s']} s); one generation rewritten in {sync} s "
-        f"({cpu} s CPU, {1e6 * cpu / n:.1f} us per pin; passes {c['sync_s']}); kernel slab "
-        f"{c['slab_bytes_per_pin']} B per pin for both generations ({c['slab_freed_per_pin']} "
-        "B freed per pin when the table went; /proc/meminfo, noisy)"
+        f"count alone parses in {c['count_parse_s']} s); first copy (all {n} written) "
+        f"{c['full_cpu_s']} s CPU ({1e6 * c['full_cpu_s'] / n:.1f} us per pin, "
+        f"{c['full_s']} s wall); a census with {c['churn']} flows gone and {c['churn']} new "
+        f"{c['diff_cpu_s']} s CPU ({c['diff_s']} s wall); unchanged {c['same_cpu_s']} s CPU; "
+        f"kernel slab {c['slab_bytes_per_pin']} B per pin ({c['slab_freed_per_pin']} B per "
+        f"pin freed with the table; /proc/meminfo, noisy); agent memory {c['rss_bytes_per_pin']}"
+        " B per pin (RSS growth)"
     )

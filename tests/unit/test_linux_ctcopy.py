@@ -1,8 +1,9 @@
-"""The conntrack copy's parts without a kernel: the census parser and the generation
-rewrites (the real thing: tests/lab/test_ct_flush.py)."""
+"""The conntrack copy's parts without a kernel: the census parser and the map sync
+(the real thing: tests/lab/test_ct_flush.py)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Any
 
@@ -45,21 +46,26 @@ def test_census_counts_and_lists_live_tcp_pins(monkeypatch: pytest.MonkeyPatch) 
 
 
 class FakeNft:
-    def __init__(self, refuse: str = "", missing: bool = False) -> None:
+    """Holds the copy maps' elements and handles like the kernel would."""
+
+    def __init__(self, refuse: str = "") -> None:
         self.scripts: list[str] = []
         self.refuse = refuse  # an element text nft rejects
-        self.missing = missing  # the maps are gone (a firewall reload)
+        self.handles = {"copy4": 7, "copy6": 8}  # a missing map: absent
 
     def run(self, script: str) -> str:
-        if self.missing or (self.refuse and self.refuse in script):
+        named = set(re.findall(r"\bcopy[46]\b", script))
+        gone = any(m not in self.handles for m in named)
+        if gone or (self.refuse and self.refuse in script):
             raise NftError(script, 1, "Error: No such file or directory")
         self.scripts.append(script)
         return ""
 
     def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
-        if self.missing:
+        name = command.split()[-1]
+        if name not in self.handles:
             raise NftError(command, 1, "Error: No such file or directory")
-        return []
+        return [{"map": {"name": name, "handle": self.handles[name]}}]
 
 
 FLOWS = [
@@ -69,26 +75,45 @@ FLOWS = [
 ]
 
 
-def test_sync_rewrites_generations_in_turn_and_skips_dead_slots() -> None:
+def test_sync_writes_everything_once_then_only_the_difference() -> None:
     nft = FakeNft()
     copy = CtCopy(nft)  # type: ignore[arg-type]
-    res = copy.sync(FLOWS, {S1}, period=6.0)
-    assert (res.written, res.skipped, res.failed, res.generation) == (2, 1, 0, "a")
+    res = copy.sync(FLOWS, {S1})  # S2 is dead: its pin must not come back
+    assert (res.added, res.deleted, res.skipped, res.copied, res.full) == (2, 0, 1, 2, True)
     text = "".join(nft.scripts)
-    assert text.startswith("flush map inet dfagent copy4a\nadd element inet dfagent copy4a {")
-    assert "10.0.0.2 . 1.1.1.1 . 40000 . 80 timeout 600s : jump pin_0dfa0001" in text
-    assert "flush map inet dfagent copy6a\n" in text and "10.0.0.3" not in text
+    assert text.startswith("flush map inet dfagent copy4\nadd element inet dfagent copy4 {")
+    assert "10.0.0.2 . 1.1.1.1 . 40000 . 80 : jump pin_0dfa0001" in text
+    assert "flush map inet dfagent copy6\n" in text and "10.0.0.3" not in text
     nft.scripts.clear()
-    # the next census writes the other generation; a long census period lengthens timeouts
-    res = copy.sync(FLOWS, {S1, S2}, period=1000.0)
-    assert (res.written, res.generation) == (3, "b")
-    assert "copy4b" in nft.scripts[0] and "timeout 3001s" in nft.scripts[0]
-    assert copy.sync([], {S1}, 6.0).generation == "a"
+    assert copy.sync(FLOWS, {S1}).added == 0 and nft.scripts == []  # nothing changed
+    # one flow ended, one is new, one moved to another slot (re-recorded after a release)
+    now = [("10.0.0.9", "1.1.1.1", 40000, 80, S1), ("fd00::2", "2001:db8::1", 40002, 80, S2)]
+    res = copy.sync(now, {S1, S2})
+    assert (res.added, res.deleted, res.full, res.copied) == (2, 2, False, 2)
+    v6 = [x for x in nft.scripts if "copy6" in x][0]
+    assert v6.index("delete element") < v6.index("add element")  # replaced in one transaction
+    assert "fd00::2 . 2001:db8::1 . 40002 . 80 : jump pin_0dfa0002" in v6
+
+
+def test_a_recreated_map_is_written_whole_again() -> None:
+    nft = FakeNft()
+    copy = CtCopy(nft)  # type: ignore[arg-type]
+    copy.sync(FLOWS, {S1, S2})
+    nft.handles["copy4"] = 99  # a firewall reload or a repair made it anew (empty)
+    nft.scripts.clear()
+    res = copy.sync(FLOWS, {S1, S2})
+    assert res.full and res.added == 3
+    assert nft.scripts[0].startswith("flush map inet dfagent copy4\n")
 
 
 def test_sync_isolates_a_refused_element_and_stops_when_the_map_is_gone() -> None:
     nft = FakeNft(refuse="10.0.0.3 .")
-    res = CtCopy(nft).sync(FLOWS, {S1, S2}, 6.0)  # type: ignore[arg-type]
-    assert (res.written, res.failed) == (2, 1)
-    res = CtCopy(FakeNft(missing=True)).sync(FLOWS, {S1, S2}, 6.0)  # type: ignore[arg-type]
-    assert (res.written, res.failed) == (0, 3)
+    copy = CtCopy(nft)  # type: ignore[arg-type]
+    res = copy.sync(FLOWS, {S1, S2})
+    assert (res.added, res.failed) == (2, 1)
+    nft.refuse = ""
+    assert copy.sync(FLOWS, {S1, S2}).added == 1  # retried: it was never in the map
+    nft = FakeNft()
+    del nft.handles["copy4"]
+    res = CtCopy(nft).sync(FLOWS, {S1, S2})  # type: ignore[arg-type]
+    assert (res.added, res.failed) == (1, 2)

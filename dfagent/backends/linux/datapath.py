@@ -480,18 +480,17 @@ class LinuxDatapath:
         counts, flows = conntrack.census(self.space)
         with self._lock:
             live = {s for s, ok in self.w.chains.items() if ok}
-        period = max(
-            CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * self.census_cpu_seconds
-        )
-        res = self.ct_copy.sync(flows, live, period)
+        res = self.ct_copy.sync(flows, live)
         self.last_copy = res
         _log(
             "ct-copied",
             logging.WARNING if res.failed else logging.DEBUG,
-            flows=res.written,
+            flows=res.copied,
+            added=res.added,
+            deleted=res.deleted,
             skipped=res.skipped,
             failed=res.failed,
-            generation=res.generation,
+            full=res.full,
             ms=round(res.seconds * 1000, 1),
         )
         return counts

@@ -15,7 +15,7 @@ constant in a small chain per next-hop slot, reached through verdict maps:
   it on later packets (``ct mark and FIELD vmap @restore``), and the ``ip rule`` matches
   ``fwmark MARK/FIELD``;
 * ``pin_<slot>`` (map mode): both, for a flow pinned from a mirrored SYN
-  (``5-tuple vmap @pin4``); kernel mode's conntrack copy (``copy4a``/``copy4b``, see
+  (``5-tuple vmap @pin4``); kernel mode's conntrack copy (``copy4``/``copy6``, see
   :func:`render_ct_copy`) jumps to the same chains.
 
 A dead next hop's mark goes into ``released``: connections carrying it have dfagent's bits
@@ -41,10 +41,8 @@ BASE_CHAINS = ("prerouting", "output", "postrouting")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
 SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6", "vipp4", "vipp6")
 DEFAULT_PROTOCOLS = ("tcp",)
-# the conntrack copy: two generations per family, rewritten in turn (render_ct_copy)
-COPY_GENERATIONS = ("a", "b")
-COPY_MAPS = tuple(f"copy{f}{g}" for f in ("4", "6") for g in COPY_GENERATIONS)
-COPY_TIMEOUT = 600  # seconds: an element's lifetime when the agent stops refreshing it
+# the conntrack copy (render_ct_copy): 5-tuple → pin_<slot>, one map per family
+COPY_MAPS = ("copy4", "copy6")
 
 
 @dataclass(frozen=True)
@@ -221,32 +219,29 @@ def render_ct_copy(cfg: RulesetConfig) -> list[str]:
     The pins are conntrack marks: ``conntrack -F`` (or anything that resets the table)
     drops them, the next packet of each connection makes a new entry without a mark
     (``nf_conntrack_tcp_loose``), and the record rule would pin it wherever ECMP sends it
-    *now*. The agent's census already dumps every marked entry; each census fills one of
-    two maps (5-tuple → ``pin_<slot>``, the generation not written last) so the other keeps
-    the previous census while it is rewritten. A packet of a VIP flow whose entry carries
-    no dfagent bits looks both up before postrouting records; a hit writes the pin back
-    into the packet and the entry. Pure SYNs skip it: a new connection reusing a closed
-    one's ports must record afresh, not inherit the old next hop. Only connections seen by
-    a census are covered (the window: those newer than the last census re-record).
+    *now*. The agent's census already dumps every marked entry; each census makes
+    ``copy4``/``copy6`` (5-tuple → ``pin_<slot>``) equal to it (ctcopy.CtCopy). A packet of
+    a VIP flow whose entry carries no dfagent bits looks it up before postrouting records;
+    a hit writes the pin back into the packet and the entry. Pure SYNs skip it: a new
+    connection reusing a closed one's ports must record afresh, not inherit the old next
+    hop. Only connections seen by a census are covered (the window: those newer than the
+    last census re-record).
     """
     fld = hexmark(cfg.space.mask)
     lines = []
     for _, fam in _FAMS:
         addr = "ipv4_addr" if fam == "4" else "ipv6_addr"
-        for gen in COPY_GENERATIONS:
-            lines.append(
-                f"add map {T} copy{fam}{gen} {{ type {addr} . {addr} . inet_service"
-                f" . inet_service : verdict; size {cfg.pin_map_size}; flags timeout;"
-                f" timeout {COPY_TIMEOUT}s; }}"
-            )
+        lines.append(
+            f"add map {T} copy{fam} {{ type {addr} . {addr} . inet_service . inet_service"
+            f" : verdict; size {cfg.pin_map_size}; }}"
+        )
     for chain in ("prerouting", "output"):
         for ipf, fam in _FAMS:
-            for gen in COPY_GENERATIONS:
-                lines.append(
-                    f"add rule {T} {chain} {ipf} daddr @vip{fam} ct direction original"
-                    f" ct mark and {fld} == 0 tcp flags & (syn|ack) != syn"
-                    f" {ipf} saddr . {ipf} daddr . tcp sport . tcp dport vmap @copy{fam}{gen}"
-                )
+            lines.append(
+                f"add rule {T} {chain} {ipf} daddr @vip{fam} ct direction original"
+                f" ct mark and {fld} == 0 tcp flags & (syn|ack) != syn"
+                f" {ipf} saddr . {ipf} daddr . tcp sport . tcp dport vmap @copy{fam}"
+            )
     return lines
 
 
