@@ -25,7 +25,7 @@ from dfagent.lab.errors import LabError
               "kernel (the copy, default). Each runs on a fresh lab.")  # fmt: skip
 @click.option("--cost-flows", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also measure what the copy costs per census at this many pins (own "
-              "namespace): tuple parsing, one generation rewrite, kernel memory.")  # fmt: skip
+              "namespace): tuple parsing, map writes, kernel and agent memory.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
 def ctflush_cmd(connections: int, late: int, modes: str, cost_flows: int, as_json: bool) -> None:
     """Hold N connections through lb of the resilient-ecmp lab with a request on each every

@@ -52,6 +52,7 @@ class FakeNft:
         self.scripts: list[str] = []
         self.refuse = refuse  # an element text nft rejects
         self.handles = {"copy4": 7, "copy6": 8}  # a missing map: absent
+        self.table = 3
 
     def run(self, script: str) -> str:
         named = set(re.findall(r"\bcopy[46]\b", script))
@@ -62,6 +63,8 @@ class FakeNft:
         return ""
 
     def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
+        if command == "list tables":
+            return [{"table": {"family": "inet", "name": "dfagent", "handle": self.table}}]
         name = command.split()[-1]
         if name not in self.handles:
             raise NftError(command, 1, "Error: No such file or directory")
@@ -99,11 +102,15 @@ def test_a_recreated_map_is_written_whole_again() -> None:
     nft = FakeNft()
     copy = CtCopy(nft)  # type: ignore[arg-type]
     copy.sync(FLOWS, {S1, S2})
-    nft.handles["copy4"] = 99  # a firewall reload or a repair made it anew (empty)
+    nft.handles["copy4"] = 99  # a repair made it anew (empty)
     nft.scripts.clear()
     res = copy.sync(FLOWS, {S1, S2})
     assert res.full and res.added == 3
     assert nft.scripts[0].startswith("flush map inet dfagent copy4\n")
+    # a firewall reload re-creates the table: the maps get their old handles back
+    nft.table = 4
+    assert copy.sync(FLOWS, {S1, S2}).full
+    assert not copy.sync(FLOWS, {S1, S2}).full
 
 
 def test_sync_isolates_a_refused_element_and_stops_when_the_map_is_gone() -> None:

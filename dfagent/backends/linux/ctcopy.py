@@ -9,9 +9,9 @@ element), while most connections outlive many censuses. The price is one Python 
 copied flows (~100-150 bytes per pin).
 
 The maps are rewritten whole (flush + add) when their content is unknown: the first sync
-after a start, and whenever a map's kernel handle changed (a firewall reload or a repair
-re-created it empty). Elements have no timeout: a flow stays exactly as long as a census
-finds it; `dfagent linux cleanup` deletes the table and the maps with it.
+after a start, and whenever the table's or a map's kernel handle changed (a firewall reload
+or a repair re-created them empty). Elements have no timeout: a flow stays exactly as long
+as a census finds it; `dfagent linux cleanup` deletes the table and the maps with it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dfagent.backends.linux.nft import Nft, NftError
-from dfagent.backends.linux.ruleset import COPY_MAPS, T, chain_name
+from dfagent.backends.linux.ruleset import COPY_MAPS, FAMILY, TABLE, T, chain_name
 
 log = logging.getLogger("dfagent.linux")
 BATCH = 5000  # elements per nft transaction
@@ -52,7 +52,16 @@ class CtCopy:
         self._handles: dict[str, int] = {}
 
     def _map_handles(self) -> dict[str, int]:
-        out = {}
+        """Kernel handles of the table and the maps: a re-created table has a new handle
+        (its maps get the same ones again: handles count per table)."""
+        out = {"table": -1}
+        try:
+            for obj in self.nft.run_json("list tables"):
+                t = obj.get("table", {})
+                if t.get("family") == FAMILY and t.get("name") == TABLE:
+                    out["table"] = int(t.get("handle", -1))
+        except NftError:
+            pass
         for name in COPY_MAPS:
             try:  # terse: never list a big map's elements
                 for obj in self.nft.run_json(f"list map {T} {name}", terse=True):

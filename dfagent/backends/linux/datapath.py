@@ -475,8 +475,8 @@ class LinuxDatapath:
         return PinCounts(fresh, fresh=targets)
 
     def _census_and_copy(self) -> dict[int, int]:
-        """A census that also rewrites one generation of the conntrack copy (count thread;
-        the nft handle serialises its writes with the main thread's)."""
+        """A census that also brings the conntrack copy up to date (count thread; the nft
+        handle serialises its writes with the main thread's)."""
         counts, flows = conntrack.census(self.space)
         with self._lock:
             live = {s for s, ok in self.w.chains.items() if ok}
