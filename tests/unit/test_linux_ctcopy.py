@@ -124,3 +124,22 @@ def test_sync_isolates_a_refused_element_and_stops_when_the_map_is_gone() -> Non
     del nft.handles["copy4"]
     res = CtCopy(nft).sync(FLOWS, {S1, S2})  # type: ignore[arg-type]
     assert (res.added, res.failed) == (1, 2)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_config_and_cli_reach_the_ruleset(on: bool) -> None:
+    from click.testing import CliRunner
+
+    from dfagent.agent.run import datapath_config
+    from dfagent.cli.main import cli
+    from dfagent.config import parse
+
+    vip = {"prefix": "192.0.2.10/32", "mode": "kernel"}
+    dp = datapath_config(parse({"vips": [vip], "linux": {"ct_copy": on}}))
+    assert dp.ct_copy is on and dp.ruleset().copies is on
+    assert ("copy4" in dp.ruleset().maps) is on
+    # map mode and one direction never copy (their pins are not conntrack marks alone)
+    one = datapath_config(parse({"vips": [vip], "linux": {"one_direction": True}}))
+    assert one.ct_copy and not one.ruleset().copies
+    help_text = CliRunner().invoke(cli, ["linux", "kernel", "--help"]).output
+    assert "--no-ct-copy" in help_text
