@@ -7,8 +7,8 @@ copy cannot cover), then, with a request on every connection every 100 ms, drain
 lb's conntrack table. Broken = reset, silence or an answer from another server at any round
 trip, counted per group.
 
-Modes: ``ecmp`` (plain multipath, no dfagent), ``kernel-nocopy`` (kernel mode with
-``--no-ct-copy``: the marks alone), ``kernel`` (kernel mode with its copy, the default).
+Modes: ``ecmp`` (plain multipath, no dfagent), ``kernel-nocopy`` (kernel mode as by
+default: the marks alone), ``kernel`` (kernel mode with ``--ct-copy``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class CtFlushBench(PccBench):
 
     def _agent_argv(self, mode: str) -> list[str]:
         argv = super()._agent_argv("kernel") + ["--reconcile-interval", str(INTERVAL)]
-        return argv + ([] if self.copy else ["--no-ct-copy"])
+        return argv + (["--ct-copy"] if self.copy else [])
 
     def copied(self) -> int:
         """Flows in the copy (both families)."""

@@ -21,8 +21,8 @@ from dfagent.lab.errors import LabError
               help="Connections opened after the last census, just before the flush (the "
               "window the copy does not cover).")  # fmt: skip
 @click.option("--modes", default=",".join(MODES), show_default=True,
-              help="Comma-separated: ecmp (no dfagent), kernel-nocopy (--no-ct-copy), "
-              "kernel (the copy, default). Each runs on a fresh lab.")  # fmt: skip
+              help="Comma-separated: ecmp (no dfagent), kernel-nocopy (kernel mode alone), "
+              "kernel (with --ct-copy). Each runs on a fresh lab.")  # fmt: skip
 @click.option("--cost-flows", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also measure what the copy costs per census at this many pins (own "
               "namespace): tuple parsing, map writes, kernel and agent memory.")  # fmt: skip

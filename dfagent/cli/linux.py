@@ -244,13 +244,14 @@ def linux() -> None:
     "repeatable; default tcp. UDP flows are pinned while conntrack keeps their entry.",
 )
 @click.option(
-    "--no-ct-copy",
+    "--ct-copy",
     is_flag=True,
-    help="Keep no copy of the pins outside conntrack (by default each census copies them "
-    "into nft maps, so a conntrack flush does not move connections pinned before it).",
+    help="Each census also copies the pins into nft maps, so a conntrack flush does not move "
+    "connections pinned before it (costs: docs/kernel-mode.md, 'Pins through a conntrack "
+    "flush').",
 )
 def kernel(
-    verbose: bool, dead_hold: float, protocols: tuple[str, ...], no_ct_copy: bool, **opts: Any
+    verbose: bool, dead_hold: float, protocols: tuple[str, ...], ct_copy: bool, **opts: Any
 ) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
@@ -268,7 +269,7 @@ def kernel(
             "udp with --one-direction: one-direction pins follow TCP flags; udp pins need "
             "conntrack (a router that sees both directions)"
         )
-    cfg = _config(dead_hold=dead_hold, protocols=chosen, ct_copy=not no_ct_copy, **opts)
+    cfg = _config(dead_hold=dead_hold, protocols=chosen, ct_copy=ct_copy, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
     with _running(cfg) as agent:

@@ -32,7 +32,7 @@ def copied(lab: Lab) -> int:
 def test_pins_survive_a_conntrack_flush(lab: Lab, copy: bool) -> None:
     """Drain s1, then flush the router's conntrack table: with the copy every connection
     keeps its server; with the marks alone s1's connections re-record onto s2/s3."""
-    lab.start_agent("kernel", *VIPS, extra=() if copy else ("--no-ct-copy",))
+    lab.start_agent("kernel", *VIPS, extra=("--ct-copy",) if copy else ())
     wait_for(lambda: agent_ready(lab), timeout=60, what="agent")
     before = lab.open(30, 20)
     assert lab.status()["missing"] == []
@@ -59,7 +59,7 @@ def test_copy_survives_a_firewall_reload_and_cleanup_removes_it(lab: Lab) -> Non
     """`flush ruleset` + the include file re-creates the copy maps (empty); the next census
     sees the new maps and fills them again, and a flush after that moves nothing. Cleanup
     removes them."""
-    lab.start_agent("kernel", *VIPS)
+    lab.start_agent("kernel", *VIPS, extra=("--ct-copy",))
     wait_for(lambda: agent_ready(lab), timeout=60, what="agent")
     before = lab.open(30, 20)
     wait_for(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="50 flows in the copy")

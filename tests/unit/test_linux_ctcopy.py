@@ -52,7 +52,6 @@ class FakeNft:
         self.scripts: list[str] = []
         self.refuse = refuse  # an element text nft rejects
         self.handles = {"copy4": 7, "copy6": 8}  # a missing map: absent
-        self.table = 3
 
     def run(self, script: str) -> str:
         named = set(re.findall(r"\bcopy[46]\b", script))
@@ -63,12 +62,10 @@ class FakeNft:
         return ""
 
     def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
-        if command == "list tables":
-            return [{"table": {"family": "inet", "name": "dfagent", "handle": self.table}}]
-        name = command.split()[-1]
-        if name not in self.handles:
-            raise NftError(command, 1, "Error: No such file or directory")
-        return [{"map": {"name": name, "handle": self.handles[name]}}]
+        assert command == "list maps inet" and terse  # never a listing that fetches elements
+        return [
+            {"map": {"table": "dfagent", "name": n, "handle": h}} for n, h in self.handles.items()
+        ]
 
 
 FLOWS = [
@@ -101,16 +98,17 @@ def test_sync_writes_everything_once_then_only_the_difference() -> None:
 def test_a_recreated_map_is_written_whole_again() -> None:
     nft = FakeNft()
     copy = CtCopy(nft)  # type: ignore[arg-type]
-    copy.sync(FLOWS, {S1, S2})
+    copy.sync(FLOWS, {S1, S2}, table_handle=3)
     nft.handles["copy4"] = 99  # a repair made it anew (empty)
     nft.scripts.clear()
-    res = copy.sync(FLOWS, {S1, S2})
+    res = copy.sync(FLOWS, {S1, S2}, table_handle=3)
     assert res.full and res.added == 3
     assert nft.scripts[0].startswith("flush map inet dfagent copy4\n")
-    # a firewall reload re-creates the table: the maps get their old handles back
-    nft.table = 4
-    assert copy.sync(FLOWS, {S1, S2}).full
-    assert not copy.sync(FLOWS, {S1, S2}).full
+    # a firewall reload re-creates the table: the maps get their old handles back, the
+    # table a new one (the datapath's check reads it)
+    assert not copy.sync(FLOWS, {S1, S2}, table_handle=3).full
+    assert copy.sync(FLOWS, {S1, S2}, table_handle=4).full
+    assert not copy.sync(FLOWS, {S1, S2}, table_handle=4).full
 
 
 def test_sync_isolates_a_refused_element_and_stops_when_the_map_is_gone() -> None:
@@ -139,7 +137,7 @@ def test_config_and_cli_reach_the_ruleset(on: bool) -> None:
     assert dp.ct_copy is on and dp.ruleset().copies is on
     assert ("copy4" in dp.ruleset().maps) is on
     # map mode and one direction never copy (their pins are not conntrack marks alone)
-    one = datapath_config(parse({"vips": [vip], "linux": {"one_direction": True}}))
-    assert one.ct_copy and not one.ruleset().copies
+    one = datapath_config(parse({"vips": [vip], "linux": {"one_direction": True, "ct_copy": on}}))
+    assert not one.ruleset().copies
     help_text = CliRunner().invoke(cli, ["linux", "kernel", "--help"]).output
-    assert "--no-ct-copy" in help_text
+    assert "--ct-copy" in help_text

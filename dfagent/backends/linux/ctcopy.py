@@ -51,29 +51,27 @@ class CtCopy:
         self._have: dict[str, set[Flow]] | None = None  # map → flows written there
         self._handles: dict[str, int] = {}
 
-    def _map_handles(self) -> dict[str, int]:
-        """Kernel handles of the table and the maps: a re-created table has a new handle
-        (its maps get the same ones again: handles count per table)."""
-        out = {"table": -1}
+    def _map_handles(self, table_handle: int | None) -> dict[str, int]:
+        """Kernel handles of the maps (``list maps``: nft 1.0.6 fetches every element for
+        any listing of rules, a table or an element, but not for this) and of the table,
+        as the datapath's last check saw it: a re-created table gets a new handle, its maps
+        their old ones again (handles count per table)."""
+        out = {"table": -1 if table_handle is None else table_handle}
+        out.update({name: -1 for name in COPY_MAPS})
         try:
-            for obj in self.nft.run_json("list tables"):
-                t = obj.get("table", {})
-                if t.get("family") == FAMILY and t.get("name") == TABLE:
-                    out["table"] = int(t.get("handle", -1))
+            for obj in self.nft.run_json(f"list maps {FAMILY}", terse=True):
+                m = obj.get("map", {})
+                if m.get("table") == TABLE and m.get("name") in COPY_MAPS:
+                    out[str(m["name"])] = int(m.get("handle", -1))
         except NftError:
             pass
-        for name in COPY_MAPS:
-            try:  # terse: never list a big map's elements
-                for obj in self.nft.run_json(f"list map {T} {name}", terse=True):
-                    if "map" in obj:
-                        out[name] = int(obj["map"].get("handle", -1))
-            except NftError:
-                out[name] = -1
         return out
 
-    def sync(self, flows: Iterable[Flow], live_slots: set[int]) -> SyncResult:
+    def sync(
+        self, flows: Iterable[Flow], live_slots: set[int], table_handle: int | None = None
+    ) -> SyncResult:
         """Make the copy hold ``flows`` of ``live_slots`` (a dead next hop's pins must not
-        come back)."""
+        come back). ``table_handle``: the table's kernel handle, if known."""
         t0 = time.monotonic()
         res = SyncResult()
         want: dict[str, set[Flow]] = {name: set() for name in COPY_MAPS}
@@ -82,7 +80,7 @@ class CtCopy:
                 res.skipped += 1
                 continue
             want["copy6" if ":" in f[1] else "copy4"].add(f)
-        handles = self._map_handles()
+        handles = self._map_handles(table_handle)
         if self._have is None or handles != self._handles:
             self._have = None
             res.full = True
@@ -93,7 +91,8 @@ class CtCopy:
             kept = self._write(name, gone, new, res, flush=res.full)
             want[name] = (have & want[name]) | kept if not res.full else kept
         self._have = want
-        self._handles = handles if all(h >= 0 for h in handles.values()) else {}
+        # a missing map: unknown content (the next sync writes it whole once it is back)
+        self._handles = handles if all(handles[m] >= 0 for m in COPY_MAPS) else {}
         res.copied = sum(len(v) for v in want.values())
         res.seconds = time.monotonic() - t0
         return res
@@ -130,11 +129,11 @@ class CtCopy:
         try:
             self.nft.run(script)
         except NftError as exc:
-            try:
+            try:  # is the map there? (never list a big map: see _map_handles)
                 if prefix:
                     self.nft.run(prefix)
-                else:
-                    self.nft.run_json(f"list map {T} {name}", terse=True)
+                elif self._map_handles(None).get(name, -1) < 0:
+                    raise exc
             except NftError:
                 log.warning("ct-copy-failed map=%s error=%s", name, str(exc)[:200])
                 res.failed += len(ops)

@@ -89,7 +89,7 @@ class DatapathConfig:
     protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
     # kernel mode: each census copies the pins into nft maps that outlive the conntrack
     # table (`conntrack -F`); see ruleset.render_ct_copy
-    ct_copy: bool = True
+    ct_copy: bool = False
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -161,6 +161,7 @@ class LinuxDatapath:
                 count_slots = count_slots or (lambda s: conntrack.count_slots(cfg.space, s))
         self._count_all = count_pins
         self.ct_copy = CtCopy(self.nft)
+        self.table_handle: int | None = None  # as the last check() listed it
         self.last_copy: SyncResult | None = None
         self._count_slots = count_slots
         self._census: dict[int, int] = {}
@@ -480,7 +481,7 @@ class LinuxDatapath:
         counts, flows = conntrack.census(self.space)
         with self._lock:
             live = {s for s, ok in self.w.chains.items() if ok}
-        res = self.ct_copy.sync(flows, live)
+        res = self.ct_copy.sync(flows, live, self.table_handle)
         self.last_copy = res
         _log(
             "ct-copied",
@@ -707,7 +708,9 @@ class LinuxDatapath:
             chains: dict[str, list[Any]] = {}
             maps: set[str] = set()
             for item in listing:
-                if "chain" in item:
+                if "table" in item:  # a re-created table has a new one (the copy cares)
+                    self.table_handle = int(item["table"].get("handle", -1))
+                elif "chain" in item:
                     chains.setdefault(str(item["chain"]["name"]), [])
                 elif "rule" in item:
                     r = item["rule"]

@@ -61,7 +61,7 @@ class RulesetConfig:
     # (VIP, protocols) for VIPs pinning more than TCP; the others pin TCP alone
     protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
     # kernel mode: a copy of the pins in nft maps, so they outlive the conntrack table
-    ct_copy: bool = True
+    ct_copy: bool = False
 
     @property
     def copies(self) -> bool:
