@@ -48,7 +48,7 @@ def _inner(n: int) -> dict[str, Any]:
 
     sp = MarkSpace()
     nft = Nft()
-    cfg = RulesetConfig((parse_vip("1.1.1.1/32"), parse_vip("2001:db8::1/128")))
+    cfg = RulesetConfig((parse_vip("1.1.1.1/32"), parse_vip("2001:db8::1/128")), ct_copy=True)
     nft.run(render_base(cfg) + "".join(render_slot_chains(sp, s, True) for s in SLOTS))
     flows = [
         (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "1.1.1.1", 1024 + i % 60000, 80,
@@ -73,6 +73,8 @@ def _inner(n: int) -> dict[str, Any]:
     _, parsed = conntrack.census(sp)
     t_census = time.thread_time() - t0
     assert len(parsed) == n
+    if not nft.run_json("list maps inet", terse=True):
+        raise RuntimeError("no copy maps were installed")
     copy = CtCopy(nft)
     live = set(SLOTS)
     rss0, slab0 = _rss(), _slab()

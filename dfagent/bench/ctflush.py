@@ -135,5 +135,5 @@ def format_cost(c: dict[str, Any]) -> str:
         f"{c['diff_cpu_s']} s CPU ({c['diff_s']} s wall); unchanged {c['same_cpu_s']} s CPU; "
         f"kernel slab {c['slab_bytes_per_pin']} B per pin ({c['slab_freed_per_pin']} B per "
         f"pin freed with the table; /proc/meminfo, noisy); agent memory {c['rss_bytes_per_pin']}"
-        " B per pin (RSS growth)"
+        f" B per pin (RSS growth); {c['failed']} writes failed"
     )

@@ -87,3 +87,14 @@ def test_bench_ctflush_small() -> None:
     assert modes["kernel"]["opened"] == 60 and modes["kernel"]["broken"] == 0
     assert modes["kernel-nocopy"]["broken"] > 0
     assert modes["ecmp"]["broken"] > 0
+
+
+def test_bench_ctflush_cost_small() -> None:
+    """`--cost-flows` at a small size: every write lands, and an unchanged census costs
+    less than writing the copy whole."""
+    from dfagent.bench.ctcost import measure
+
+    c = measure(3000)
+    print(json.dumps(c))
+    assert c["flows"] == 3000 and c["failed"] == 0 and c["churn"] == 30
+    assert c["same_cpu_s"] < c["full_cpu_s"]
