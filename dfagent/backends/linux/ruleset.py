@@ -222,7 +222,10 @@ def render_ct_copy(cfg: RulesetConfig) -> list[str]:
     *now*. The agent's census already dumps every marked entry; each census makes
     ``copy4``/``copy6`` (5-tuple → ``pin_<slot>``) equal to it (ctcopy.CtCopy). A packet of
     a VIP flow whose entry carries no dfagent bits looks it up before postrouting records;
-    a hit writes the pin back into the packet and the entry. Pure SYNs skip it: a new
+    a hit writes the pin back into the packet and the entry. Whatever direction conntrack
+    gave the new entry: a flush between a request and its answer makes the server's answer
+    the entry's "original" direction, so the client's packets (to the VIP) are "reply" and
+    need their own restore rule. Pure SYNs skip it: a new
     connection reusing a closed one's ports must record afresh, not inherit the old next
     hop. Only connections seen by a census are covered (the window: those newer than the
     last census re-record).
@@ -237,8 +240,15 @@ def render_ct_copy(cfg: RulesetConfig) -> list[str]:
         )
     for chain in ("prerouting", "output"):
         for ipf, fam in _FAMS:
+            # after a flush, conntrack takes the first packet it sees as the original
+            # direction: if that was the server's answer, the client's packets are "reply"
+            # (only packets to a VIP come from the client, whatever conntrack calls them)
             lines.append(
-                f"add rule {T} {chain} {ipf} daddr @vip{fam} ct direction original"
+                f"add rule {T} {chain} {ipf} daddr @vip{fam} ct direction reply"
+                f" ct mark and {fld} vmap @restore"
+            )
+            lines.append(
+                f"add rule {T} {chain} {ipf} daddr @vip{fam}"
                 f" ct mark and {fld} == 0 tcp flags & (syn|ack) != syn"
                 f" {ipf} saddr . {ipf} daddr . tcp sport . tcp dport vmap @copy{fam}"
             )
