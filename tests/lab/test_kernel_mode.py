@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,7 @@ class Lab:
         if self.unnumbered:  # RFC 5549: IPv4 over IPv6 link-local next hops, as BGP unnumbered
             if not self.link_local:
                 for s in SERVERS:
-                    self.link_local[s] = wait_for(lambda s=s: self._link_local(s), what="LL")
+                    self.link_local[s] = wait_for(partial(self._link_local, s), what="LL")
             v4 = " ".join(f"nexthop via inet6 {self.link_local[s]} dev r{s}" for s in members)
             v6 = " ".join(f"nexthop via {self.link_local[s]} dev r{s}" for s in members)
             self.x("r", f"ip route replace {VIP4}/32 {v4}")
