@@ -450,7 +450,7 @@ def test_the_start_count_runs_beside_the_start_and_only_a_new_mark_waits(
         return dict(k.pins)
 
     cfg = DatapathConfig((VIP4,), state_dir=k.state_dir, reconcile_interval=1)
-    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,
                        clock=lambda: k.t, count_pins=slow_count)  # fmt: skip
     dp.start()  # returns with the count still running
     first = threading.Thread(target=dp.reconcile, kwargs={"count": False})

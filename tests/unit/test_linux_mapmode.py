@@ -142,7 +142,7 @@ def test_table_json_is_dfagent_table_from_a_terse_ruleset_listing() -> None:
     from dfagent.backends.linux.nft import Nft
 
     asked: list[tuple[str, bool]] = []
-    ruleset = [
+    ruleset: list[dict[str, Any]] = [
         {"metainfo": {"version": "1.0.6"}},
         {"table": {"family": "inet", "name": "fw", "handle": 1}},
         {"chain": {"family": "inet", "table": "fw", "name": "pre", "handle": 1}},
