@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,11 +31,11 @@ V6 = (
 
 
 def test_census_counts_and_lists_live_tcp_pins(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake(args: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    def fake(args: list[str], timeout: float) -> Iterator[bytes]:  # the listing, as read
         out = V4 if args[2] == "ipv4" else V6
-        return subprocess.CompletedProcess(args, 0, out, b"")
+        return iter(out.splitlines(keepends=True))
 
-    monkeypatch.setattr(conntrack, "_conntrack", fake)
+    monkeypatch.setattr(conntrack, "_listing", fake)
     counts, flows = conntrack.census(SP)
     assert counts == {S1: 1, S2: 2}  # TIME_WAIT is no pin; UDP counts but is not copied
     assert flows == [
