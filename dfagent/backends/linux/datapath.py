@@ -515,8 +515,9 @@ class LinuxDatapath:
         """A census that also brings the conntrack copy up to date (count thread; the nft
         handle serialises its writes with the main thread's)."""
         counts, flows = conntrack.census(self.space)
-        with self._lock:
-            live = {s for s, ok in self.w.chains.items() if ok}
+        # a snapshot without the lock: the loop may hold it while it waits for this count
+        # (the start's census: the first new mark waits for it); list() copies under the GIL
+        live = {s for s, ok in list(self.w.chains.items()) if ok}
         res = self.ct_copy.sync(flows, live, self.table_handle)
         self.last_copy = res
         _log(
