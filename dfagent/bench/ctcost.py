@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 SLOTS = (0x0DFA0001, 0x0DFA0002, 0x0DFA0003, 0x0DFA0004)
@@ -62,10 +63,10 @@ def _inner(n: int) -> dict[str, Any]:
         for f in flows
     )
 
-    def fake(args: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.CompletedProcess(args, 0, lines if args[2] == "ipv4" else b"", b"")
+    def fake(args: list[str], timeout: float) -> Iterator[bytes]:  # the listing, as read
+        return iter((lines if args[2] == "ipv4" else b"").splitlines(keepends=True))
 
-    conntrack._conntrack = fake  # this process only (a namespace of its own)
+    conntrack._listing = fake  # this process only (a namespace of its own)
     t0 = time.thread_time()
     conntrack.count_by_slot(sp)
     t_count = time.thread_time() - t0
