@@ -35,8 +35,10 @@ def wait_until(
     interval: float = 0.1,
     what: str = "",
     retry_on: tuple[type[BaseException], ...] = (),
+    until: Callable[[T], object] = bool,
 ) -> T:
-    """`fn()` until it returns something truthy (returned), else raise `WaitTimeout`.
+    """`fn()` until `until(value)` holds (default: the value is truthy); returns the value,
+    else raises `WaitTimeout` naming `what` and the last value.
 
     `fn` is called at least once, and once more at the deadline. Exceptions in `retry_on`
     count as "not yet" (the last one is reported); any other exception propagates at once.
@@ -49,7 +51,7 @@ def wait_until(
         except retry_on as exc:
             last = exc
         else:
-            if value:
+            if until(value):
                 return value
             last = value
         left = deadline - time.monotonic()

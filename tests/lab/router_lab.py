@@ -253,6 +253,25 @@ def states(lab: Lab) -> list[tuple[str, str]]:
     return sorted((n["nexthop"], n["state"]) for n in lab.status()["nexthops"])
 
 
+def wait_agent(
+    lab: Lab, nexthops: int = 6, what: str = "agent rules and nft map", timeout: float = 30
+) -> None:
+    """Until the agent has a rule and a map element for `nexthops` next hops. (A status call
+    takes seconds when the shared machine is busy, hence the long deadline.)"""
+
+    def progress() -> dict[str, Any]:
+        try:
+            st = lab.status()
+        except RuntimeError as exc:
+            return {"status failed": str(exc)}
+        return {"rules": st["rules"], "in_map": in_map(st), "nexthops": len(st["nexthops"])}
+
+    def ready(p: dict[str, Any]) -> bool:
+        return p.get("rules", 0) >= nexthops and p.get("in_map", 0) >= nexthops
+
+    wait_until(progress, timeout, 0.2, what, until=ready)
+
+
 def agent_ready(lab: Lab, nexthops: int = 6) -> bool:
     try:
         st = lab.status()

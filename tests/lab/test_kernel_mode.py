@@ -12,7 +12,16 @@ import time
 import pytest
 
 from dfagent.lab.retry import wait_until
-from tests.lab.router_lab import SERVER_IFACE, SERVERS, VIP4, VIP6, Lab, agent_ready, broken, in_map
+from tests.lab.router_lab import (
+    SERVER_IFACE,
+    SERVERS,
+    VIP4,
+    VIP6,
+    Lab,
+    broken,
+    in_map,
+    wait_agent,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +43,7 @@ def test_without_pinning_connections_break(lab: Lab) -> None:
 def test_kernel_mode(lab: Lab) -> None:
     base = lab.snapshot()
     lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
-    wait_until(lambda: agent_ready(lab), what="agent rules and nft map")
+    wait_agent(lab, what="agent rules and nft map")
     marks0 = {n["nexthop"]: n["mark"] for n in lab.status()["nexthops"]}
 
     before = lab.open(30, 20)
@@ -64,7 +73,7 @@ def test_kernel_mode(lab: Lab) -> None:
     lab.start_agent(
         "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", extra=("--dead-hold", "3")
     )
-    wait_until(lambda: agent_ready(lab, 4), what="agent back")
+    wait_agent(lab, 4, what="agent back")
     time.sleep(1.5)
     st = lab.status()
     assert {n["nexthop"]: n["mark"] for n in st["nexthops"]} == marks0
@@ -120,7 +129,7 @@ def test_kernel_mode_nexthop_objects() -> None:
     try:
         lab.build()
         lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
-        wait_until(lambda: agent_ready(lab), what="agent rules and nft map")
+        wait_agent(lab, what="agent rules and nft map")
         before = lab.open(20, 10)
         assert set(before) == set(SERVERS), before
         lab.set_members(("s2", "s3"))
@@ -141,7 +150,7 @@ def test_kernel_mode_neighbour_failed_releases_pins() -> None:
     try:
         lab.build()
         lab.start_agent("kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
-        wait_until(lambda: agent_ready(lab), what="agent rules and nft map")
+        wait_agent(lab, what="agent rules and nft map")
         before = lab.open(20, 10)
         on_s1 = [i for i, n in enumerate(before) if n == "s1"]
         assert on_s1

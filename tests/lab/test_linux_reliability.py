@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from dfagent.lab.retry import wait_until
-from tests.lab.router_lab import SERVER_IFACE, SERVERS, VIP4, VIP6, Lab, agent_ready, broken, states
+from tests.lab.router_lab import (
+    SERVER_IFACE,
+    SERVERS,
+    VIP4,
+    VIP6,
+    Lab,
+    broken,
+    states,
+    wait_agent,
+)
 
 pytestmark = pytest.mark.lab
 VIPS = ("--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
@@ -38,7 +47,7 @@ def table_complete(lab: Lab) -> bool:
 @pytest.mark.parametrize("include", [False, True], ids=["repair", "include"])
 def test_firewall_reload_keeps_pinning(lab: Lab, include: bool) -> None:
     lab.start_agent("kernel", *VIPS)
-    wait_until(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     before = lab.open(30, 20)
     for members in (("s2", "s3"), SERVERS, ("s1", "s3"), SERVERS):
         reload_firewall(lab, include)
@@ -76,7 +85,7 @@ def test_coexists_with_a_per_packet_mark_user(lab: Lab) -> None:
     (lab.tmp / "other.nft").write_text(other)
     lab.x("r", f"nft -f {lab.tmp / 'other.nft'}")
     lab.start_agent("kernel", *VIPS)
-    wait_until(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     before = lab.open(30, 20)
     lab.set_members(("s2", "s3"))
     after = lab.check()
@@ -103,7 +112,7 @@ def test_overlapping_mark_bits_are_refused(lab: Lab) -> None:
     assert "table inet dfagent" not in lab.x("r", "nft list tables")
     # with bits of its own it starts next to the other user
     lab.start_agent("kernel", *VIPS, extra=("--mark-mask", "0x0000ff00"))
-    wait_until(lambda: agent_ready(lab), what="agent on 0x0000ff00")
+    wait_agent(lab, what="agent on 0x0000ff00")
     assert lab.status()["mark_mask"] == "0x0000ff00"
 
 
@@ -122,7 +131,7 @@ def test_restart_keeps_every_mark(kind: str, run: int) -> None:
     try:
         lab.build()
         lab.start_agent("kernel", *VIPS)
-        wait_until(lambda: agent_ready(lab), what="agent")
+        wait_agent(lab, what="agent")
         before = lab.open(24, 12)
         lab.set_members(("s2", "s3"))
         lab.x("s2", f"ip link set {SERVER_IFACE} down")
@@ -171,7 +180,7 @@ def test_messages_status_and_cleanup_as_an_operator_meets_them(lab: Lab) -> None
         assert "Traceback" not in p.stderr and p.stderr.count("error:") == 1, p.stderr
 
     lab.start_agent("kernel", *VIPS)
-    wait_until(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     lab.open(10, 5)
     st = lab.status()
     assert lab.agent is not None and st["agent"]["pid"] > 0 and st["missing"] == []
@@ -207,7 +216,7 @@ def test_marks_left_on_connections_are_quarantined_not_reused(lab: Lab) -> None:
     """A start that finds dfagent marks on live entries that no next hop owns (state file
     and table gone: a crash followed by a hand clean-up) never hands them out again."""
     lab.start_agent("kernel", *VIPS)
-    wait_until(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     lab.open(12, 6)
     carried = {
         f"0x{int(m):08x}"

@@ -101,14 +101,13 @@ def test_conntrack_pins_fail_in_one_direction(dsr_lab: Lab) -> None:
 
 def _direction_after_traffic(lab: Lab) -> dict:
     """Keep the held connections busy until the agent has judged a full window."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def direction() -> dict:
         lab.check()
-        d = lab.status()["direction"]
-        if d.get("windows"):
-            return dict(d)
-        time.sleep(0.5)
-    raise AssertionError(f"the agent judged no window: {lab.status()['direction']}")
+        return dict(lab.status()["direction"])
+
+    what = "the agent to judge a direction window"
+    return wait_until(direction, 30, 0.5, what, until=lambda d: d.get("windows"))
 
 
 def test_direction_probe_quiet_when_both_directions_are_seen(lab: Lab) -> None:
