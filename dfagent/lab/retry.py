@@ -31,7 +31,7 @@ class WaitTimeout(LabError, AssertionError):
 
 def wait_until(
     fn: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     interval: float = 0.1,
     what: str = "",
     retry_on: tuple[type[BaseException], ...] = (),
@@ -40,7 +40,8 @@ def wait_until(
     """`fn()` until `until(value)` holds (default: the value is truthy); returns the value,
     else raises `WaitTimeout` naming `what` and the last value.
 
-    `fn` is called at least once, and once more at the deadline. Exceptions in `retry_on`
+    The default deadline is generous: it only delays a failure, and on a busy shared
+    machine one `dfagent linux status` call can take seconds. `fn` is called at least once, and once more at the deadline. Exceptions in `retry_on`
     count as "not yet" (the last one is reported); any other exception propagates at once.
     """
     deadline = time.monotonic() + timeout

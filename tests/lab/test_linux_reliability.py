@@ -51,7 +51,7 @@ def test_firewall_reload_keeps_pinning(lab: Lab, include: bool) -> None:
     before = lab.open(30, 20)
     for members in (("s2", "s3"), SERVERS, ("s1", "s3"), SERVERS):
         reload_firewall(lab, include)
-        wait_until(lambda: table_complete(lab), timeout=5, what="dfagent's table back")
+        wait_until(lambda: table_complete(lab), timeout=15, what="dfagent's table back")
         lab.set_members(members)
         after = lab.check()
         assert broken(before, after) == 0, (members, list(zip(before, after, strict=True)))
