@@ -41,8 +41,9 @@ def wait_until(
     else raises `WaitTimeout` naming `what` and the last value.
 
     The default deadline is generous: it only delays a failure, and on a busy shared
-    machine one `dfagent linux status` call can take seconds. `fn` is called at least once, and once more at the deadline. Exceptions in `retry_on`
-    count as "not yet" (the last one is reported); any other exception propagates at once.
+    machine one `dfagent linux status` call can take seconds. `fn` is called at least once,
+    and once more at the deadline. Exceptions in `retry_on` count as "not yet" (the last one
+    is reported); any other exception propagates at once.
     """
     deadline = time.monotonic() + timeout
     last: object = None
