@@ -247,7 +247,7 @@ class LinuxControl:
         if limit <= 0:
             raise InvalidArgument("limit must be more than 0")
         marks, names = self._marks_for(filter)
-        flows = [f for f in self._conntrack_flows(marks, names) if _matches(f, filter)]
+        flows = [f for f in self._conntrack_flows(marks, names) if flow_matches(f, filter)]
         page = flows[start : start + limit]
         nxt = str(start + limit) if start + limit < len(flows) else ""
         return FlowPage(tuple(page), nxt)
@@ -408,7 +408,8 @@ class LinuxControl:
             d.deadline_at = None
 
 
-def _matches(f: FlowInfo, flt: FlowFilter) -> bool:
+def flow_matches(f: FlowInfo, flt: FlowFilter) -> bool:
+    """The API's flow filter (both backends); a bad VIP is the caller's InvalidArgument."""
     if flt.src and f.src != flt.src:
         return False
     if flt.dst and f.dst != flt.dst:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dfagent import __version__
 from dfagent.agent.agent import Agent
-from dfagent.agent.control import EventBus
+from dfagent.agent.control import EventBus, flow_matches
 from dfagent.api.control import InvalidArgument, NotFound
 from dfagent.backends.eos.datapath import EosDatapath
 from dfagent.core.model import (
@@ -156,7 +156,7 @@ class EosControl:
                 continue
             f = FlowInfo(p.flow.src, p.flow.dst, p.flow.sport, p.flow.dport, "tcp",
                          self._name_of(p.nexthop), p.state, round(now - p.created, 1))  # fmt: skip
-            if _matches(f, flt):
+            if flow_matches(f, flt):
                 out.append(f)
         return out
 
@@ -235,22 +235,3 @@ class EosControl:
                 n = self.backend.unpin([p.flow for p in left])
                 self.bus.publish(Event(now, "drain-deadline", name, f"released {n} pins"))
             d.deadline_at = None
-
-
-def _matches(f: FlowInfo, flt: FlowFilter) -> bool:
-    if flt.src and f.src != flt.src:
-        return False
-    if flt.dst and f.dst != flt.dst:
-        return False
-    if flt.sport is not None and f.sport != flt.sport:
-        return False
-    if flt.dport is not None and f.dport != flt.dport:
-        return False
-    if flt.vip:
-        try:
-            net = ipaddress.ip_network(flt.vip, strict=False)
-        except ValueError:
-            raise InvalidArgument(f"bad VIP {flt.vip!r}") from None
-        if ipaddress.ip_address(f.dst) not in net:
-            return False
-    return True

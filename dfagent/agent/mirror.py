@@ -140,18 +140,32 @@ class MirrorPath:
 def open_mirror(
     cfg: Config, agent: Agent, stop: threading.Event, query: bool = False
 ) -> MirrorPath:
-    """Bind the receiver (raises OSError when it cannot) and build the feed into ``agent``.
+    """The mirror path of a config (raises OSError when the receiver cannot bind).
     ``query``: a SYN of no known session is pinned with the next hop the switch says ("")."""
-    from dfagent.mirror.receiver import MirrorReceiver
-
-    counters = agent.metrics.mirror
-    sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
-    receiver = MirrorReceiver(sources, counters=counters)
-    receiver.open()
     vips = tuple(v.prefix for v in cfg.vips)
     egress = EgressResolver(
-        mirror_sessions(cfg), vips=vips, counters=counters, default="" if query else None
+        mirror_sessions(cfg),
+        vips=vips,
+        counters=agent.metrics.mirror,
+        default="" if query else None,
     )
+    sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
     batch = cfg.mirror.batch
-    feed = MirrorFeed(agent, receiver, egress, batch.max_items, batch.max_delay_ms / 1000)
+    return open_path(agent, stop, egress, sources, batch.max_items, batch.max_delay_ms / 1000)
+
+
+def open_path(
+    agent: Agent,
+    stop: threading.Event,
+    egress: EgressResolver,
+    sources: list[str] | None,
+    max_items: int,
+    max_delay: float,
+) -> MirrorPath:
+    """Bind the receiver (``sources`` None: any) and build the feed into ``agent``."""
+    from dfagent.mirror.receiver import MirrorReceiver
+
+    receiver = MirrorReceiver(sources, counters=agent.metrics.mirror)
+    receiver.open()
+    feed = MirrorFeed(agent, receiver, egress, max_items, max_delay)
     return MirrorPath(receiver, feed, stop)

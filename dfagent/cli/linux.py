@@ -374,8 +374,7 @@ def _serve_mirrors(
     log: logging.Logger,
 ) -> None:
     """The receiver and the mirror feed in their threads, the agent's loop in this one."""
-    from dfagent.agent.mirror import MirrorFeed
-    from dfagent.mirror.receiver import MirrorReceiver
+    from dfagent.agent.mirror import open_path
 
     stop = threading.Event()
 
@@ -384,18 +383,11 @@ def _serve_mirrors(
         agent.stop()
 
     _on_signals(_stop)
-    receiver = MirrorReceiver(sources, counters=agent.metrics.mirror)
     try:
-        receiver.open()
+        path = open_path(agent, stop, egress, sources, max_items, max_delay_ms / 1000)
     except (OSError, ValueError) as exc:
         _fail(f"mirror receiver: {exc}")
-    feed = MirrorFeed(agent, receiver, egress, max_items, max_delay_ms / 1000)
-    threads = [
-        threading.Thread(target=receiver.run, args=(stop,), name="mirror", daemon=True),
-        threading.Thread(target=feed.run, args=(stop,), name="feed", daemon=True),
-    ]
-    for t in threads:
-        t.start()
+    path.start()
     log.info(
         "map-mode receiver=on sessions=%s sources=%s",
         json.dumps({str(k): v for k, v in egress.sessions.items()}),
@@ -406,10 +398,7 @@ def _serve_mirrors(
     try:
         agent.run()
     finally:
-        stop.set()
-        for t in threads:
-            t.join(5)
-        receiver.close()
+        path.close()
 
 
 @linux.command()

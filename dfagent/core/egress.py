@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dfagent.core.nexthops import in_vips
+
 
 class MirroredSyn(Protocol):
     @property
@@ -123,13 +125,7 @@ class EgressResolver:
         return self.counters.get(NOT_VIP, 0)
 
     def for_vip(self, dst: str) -> bool:
-        if not self.vips:
-            return True
-        try:
-            addr = ipaddress.ip_address(dst)
-        except ValueError:
-            return False
-        return any(addr.version == v.version and addr in v for v in self.vips)
+        return in_vips(dst, self.vips)
 
     def nexthop(self, ev: MirroredSyn) -> str | None:
         sid = ev.session if ev.session is not None else ev.gre_key

@@ -9,6 +9,7 @@ link-local gateway (RFC 5549) gets a v4 mark, a v4 rule and a v4 route in its ta
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,3 +66,15 @@ def parse_vip(text: str) -> IPNetwork:
 
 def vip_family(vip: IPNetwork) -> int:
     return vip.version
+
+
+def in_vips(dst: str, vips: Sequence[IPNetwork]) -> bool:
+    """Whether address ``dst`` lies in one of ``vips`` (no VIPs: every address does; a
+    malformed address: none)."""
+    if not vips:
+        return True
+    try:
+        addr = ipaddress.ip_address(dst)
+    except ValueError:
+        return False
+    return any(addr.version == v.version and addr in v for v in vips)

@@ -19,7 +19,7 @@ import socket
 import struct
 import sys
 
-from dfagent.mirror.sender import RawGreSender, erspan2_header, gre_header
+from dfagent.lab.mirror_sender import RawGreSender, erspan2_header, gre_header
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from dfagent.lab.eapi import EapiSwitch
-from dfagent.mirror.sender import RawGreSender, mirrored_syn
+from dfagent.lab.mirror_sender import RawGreSender, mirrored_syn
 from tests.eos.helpers import PASSWORD_ENV, VIP
 
 pytestmark = pytest.mark.lab

@@ -115,7 +115,7 @@ def test_map_mode(lab: Lab) -> None:
 
 SENDER_PY = r"""
 import json, sys
-from dfagent.mirror.sender import RawGreSender, mirrored_syn
+from dfagent.lab.mirror_sender import RawGreSender, mirrored_syn
 flows = json.loads(sys.argv[1])
 with RawGreSender("10.0.0.1") as tx:
     for src, dst, sport, dport, session in flows:

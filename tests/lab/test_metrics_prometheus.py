@@ -268,8 +268,11 @@ def test_prometheus_reads_pins_per_nexthop_and_mirror_counters(
     running: tuple[Agent, Prometheus], lab_up: LabState
 ) -> None:
     agent, prom = running
-    # s1..s3 are in lb's ECMP set (s4 joins only when a test adds it)
-    assert pinned_by_nexthop(prom) == {"s1": 0, "s2": 0, "s3": 0}
+    # s1..s3 are in lb's ECMP set (s4 joins only when a test adds it); the first count runs
+    # in the background after the first pass, so the first scrape may come before it
+    idle = {"s1": 0, "s2": 0, "s3": 0}
+    wait_for(lambda: pinned_by_nexthop(prom) == idle, "0 pinned on s1..s3", 20,
+             show=lambda: pinned_by_nexthop(prom))  # fmt: skip
     states = prom.by('dfagent_nexthop_state{state="active"} == 1', "address")
     assert len(states) == 6, states  # v4 and v6 (link-local) of s1..s3
     info = prom.query("dfagent_info")

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dfagent.mirror.netns import VethPair, in_netns
+from dfagent.lab.mirror_sender import ENCAPS, RawGreSender, mirrored_syn
+from dfagent.lab.veth_pair import VethPair, in_netns
 from dfagent.mirror.receiver import MirrorReceiver
-from dfagent.mirror.sender import ENCAPS, RawGreSender, mirrored_syn
 from dfagent.wire import SynEvent
 
 pytestmark = pytest.mark.lab

@@ -440,18 +440,21 @@ def test_counts_census_rarely_and_waiting_slots_alone(tmp_path: Path) -> None:
     dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
                        clock=lambda: k.t, count_pins=census, count_slots=slots)  # fmt: skip
     dp.start()  # the start counts everything (marks carried by unknown entries)
-    dp.reconcile(pinned=dp.count_pins())
-    assert censuses == [0.0] and asked == []
+    dp.reconcile(pinned=dp.count_pins())  # S1 and S2 added, after the census: no figure
+    assert censuses == [0.0] and asked == [] and dp.records[S1].pinned is None
+    dp.reconcile(pinned=dp.count_pins())  # next hops with no figure are counted alone, once
+    assert censuses == [0.0] and asked == [{M1, M2}]
+    assert dp.records[S1].pinned == dp.records[S2].pinned == 0
     k.pins = {M1: 5, M2: 7}
     k.t = 1
-    assert dp.count_pins() == {} and asked == []  # nothing waits: no count at all
+    assert dp.count_pins() == {} and asked == [{M1, M2}]  # nothing waits: no count at all
     k.nl.ecmp[str(VIP4)] = {S2}  # S1 drained: its pins are counted, alone, each time
     dp.reconcile(pinned=dp.count_pins())
     assert dp.records[S1].pinned is None  # unknown until counted after it left
     k.t = 2
     dp.reconcile(pinned=dp.count_pins())
-    assert asked == [{M1}] and dp.records[S1].pinned == 5
-    assert dp.records[S2].pinned is None  # not counted since it appeared
+    assert asked[1:] == [{M1}] and dp.records[S1].pinned == 5
+    assert dp.records[S2].pinned == 0  # its first count; the next census refreshes it
     k.t = 6
     dp.reconcile(pinned=dp.count_pins())
     assert censuses == [0.0, 6.0]  # six intervals later, a census again

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from dfagent.lab.mirror_sender import mirrored_syn
 from dfagent.mirror.receiver import MirrorReceiver
-from dfagent.mirror.sender import mirrored_syn
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "mirror_corpus.jsonl"
 CASES = [json.loads(line) for line in CORPUS.read_text().splitlines()]

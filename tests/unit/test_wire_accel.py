@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfagent.cli.bench_decode import build_corpus
-from dfagent.mirror.sender import (
+from dfagent.bench.decode import build_corpus
+from dfagent.lab.mirror_sender import (
     checksum,
     erspan2_header,
     erspan3_header,

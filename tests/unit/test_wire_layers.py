@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from dfagent.mirror.sender import ENCAPS, TCP_ACK, TCP_SYN, mirrored_syn
+from dfagent.lab.mirror_sender import ENCAPS, TCP_ACK, TCP_SYN, mirrored_syn
 from dfagent.wire import SKIP_NOT_SYN, DecodeError, SynEvent, decode_mirror, decode_slow
 from dfagent.wire.erspan import PAYLOAD_ETHER, PAYLOAD_IPV4, classify_88be
 from dfagent.wire.gre import parse_gre

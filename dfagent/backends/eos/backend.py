@@ -42,7 +42,7 @@ from dfagent.backends.eos.egress import EosEgressQuery
 from dfagent.backends.eos.names import flow_name, is_ours, parse_name
 from dfagent.backends.eos.render import Item, PinRenderer
 from dfagent.backends.eos.session import EosCommandError, EosError, EosSession
-from dfagent.core.nexthops import IPNetwork
+from dfagent.core.nexthops import IPNetwork, in_vips
 from dfagent.core.pintable import INSTALLED, Changes, Flow, Pin, PinTable, Seen
 from dfagent.core.ratelimit import TokenBucket
 from dfagent.profiles import Profile
@@ -176,13 +176,7 @@ class EosBackend:
         return None
 
     def for_vip(self, dst: str) -> bool:
-        if not self.vips:
-            return True
-        try:
-            addr = ipaddress.ip_address(dst)
-        except ValueError:
-            return False
-        return any(addr.version == v.version and addr in v for v in self.vips)
+        return in_vips(dst, self.vips)
 
     # ── writing ─────────────────────────────────────────────────────────────────
     def flush(self) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +52,7 @@ from dfagent.core.pinning import Event, NhRecord, PinCounts, Plan, Planner
 from dfagent.core.ports import RouteSource, RouteView
 
 log = logging.getLogger("dfagent.linux")
-CENSUS_DUTY = 100  # a full pin count at most once per 100× its duration: ≤ 1 % of a core
+CENSUS_DUTY = 100  # a full pin count at most once per 100× its CPU time: ≤ 1 % of a core
 CENSUS_EVERY = 6  # and at most once per 6 passes (two conntrack processes cost ~30 ms)
 
 
@@ -355,7 +356,7 @@ class LinuxDatapath:
                 and not touched
                 and view.generation is not None
                 and view.generation == self._seen_gen
-                and (pinned is None or pinned == self._last_pinned)
+                and (pinned is None or (pinned == self._last_pinned and not self._uncounted()))
                 and not self._waiting()
             ):  # nothing new, nobody waiting for a grace period: nothing to plan or write
                 if not self.cfg.one_direction:
@@ -381,8 +382,14 @@ class LinuxDatapath:
                      routes=len(view.current), nexthops=len(self.planner.records))  # fmt: skip
             if pinned is not None:
                 self._last_pinned = dict(pinned)
+            # counted alone at the next count: next hops that wait (drained, dead), marks in
+            # quarantine, and next hops with no figure yet (added since the last census)
             self._count_targets = frozenset(
-                {r.mark for r in self.planner.records.values() if not r.in_ecmp or not r.alive}
+                {
+                    r.mark
+                    for r in self.planner.records.values()
+                    if not r.in_ecmp or not r.alive or r.pinned is None
+                }
                 | self.planner.marks.quarantine
             )
             if not self.cfg.one_direction:
@@ -391,6 +398,11 @@ class LinuxDatapath:
             self.interface_marks = _unique_by_interface(plan.nh_map)
             self._save()
             return events
+
+    def _uncounted(self) -> bool:
+        """A next hop added since the last count has no figure yet: a count equal to the
+        last one must still reach the planner to give it one (its 0 is news)."""
+        return any(r.pinned is None for r in self.planner.records.values())
 
     def _waiting(self) -> bool:
         """A next hop waits for its pins to drain or its grace period (or a mark for its
@@ -425,7 +437,7 @@ class LinuxDatapath:
     # ── pin counts ──────────────────────────────────────────────────────────────
     def count_pins(self, census: bool = False) -> PinCounts:
         """slot → pinned connections. A full count (census) costs seconds at a million
-        entries, so it runs at most once per CENSUS_DUTY × its own duration (≤ 1 % of a
+        entries, so it runs at most once per CENSUS_DUTY × its own CPU time (≤ 1 % of a
         core) or CENSUS_EVERY intervals; in between only the slots someone waits for
         (drained, dead, quarantined) are counted, each by a dump the kernel filters on its
         mark, and the other slots keep their census figure. Runs in the count thread."""
@@ -434,21 +446,25 @@ class LinuxDatapath:
         # without a per-slot count (one direction: the flow maps), a waiting slot needs one
         alone = self._count_slots is None and bool(targets)
         if census or alone or now >= self._next_census:
-            t0 = time.monotonic()
+            t0, cpu0 = time.monotonic(), _cpu_seconds()
             counts = self._count_all()
             took = time.monotonic() - t0
+            # the duty cycle is about CPU: a census that waited on a busy machine cost no
+            # more than on an idle one, so its wall time would stretch the schedule for nothing
+            cpu = _cpu_seconds() - cpu0
             self.census_seconds = took
             entries = sum(counts.values())
             news = self._next_census < -1e17 or entries != sum(self._census.values())
             self._census = dict(counts)
             self._next_census = now + max(
-                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * took
+                CENSUS_EVERY * self.cfg.reconcile_interval, CENSUS_DUTY * cpu
             )
             _log(
                 "pins-counted",
                 logging.INFO if news or took >= 0.1 else logging.DEBUG,
                 entries=entries,
                 ms=round(took * 1000, 1),
+                cpu_ms=round(cpu * 1000, 1),
                 next_census_s=round(self._next_census - now, 1),
             )
             return PinCounts(counts)
@@ -896,3 +912,9 @@ def _unique_by_interface(nh_map: dict[NextHop, int]) -> dict[tuple[int, str], in
 
 
 __all__ = ["DatapathConfig", "LinuxDatapath", "MarkConflict"]
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this thread and of the children reaped so far (the conntrack dumps)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + ch.ru_utime + ch.ru_stime
