@@ -87,6 +87,9 @@ class Lab:
                         ("retrans_time_ms", 200),
                     ):
                         self.x("r", f"sysctl -qw net.{fam}.neigh.{dev}.{k}={v}")
+        if self.nexthop_objects:  # the lab's plain multipath routes give way to nhid ones
+            self.x("r", f"ip route del {VIP4}/32")
+            self.x("r", f"ip -6 route del {VIP6}/128")
         self.set_members(SERVERS)
         for i in range(1, len(SERVERS) + 1):  # resolve neighbours before the first SYN
             self.x("r", f"ping -c1 -W2 10.0.{i}.2")
