@@ -55,8 +55,9 @@ lint: venv
 	$(BIN)/ruff check dfagent tests
 	$(BIN)/ruff format --check dfagent tests
 
+# tests too: the fakes must keep the shape of the ports (core/ports.py) they stand in for.
 typecheck: venv
-	$(BIN)/mypy dfagent
+	$(BIN)/mypy dfagent tests
 
 unit: venv
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)

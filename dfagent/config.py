@@ -120,6 +120,7 @@ class LinuxConfig:
     one_direction: bool = False
     notrack: bool = False
     fin_timeout: int = DEFAULT_FIN_TIMEOUT
+    ct_copy: bool = False  # kernel mode: pins outlive a conntrack flush (a copy in nft maps)
 
 
 @dataclass(frozen=True)
@@ -527,6 +528,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
         dead_hold=_number(err, "linux.dead_hold", d.get("dead_hold"), dflt.dead_hold, secs),
         one_direction=one_direction,
         notrack=notrack,
+        ct_copy=_bool(err, "linux.ct_copy", d.get("ct_copy"), False),
         fin_timeout=_number(
             err, "linux.fin_timeout", d.get("fin_timeout"), dflt.fin_timeout, secs, integer=True
         ),

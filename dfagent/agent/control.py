@@ -12,20 +12,18 @@ records of the same family on the interface the kernel routes that address out o
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
-import queue
 import re
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dfagent import __version__
 from dfagent.agent.agent import Agent
-from dfagent.api.control import InvalidArgument, NotFound
+from dfagent.agent.control_base import ControlBase, flow_matches
+from dfagent.api.control import InvalidArgument
 from dfagent.backends.linux.datapath import LinuxDatapath
 from dfagent.core.model import (
     NEXTHOP_STATES,
@@ -48,55 +46,6 @@ _CT = re.compile(
 FRESH_COUNT = 1.0  # drain_status asks for a new count when the last is older (seconds)
 
 
-class EventBus:
-    """Fan-out of agent events to WatchEvents clients (each with its own bounded queue)."""
-
-    def __init__(self) -> None:
-        self._subs: set[queue.Queue[Event | None]] = set()
-        self._lock = threading.Lock()
-
-    def publish(self, ev: Event) -> None:
-        with self._lock:
-            subs = list(self._subs)
-        for q in subs:
-            with contextlib.suppress(queue.Full):  # a slow watcher loses events, not our time
-                q.put_nowait(ev)
-
-    def subscribe(self) -> _Subscription:
-        q: queue.Queue[Event | None] = queue.Queue(maxsize=1000)
-        with self._lock:
-            self._subs.add(q)
-        return _Subscription(self, q)
-
-    def _drop(self, q: queue.Queue[Event | None]) -> None:
-        with self._lock:
-            self._subs.discard(q)
-
-    def close_all(self) -> None:
-        with self._lock:
-            subs, self._subs = list(self._subs), set()
-        for q in subs:
-            q.put(None)
-
-
-class _Subscription:
-    def __init__(self, bus: EventBus, q: queue.Queue[Event | None]) -> None:
-        self.bus, self.q = bus, q
-
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        ev = self.q.get()
-        if ev is None:
-            raise StopIteration
-        return ev
-
-    def close(self) -> None:
-        self.bus._drop(self.q)
-        self.q.put(None)
-
-
 @dataclass
 class Drain:
     addresses: tuple[str, ...]
@@ -104,7 +53,7 @@ class Drain:
     started: float  # agent clock: counts begun before it say nothing about the drain
 
 
-class LinuxControl:
+class LinuxControl(ControlBase):
     def __init__(
         self,
         agent: Agent,
@@ -113,34 +62,13 @@ class LinuxControl:
         actuator: DrainActuator | None = None,
         config_file: str = "",
     ) -> None:
-        self.agent = agent
         self.dp = dp
-        self.names = {n: tuple(a) for n, a in names.items()}
-        self.actuator = actuator
-        self.config_file = config_file
-        self.bus = EventBus()
-        self.drains: dict[str, Drain] = {}  # loop thread only
         self._last_count = 0.0
         self._ifname_cache: dict[str, str | None] = {}  # routes change: cleared every pass
-        agent.on_pass.append(self._after_pass)
+        super().__init__(agent, names, actuator, config_file)
+        self.drains: dict[str, Drain] = {}  # loop thread only
 
     # ── names ───────────────────────────────────────────────────────────────────
-    def _resolve(self, text: str) -> tuple[str, tuple[str, ...]]:
-        """(name, addresses) of a next hop given by name or address."""
-        if text in self.names:
-            return text, self.names[text]
-        addr = text.partition("%")[0]
-        try:
-            addr = str(ipaddress.ip_address(addr))
-        except ValueError:
-            raise NotFound(f"no next hop {text!r}") from None
-        for name, addrs in self.names.items():
-            if addr in addrs:
-                return name, addrs
-        if any(r.gateway == addr for r in self.dp.records):
-            return addr, (addr,)
-        raise NotFound(f"no next hop {text!r}")
-
     def _records(self, addresses: Sequence[str]) -> list[NhRecord]:
         recs = self.dp.records
         out = [r for nh, r in recs.items() if nh.gateway in addresses]
@@ -160,19 +88,8 @@ class LinuxControl:
         """The interface the kernel routes ``addr`` out of; one netlink lookup per address
         per pass (listing next hops asks for each record's name)."""
         if addr not in self._ifname_cache:
-            self._ifname_cache[addr] = self._lookup_ifname(addr)
+            self._ifname_cache[addr] = self.dp.nl.route_ifname(addr)
         return self._ifname_cache[addr]
-
-    def _lookup_ifname(self, addr: str) -> str | None:
-        try:
-            msgs = self.dp.nl.ipr.route("get", dst=addr)
-        except Exception:
-            return None
-        for m in msgs:
-            oif = m.get_attr("RTA_OIF")
-            if oif:
-                return self.dp.nl.ifname(int(oif))
-        return None
 
     def _name_of(self, nh: NextHop) -> str:
         for name, addrs in self.names.items():
@@ -323,37 +240,9 @@ class LinuxControl:
                 total += int(m.group(1)) if m else 0
         return total
 
-    def drain(self, nexthop: str, deadline_s: float | None) -> DrainInfo:
-        if deadline_s is not None and deadline_s <= 0:
-            raise InvalidArgument("the deadline must be more than 0 seconds")
-        if self.actuator is None:
-            raise InvalidArgument("no drain actuator configured (drain.actuator: none)")
-        actuator = self.actuator
-
-        def do() -> DrainInfo:
-            name, addrs = self._resolve(nexthop)
-            actuator.drain(addrs)
-            deadline = time.time() + deadline_s if deadline_s is not None else None
-            self.drains[name] = Drain(addrs, deadline, self.agent.clock())
-            self.agent.request_count()
-            self.bus.publish(Event(time.time(), "drain", name, ", ".join(addrs)))
-            return self._drain_info(name, addrs)
-
-        return self.agent.call(do)
-
-    def undrain(self, nexthop: str) -> DrainInfo:
-        if self.actuator is None:
-            raise InvalidArgument("no drain actuator configured (drain.actuator: none)")
-        actuator = self.actuator
-
-        def do() -> DrainInfo:
-            name, addrs = self._resolve(nexthop)
-            actuator.undrain(addrs)
-            self.drains.pop(name, None)
-            self.bus.publish(Event(time.time(), "undrain", name, ", ".join(addrs)))
-            return self._drain_info(name, addrs)
-
-        return self.agent.call(do)
+    def _drain_started(self, name: str, addrs: tuple[str, ...], deadline: float | None) -> None:
+        self.drains[name] = Drain(addrs, deadline, self.agent.clock())
+        self.agent.request_count()
 
     def drain_status(self, nexthop: str) -> DrainInfo:
         def do() -> DrainInfo:
@@ -381,12 +270,6 @@ class LinuxControl:
             state = "draining"  # asked, the routing daemon has not withdrawn it yet
         return DrainInfo(name, state, pinned, d.deadline_at if d else None)
 
-    def watch_events(self) -> Iterator[Event]:
-        return self.bus.subscribe()
-
-    def resync(self) -> None:
-        self.agent.call(lambda: self.agent.resync())
-
     # ── on the loop, after every pass ───────────────────────────────────────────
     def _after_pass(self, agent: Agent) -> None:
         self._ifname_cache.clear()
@@ -406,23 +289,3 @@ class LinuxControl:
                 n = self._purge(marks, FlowFilter())
                 self.bus.publish(Event(now, "drain-deadline", name, f"released {n} pins"))
             d.deadline_at = None
-
-
-def flow_matches(f: FlowInfo, flt: FlowFilter) -> bool:
-    """The API's flow filter (both backends); a bad VIP is the caller's InvalidArgument."""
-    if flt.src and f.src != flt.src:
-        return False
-    if flt.dst and f.dst != flt.dst:
-        return False
-    if flt.sport is not None and f.sport != flt.sport:
-        return False
-    if flt.dport is not None and f.dport != flt.dport:
-        return False
-    if flt.vip:
-        try:
-            net = ipaddress.ip_network(flt.vip, strict=False)
-            if ipaddress.ip_address(f.dst) not in net:
-                return False
-        except ValueError:
-            raise InvalidArgument(f"bad VIP {flt.vip!r}") from None
-    return True

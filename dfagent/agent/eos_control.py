@@ -10,16 +10,15 @@ unpinned (their connections follow ECMP as it is now).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dfagent import __version__
 from dfagent.agent.agent import Agent
-from dfagent.agent.control import EventBus, flow_matches
-from dfagent.api.control import InvalidArgument, NotFound
+from dfagent.agent.control_base import ControlBase, flow_matches
+from dfagent.api.control import InvalidArgument
 from dfagent.backends.eos.datapath import EosDatapath
 from dfagent.core.model import (
     NEXTHOP_STATES,
@@ -41,7 +40,11 @@ class _Drain:
     deadline_at: float | None
 
 
-class EosControl:
+class EosControl(ControlBase):
+    no_actuator = (
+        "no drain actuator for the EOS backend (drain.actuator: eos, with bgp_asn and neighbors)"
+    )
+
     def __init__(
         self,
         agent: Agent,
@@ -50,31 +53,13 @@ class EosControl:
         actuator: DrainActuator | None = None,
         config_file: str = "",
     ) -> None:
-        self.agent = agent
         self.dp = dp
         self.backend = dp.backend
-        self.names = {n: tuple(a.partition("%")[0] for a in v) for n, v in names.items()}
-        self.actuator = actuator
-        self.config_file = config_file
-        self.bus = EventBus()
+        names = {n: tuple(a.partition("%")[0] for a in v) for n, v in names.items()}
+        super().__init__(agent, names, actuator, config_file)
         self.drains: dict[str, _Drain] = {}  # loop thread only
-        agent.on_pass.append(self._after_pass)
 
     # ── names ───────────────────────────────────────────────────────────────────
-    def _resolve(self, text: str) -> tuple[str, tuple[str, ...]]:
-        if text in self.names:
-            return text, self.names[text]
-        try:
-            addr = str(ipaddress.ip_address(text.partition("%")[0]))
-        except ValueError:
-            raise NotFound(f"no next hop {text!r}") from None
-        for name, addrs in self.names.items():
-            if addr in addrs:
-                return name, addrs
-        if any(nh.gateway == addr for nh in self.dp.records):
-            return addr, (addr,)
-        raise NotFound(f"no next hop {text!r}")
-
     def _name_of(self, addr: str) -> str:
         for name, addrs in self.names.items():
             if addr in addrs:
@@ -168,58 +153,23 @@ class EosControl:
 
         return self.agent.call(do)
 
-    def drain(self, nexthop: str, deadline_s: float | None) -> DrainInfo:
-        if deadline_s is not None and deadline_s <= 0:
-            raise InvalidArgument("the deadline must be more than 0 seconds")
-        actuator = self._actuator()
+    def _drain_started(self, name: str, addrs: tuple[str, ...], deadline: float | None) -> None:
+        self.drains[name] = _Drain(addrs, deadline)
+        self.dp.drained_now |= set(addrs)
 
-        def do() -> DrainInfo:
-            name, addrs = self._resolve(nexthop)
-            actuator.drain(addrs)
-            deadline = time.time() + deadline_s if deadline_s is not None else None
-            self.drains[name] = _Drain(addrs, deadline)
-            self.dp.drained_now |= set(addrs)
-            self.bus.publish(Event(time.time(), "drain", name, ", ".join(addrs)))
-            return self._info(name, addrs)
-
-        return self.agent.call(do)
-
-    def undrain(self, nexthop: str) -> DrainInfo:
-        actuator = self._actuator()
-
-        def do() -> DrainInfo:
-            name, addrs = self._resolve(nexthop)
-            actuator.undrain(addrs)
-            self.drains.pop(name, None)
-            self.dp.drained_now -= set(addrs)
-            self.bus.publish(Event(time.time(), "undrain", name, ", ".join(addrs)))
-            return self._info(name, addrs)
-
-        return self.agent.call(do)
-
-    def _actuator(self) -> DrainActuator:
-        if self.actuator is None:
-            raise InvalidArgument(
-                "no drain actuator for the EOS backend (drain.actuator: eos, with bgp_asn and "
-                "neighbors)"
-            )
-        return self.actuator
+    def _drain_ended(self, name: str, addrs: tuple[str, ...]) -> None:
+        self.drains.pop(name, None)
+        self.dp.drained_now -= set(addrs)
 
     def drain_status(self, nexthop: str) -> DrainInfo:
-        return self.agent.call(lambda: self._info(*self._resolve(nexthop)))
+        return self.agent.call(lambda: self._drain_info(*self._resolve(nexthop)))
 
-    def _info(self, name: str, addrs: Sequence[str]) -> DrainInfo:
+    def _drain_info(self, name: str, addrs: Sequence[str]) -> DrainInfo:
         d = self.drains.get(name)
         pinned = len(self._pins_to(addrs))
         drained = d is not None or any(a in self.dp.drained_now for a in addrs)
         state = ("draining" if pinned else "drained") if drained else "active"
         return DrainInfo(name, state, pinned, d.deadline_at if d else None)
-
-    def watch_events(self) -> Iterator[Event]:
-        return self.bus.subscribe()
-
-    def resync(self) -> None:
-        self.agent.call(lambda: self.agent.resync())
 
     # ── on the loop, after every pass ───────────────────────────────────────────
     def _after_pass(self, agent: Agent) -> None:

@@ -54,6 +54,7 @@ def datapath_config(cfg: Config) -> DatapathConfig:
         one_direction=lx.one_direction,
         notrack=lx.notrack,
         fin_timeout=lx.fin_timeout,
+        ct_copy=lx.ct_copy,
         protocols=tuple((v.prefix, v.protocols) for v in cfg.vips if v.protocols != ("tcp",)),
     )
 

@@ -53,7 +53,7 @@ class ReloadBench(PccBench):
         conf.write_text(text)
         return conf
 
-    def run_mode(self, mode: str) -> dict[str, Any]:  # type: ignore[override]
+    def reload_mode(self, mode: str) -> dict[str, Any]:
         from dfagent.bench.pcc import Holder
 
         self.mode = mode
@@ -125,7 +125,7 @@ class ReloadBench(PccBench):
         return {
             "connections": self.n,
             "rounds": self.rounds,
-            "modes": {m: self.run_mode(m) for m in modes},
+            "modes": {m: self.reload_mode(m) for m in modes},
         }
 
 

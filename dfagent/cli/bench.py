@@ -12,6 +12,7 @@ def bench() -> None:
 
 # Benchmarks register themselves on import (one module each, owned by their feature).
 from dfagent.cli import (  # noqa: E402
+    bench_ctflush,  # noqa: F401
     bench_decode,  # noqa: F401
     bench_eapi,  # noqa: F401
     bench_mirror,  # noqa: F401

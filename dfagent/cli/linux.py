@@ -243,7 +243,16 @@ def linux() -> None:
     help="Protocols to pin: for every VIP (`tcp,udp`) or one (`1.1.1.1/32=tcp,udp`); "
     "repeatable; default tcp. UDP flows are pinned while conntrack keeps their entry.",
 )
-def kernel(verbose: bool, dead_hold: float, protocols: tuple[str, ...], **opts: Any) -> None:
+@click.option(
+    "--ct-copy",
+    is_flag=True,
+    help="Each census also copies the pins into nft maps, so a conntrack flush does not move "
+    "connections pinned before it (costs: docs/kernel-mode.md, 'Pins through a conntrack "
+    "flush').",
+)
+def kernel(
+    verbose: bool, dead_hold: float, protocols: tuple[str, ...], ct_copy: bool, **opts: Any
+) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
     On exit the pins stay in place: the kernel keeps pinning while the agent is down.
@@ -260,7 +269,7 @@ def kernel(verbose: bool, dead_hold: float, protocols: tuple[str, ...], **opts: 
             "udp with --one-direction: one-direction pins follow TCP flags; udp pins need "
             "conntrack (a router that sees both directions)"
         )
-    cfg = _config(dead_hold=dead_hold, protocols=chosen, **opts)
+    cfg = _config(dead_hold=dead_hold, protocols=chosen, ct_copy=ct_copy, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
     with _running(cfg) as agent:

@@ -3,7 +3,7 @@ protocol a line (name, proto, table, state, since, info); parsed here in one pla
 
 from __future__ import annotations
 
-from dfagent.lab.checks import StepContext
+from dfagent.lab.checks import RunsCommands
 
 
 def parse_protocols(text: str) -> dict[str, tuple[str, str]]:
@@ -16,7 +16,7 @@ def parse_protocols(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def sessions_established(ctx: StepContext, nodes: list[str], protocols: list[str]) -> list[str]:
+def sessions_established(ctx: RunsCommands, nodes: list[str], protocols: list[str]) -> list[str]:
     """Every BGP protocol named in `protocols` is up and Established on every node."""
     problems = []
     for node in nodes:

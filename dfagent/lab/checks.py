@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dfagent.lab import runner
 from dfagent.lab.errors import LabError
@@ -29,6 +29,20 @@ class Result:
     ok: bool
     seconds: float
     detail: list[str] = field(default_factory=list)
+
+
+class RunsCommands(Protocol):
+    """What a check that reads command output needs of its context (the unit tests give
+    canned outputs)."""
+
+    def run(self, node: str, cmd: str | list[str], timeout: float = 30) -> str: ...
+
+
+class ReadsLab(RunsCommands, Protocol):
+    """A check that also reads the lab's topology."""
+
+    @property
+    def lab(self) -> Lab: ...
 
 
 @dataclass

@@ -103,7 +103,8 @@ def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> li
     while len(done) < len(pending) and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
             sel.unregister(key.fileobj)
-            done.add(key.fileobj)  # type: ignore[arg-type]
+            assert isinstance(key.fileobj, socket.socket)  # only sockets are registered
+            done.add(key.fileobj)
     sel.close()
     ok = []
     for c in pending:

@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from dfagent.lab.checks import StepContext
+from dfagent.lab.checks import ReadsLab
 from dfagent.lab.topology import Topology
 
 VNI = 100
@@ -40,7 +40,7 @@ def _nexthops(route: dict[str, Any]) -> list[dict[str, Any]]:
     return list(route.get("nexthops") or [route])
 
 
-def loopbacks_ecmp(ctx: StepContext, without: list[str] | None = None) -> list[str]:
+def loopbacks_ecmp(ctx: ReadsLab, without: list[str] | None = None) -> list[str]:
     """From every leaf: every other leaf's loopback over one `via inet6` next hop per live
     spine (exactly those uplinks), every live spine's loopback over the uplink to it.
     `without`: spines whose links are down (their loopbacks are not expected)."""
@@ -75,7 +75,7 @@ def loopbacks_ecmp(ctx: StepContext, without: list[str] | None = None) -> list[s
     return problems
 
 
-def evpn_vteps(ctx: StepContext) -> list[str]:
+def evpn_vteps(ctx: ReadsLab) -> list[str]:
     """Every leaf holds an EVPN type-3 (IMET) route from every VTEP, and the kernel floods
     VNI 100's broadcast to every other VTEP."""
     topo = ctx.lab.topology
@@ -99,7 +99,7 @@ def evpn_vteps(ctx: StepContext) -> list[str]:
     return problems
 
 
-def host_pings(ctx: StepContext) -> list[str]:
+def host_pings(ctx: ReadsLab) -> list[str]:
     """Every host pings every other host (all on other leaves, so over VXLAN)."""
     topo = ctx.lab.topology
     hosts = {h: topo.nodes[h].labels["address"] for h in _role(topo, "host")}

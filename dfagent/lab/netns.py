@@ -11,18 +11,19 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dfagent.lab.errors import LabError
 
 
-def run(argv: Sequence[str], check: bool = True, timeout: float = 30, **kw: object) -> str:
+def run(argv: Sequence[str], check: bool = True, timeout: float = 30, **kw: Any) -> str:
     try:
         proc = subprocess.run(
             list(argv),
             capture_output=True,
             text=True,
             timeout=timeout,
-            **kw,  # type: ignore[call-overload]
+            **kw,  # more subprocess.run arguments
         )
     except FileNotFoundError as exc:
         raise LabError(f"{argv[0]}: not installed ({exc.strerror})") from exc

@@ -107,8 +107,9 @@ def serve(
                 sel.register(conn, selectors.EVENT_READ, _Conn(conn, answer))
                 continue
             if key.data == "udp":
+                assert isinstance(key.fileobj, socket.socket)  # registered: a UDP socket
                 with contextlib.suppress(OSError):
-                    _udp_answer(key.fileobj, name.encode())  # type: ignore[arg-type]
+                    _udp_answer(key.fileobj, name.encode())
                 continue
             c: _Conn = key.data
             if events & selectors.EVENT_READ:

@@ -43,7 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from dfagent.wire import DecodeError, SynEvent, decode_gre, decode_mirror
 
@@ -54,6 +54,15 @@ DEFAULT_BATCH = 512
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 DropPolicy = Literal["newest", "oldest"]
+
+
+class RawSocket(Protocol):
+    """What the drain loops use of a raw socket (unit tests feed them fakes)."""
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+    def recvfrom(self, bufsize: int, /) -> tuple[bytes, Any]: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
 
 
 def _packed(addr: str) -> bytes:
@@ -96,8 +105,8 @@ class MirrorReceiver:
         self._qlen = 0
         self._qlock = threading.Lock()
         self._ready = threading.Event()
-        self.sock4: socket.socket | None = None
-        self.sock6: socket.socket | None = None
+        self.sock4: RawSocket | None = None
+        self.sock6: RawSocket | None = None
         self.rcvbuf_actual: dict[int, int] = {}
         self._proc: dict[int, tuple[int, Any]] = {}  # family → (socket inode, /proc file)
 
@@ -194,7 +203,7 @@ class MirrorReceiver:
             self._drain6(self.sock6, limit, events)
         return events
 
-    def _drain4(self, sock: socket.socket, limit: int, events: list[SynEvent]) -> None:
+    def _drain4(self, sock: RawSocket, limit: int, events: list[SynEvent]) -> None:
         recv = sock.recv
         allowed = self.allowed
         append = events.append
@@ -234,11 +243,12 @@ class MirrorReceiver:
         finally:
             self._flush_counts(n, nbytes, syn, denied, others)
 
-    def _drain6(self, sock: socket.socket, limit: int, events: list[SynEvent]) -> None:
+    def _drain6(self, sock: RawSocket, limit: int, events: list[SynEvent]) -> None:
         recvfrom = sock.recvfrom
         allowed = self.allowed
         v6_text = self._v6_text
         append = events.append
+        mirror: bytes | None
         n = nbytes = syn = denied = 0
         others: dict[str, int] = {}
         try:
@@ -258,7 +268,7 @@ class MirrorReceiver:
                 if allowed is None:
                     mirror = socket.inet_pton(socket.AF_INET6, text)
                 else:
-                    mirror = v6_text.get(text)  # type: ignore[assignment]
+                    mirror = v6_text.get(text)
                     if mirror is None:
                         denied += 1
                         continue

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dfagent.backends.linux.rtnl import RTNH_F_DEAD, Event, Route, RtnlEvents
 from dfagent.core.liveness import NUD_FAILED, NUD_GOOD, Liveness
@@ -30,8 +30,29 @@ from dfagent.core.marks import RT_PROTO, is_dfagent_table
 from dfagent.core.nexthops import IPNetwork, NextHop
 from dfagent.core.ports import RouteView
 
-if TYPE_CHECKING:
-    from dfagent.backends.linux.netlink import Netlink
+
+class RouteNetlink(Protocol):
+    """What route observation reads of the kernel (``backends.linux.netlink.Netlink``; the
+    unit tests' fakes)."""
+
+    def refresh_names(self) -> None: ...
+    def neighbour_states(self) -> dict[tuple[int, str], int]: ...
+    def main_routes(self, family: int) -> list[Route]: ...
+    def ifname(self, index: int) -> str: ...
+    def ifindex(self, name: str) -> int | None: ...
+    def link_up(self, ifname: str) -> bool: ...
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None: ...
+
+
+class RouteEvents(Protocol):
+    """The subscribed notification socket (``RtnlEvents``): ``overflow`` when some were lost."""
+
+    overflow: bool
+
+    def fileno(self) -> int: ...
+    def read(self) -> list[Event]: ...
+    def close(self) -> None: ...
+
 
 WIDTH = {4: 32, 6: 128}
 PrefixKey = tuple[int, int, int]  # (family, network as int, length)
@@ -71,7 +92,7 @@ class Coverage:
 
 
 class LinuxRoutes:
-    def __init__(self, nl: Netlink) -> None:
+    def __init__(self, nl: RouteNetlink) -> None:
         self.nl = nl
         self.liveness = Liveness()
         self._neigh: dict[tuple[int, str], int] = {}
@@ -85,7 +106,7 @@ class LinuxRoutes:
         self._view: RouteView | None = None
         self._view_gen = -1
         self.generation = 0
-        self.events: RtnlEvents | None = None
+        self.events: RouteEvents | None = None
         # someone else deleted routes in dfagent's tables or its rules (or events were lost):
         # the datapath compares the kernel with what it wrote
         self.tables_touched = False

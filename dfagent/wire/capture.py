@@ -94,7 +94,7 @@ def read_packets(path: str) -> Iterator[Packet]:
         raise UnreadableFile(f"{path}: empty file: {_NOT_A_CAPTURE}")
     if is_capture(head):
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        it = iter_capture(mm)  # type: ignore[arg-type]
+        it = iter_capture(mm)
         try:
             # everything up to the first frame we decode, so that a file with no interface
             # of a supported link type fails before any output

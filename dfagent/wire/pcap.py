@@ -11,6 +11,7 @@ caller counts them) and only a file where no interface has a supported link type
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from struct import Struct
 from typing import NamedTuple
@@ -58,6 +59,10 @@ class CaptureError(Exception):
     """The buffer is not a capture file we can read (bad magic, unknown link type...)."""
 
 
+# a whole capture file: its bytes, or the file memory-mapped (records are copied out)
+Capture = bytes | mmap.mmap
+
+
 class Frame(NamedTuple):
     """One captured packet. `interface` is the pcapng interface id within its `section` (the
     pcapng section number, from 0); both are 0 in a classic pcap."""
@@ -78,7 +83,7 @@ def is_capture(head: bytes) -> bool:
     return head[:4] in _MAGIC or head[:4] == PCAPNG_MAGIC
 
 
-def iter_capture(buf: bytes) -> Iterator[Frame]:
+def iter_capture(buf: Capture) -> Iterator[Frame]:
     """Yield a Frame for every packet, in file order. Raises CaptureError when the file itself
     is unreadable; a truncated last record ends the iteration with a CaptureError too.
 
@@ -94,7 +99,7 @@ def iter_capture(buf: bytes) -> Iterator[Frame]:
         raise CaptureError("not a pcap or pcapng file (bad magic)")
 
 
-def _iter_pcap(buf: bytes, order: str) -> Iterator[Frame]:
+def _iter_pcap(buf: Capture, order: str) -> Iterator[Frame]:
     if len(buf) < 24:
         raise CaptureError("truncated pcap file header")
     linktype = Struct(order + "I").unpack_from(buf, 20)[0] & 0x0FFFFFFF
@@ -114,7 +119,7 @@ def _iter_pcap(buf: bytes, order: str) -> Iterator[Frame]:
         off += incl
 
 
-def _iter_pcapng(buf: bytes) -> Iterator[Frame]:
+def _iter_pcapng(buf: Capture) -> Iterator[Frame]:
     off = 0
     end = len(buf)
     order = "<"

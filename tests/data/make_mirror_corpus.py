@@ -171,7 +171,7 @@ def skipped(name: str, raw: bytes, reason: str) -> None:
 
 
 def syn_fields(**kw: Any) -> dict[str, Any]:
-    d = {
+    d: dict[str, Any] = {
         "mirror": MIRROR,
         "encap": "ip",
         "gre_key": None,
@@ -361,7 +361,7 @@ def make_good() -> None:
     for c in (0, 1):
         for k in (0, 1):
             for s in (0, 1):
-                gkw = {
+                gkw: dict[str, Any] = {  # scapy field values
                     "chksum_present": c,
                     "key_present": k,
                     "key": 1000 + 4 * c + 2 * k + s if k else None,

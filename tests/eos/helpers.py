@@ -10,7 +10,7 @@ from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.factory import build_backend
 from dfagent.config import Config, parse
 from dfagent.core.pintable import Flow
-from dfagent.lab.eapi import EapiSwitch
+from dfagent.lab.eapi import EapiSwitch, FakeClock, FlowEntry
 
 VIP = "192.0.2.10"
 VIP6 = "2001:db8::10"
@@ -42,6 +42,19 @@ def backend(
 ) -> EosBackend:
     cfg = config(sw, prefix, **eos)
     return build_backend(cfg, environ={PASSWORD_ENV: sw.password}, clock=clock or sw.clock.now)
+
+
+def fake_clock(sw: EapiSwitch) -> FakeClock:
+    """The switch's clock, which the fixtures make a FakeClock (the tests move it)."""
+    assert isinstance(sw.clock, FakeClock)
+    return sw.clock
+
+
+def flow_entry(sw: EapiSwitch, name: str) -> FlowEntry:
+    """The switch's flow NAME, which must exist."""
+    entry = sw.state.flow(name)
+    assert entry is not None, f"no flow {name} on the switch"
+    return entry
 
 
 def flow(i: int, dst: str = VIP) -> Flow:

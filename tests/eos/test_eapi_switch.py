@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pyeapi
 import pytest
@@ -87,6 +89,13 @@ def rpc(sw: EapiSwitch, body: object, auth: tuple[str, str] | None = None) -> tu
         return resp.status, raw.decode()
 
 
+def rpc_json(sw: EapiSwitch, body: object) -> tuple[int, dict[str, Any]]:
+    """:func:`rpc` for a request answered in JSON-RPC: the answer is an object."""
+    status, answer = rpc(sw, body)
+    assert isinstance(answer, dict), answer
+    return status, answer
+
+
 def run_cmds(cmds: list[object], **params: object) -> dict[str, object]:
     return {
         "jsonrpc": "2.0",
@@ -101,7 +110,7 @@ def test_wire_format_variants(eapi_switch: EapiSwitch) -> None:
     body = run_cmds([{"cmd": "show hostname", "input": ""}], version="latest")
     body["streaming"] = False
     body["somethingNew"] = {"x": 1}
-    status, answer = rpc(eapi_switch, body)
+    status, answer = rpc_json(eapi_switch, body)
     assert status == 200
     assert answer == {
         "jsonrpc": "2.0",
@@ -109,7 +118,7 @@ def test_wire_format_variants(eapi_switch: EapiSwitch) -> None:
         "result": [{"hostname": "dfagent-sw1", "fqdn": "dfagent-sw1"}],
     }
     # autoComplete / expandAliases / timestamps are eAPI params too.
-    status, answer = rpc(
+    status, answer = rpc_json(
         eapi_switch, run_cmds(["show hostname"], autoComplete=False, expandAliases=True)
     )
     assert "result" in answer
@@ -120,7 +129,7 @@ def test_wire_format_variants(eapi_switch: EapiSwitch) -> None:
         "params": [1, ["show hostname"], "text"],
         "id": 7,
     }
-    status, answer = rpc(eapi_switch, body)
+    status, answer = rpc_json(eapi_switch, body)
     assert answer["result"] == [{"output": "Hostname: dfagent-sw1\nFQDN:     dfagent-sw1\n"}]
     assert answer["id"] == 7
 
@@ -144,28 +153,28 @@ def test_wire_format_variants(eapi_switch: EapiSwitch) -> None:
     ],
 )
 def test_bad_requests(eapi_switch: EapiSwitch, body: object, code: int) -> None:
-    status, answer = rpc(eapi_switch, body)
+    status, answer = rpc_json(eapi_switch, body)
     assert status == 200
     assert answer["error"]["code"] == code, answer
     assert eapi_switch.state.flows.entries() == []
 
 
 def test_timestamps_param_adds_meta(eapi_switch: EapiSwitch) -> None:
-    _, answer = rpc(eapi_switch, run_cmds(["show hostname"], timestamps=True))
+    _, answer = rpc_json(eapi_switch, run_cmds(["show hostname"], timestamps=True))
     meta = answer["result"][0]["_meta"]
     assert meta["execStartTime"] > 1.6e9 and 0 <= meta["execDuration"] < 5
-    _, answer = rpc(eapi_switch, run_cmds(["show hostname"]))
+    _, answer = rpc_json(eapi_switch, run_cmds(["show hostname"]))
     assert "_meta" not in answer["result"][0]
 
 
 def test_unknown_param_message_matches_what_pyeapi_looks_for(eapi_switch: EapiSwitch) -> None:
-    _, answer = rpc(eapi_switch, run_cmds(["show version"], bogusParam=True))
+    _, answer = rpc_json(eapi_switch, run_cmds(["show version"], bogusParam=True))
     assert "unexpected keyword argument 'bogusParam'" in answer["error"]["message"]
 
 
 def test_unauthorized_is_http_401(eapi_switch: EapiSwitch) -> None:
     status, body = rpc(eapi_switch, run_cmds(["show version"]), auth=("dfagent", "wrong"))
-    assert status == 401 and "Bad username/password" in body
+    assert status == 401 and isinstance(body, str) and "Bad username/password" in body
     status, _ = rpc(eapi_switch, run_cmds(["show version"]), auth=("nobody", eapi_switch.password))
     assert status == 401
     bad = pyeapi.client.connect(
@@ -217,7 +226,7 @@ def test_unauthorized_command_1005(eapi_switch: EapiSwitch) -> None:
 
 
 def test_privileged_mode_required(eapi_switch: EapiSwitch) -> None:
-    _, answer = rpc(eapi_switch, run_cmds(["configure", "directflow"]))
+    _, answer = rpc_json(eapi_switch, run_cmds(["configure", "directflow"]))
     assert answer["error"]["code"] == 1002
     assert answer["error"]["data"] == [{"errors": ["Invalid input (privileged mode required)"]}]
 
@@ -232,12 +241,12 @@ def test_enable_secret_via_cmd_input(eapi_switch: EapiSwitch) -> None:
 
 
 def test_abbreviations_only_with_autocomplete(eapi_switch: EapiSwitch) -> None:
-    _, answer = rpc(eapi_switch, run_cmds(["sh ver"]))
+    _, answer = rpc_json(eapi_switch, run_cmds(["sh ver"]))
     assert answer["error"]["code"] == 1002
-    _, answer = rpc(eapi_switch, run_cmds(["sh ver"], autoComplete=True))
+    _, answer = rpc_json(eapi_switch, run_cmds(["sh ver"], autoComplete=True))
     assert answer["result"][0]["modelName"] == "DCS-7050SX-64"
     # An ambiguous abbreviation stays invalid: `ro` is route-map or router.
-    _, answer = rpc(eapi_switch, run_cmds(["enable", "configure", "ro"], autoComplete=True))
+    _, answer = rpc_json(eapi_switch, run_cmds(["enable", "configure", "ro"], autoComplete=True))
     assert answer["error"]["code"] == 1002  # route-map or router
 
 
@@ -295,8 +304,8 @@ def test_dropped_requests(eapi_switch: EapiSwitch) -> None:
     assert n.enable("show hostname")[0]["result"]["hostname"] == "dfagent-sw1"
 
 
-def test_unix_socket_without_auth(tmp_path: pytest.TempPathFactory) -> None:
-    path = str(tmp_path / "command-api.sock")  # type: ignore[operator]
+def test_unix_socket_without_auth(tmp_path: Path) -> None:
+    path = str(tmp_path / "command-api.sock")
     with EapiSwitch(unix_socket=path, password="unused") as sw:
         # pyeapi.client.connect() has no socket path argument (it uses EOS's
         # /var/run/command-api.sock): build the connection the way connect() would.
@@ -308,10 +317,10 @@ def test_unix_socket_without_auth(tmp_path: pytest.TempPathFactory) -> None:
     assert not os.path.exists(path)
 
 
-def test_https(tmp_path: pytest.TempPathFactory) -> None:
+def test_https(tmp_path: Path) -> None:
     from dfagent.lab.eapi import make_self_signed_cert
 
-    cert = make_self_signed_cert(tmp_path)  # type: ignore[arg-type]
+    cert = make_self_signed_cert(tmp_path)
     with EapiSwitch(password="pw", tls=cert) as sw:
         assert sw.url.startswith("https://")
         n = pyeapi.client.connect(**sw.connect_args(), return_node=True)  # no verification
@@ -352,7 +361,7 @@ def test_a_crash_inside_the_switch_is_1001_and_recorded(eapi_switch: EapiSwitch)
             raise RuntimeError("datapath gone")
 
     eapi_switch.state.set_counter_source(Broken())
-    _, answer = rpc(eapi_switch, run_cmds(["show hostname"]))
+    _, answer = rpc_json(eapi_switch, run_cmds(["show hostname"]))
     assert answer["error"]["code"] == 1001
     assert answer["error"]["data"] == [{"errors": ["Command raised an internal exception"]}]
     assert "datapath gone" in eapi_switch.internal_errors[0]

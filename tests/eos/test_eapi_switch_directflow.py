@@ -3,6 +3,8 @@ removal, the grammar EOS accepts, and the observer hooks a lab datapath will use
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyeapi
 import pytest
 from pyeapi.eapilib import CommandError
@@ -23,7 +25,7 @@ def detail(n: pyeapi.client.Node) -> dict[str, str]:
     return n.enable("show directflow detail")[0]["result"]["details"]["status"]
 
 
-def shown(n: pyeapi.client.Node) -> dict[str, dict[str, object]]:
+def shown(n: pyeapi.client.Node) -> dict[str, dict[str, Any]]:
     return {f["name"]: f for f in n.enable("show directflow flows")[0]["result"]["flows"]}
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
+from typing import Any
 
 import pytest
 from pyeapi.eapilib import CommandError
@@ -37,7 +38,7 @@ def anycast(sw: EapiSwitch) -> None:
     node(sw).config(["router bgp 65000", "neighbor SERVERS peer group", "maximum-paths 4 ecmp 4"])
 
 
-def bgp_paths(sw: EapiSwitch) -> dict[str, dict[str, object]]:
+def bgp_paths(sw: EapiSwitch) -> dict[str, dict[str, Any]]:
     out = node(sw).enable(f"show ip bgp {VIP}")[0]["result"]
     entry = out["vrfs"]["default"]["bgpRouteEntries"][f"{VIP}/32"]
     return {p["nextHop"]: p for p in entry["bgpRoutePaths"]}
@@ -139,9 +140,7 @@ def test_load_balance_destination(eapi_switch: EapiSwitch) -> None:
         )
         assert n.enable(cmd)[0]["result"]["outputIntf"] in {"Ethernet2", "Ethernet3"}
     # Overrides and text, and no route at all.
-    flow = FiveTuple(
-        "Ethernet47", *map(__import__("ipaddress").ip_address, ("198.51.100.7", VIP)), 6, 1, 80
-    )
+    flow = FiveTuple("Ethernet47", ip_address("198.51.100.7"), ip_address(VIP), 6, 1, 80)
     eapi_switch.state.static.egress_overrides[flow] = "Ethernet9"
     cmd = (
         f"show load-balance destination ip ingress-interface Et47 src-ipv4-address 198.51.100.7 "

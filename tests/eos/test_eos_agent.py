@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pyeapi
 
@@ -32,7 +33,7 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def running(sw: EapiSwitch, **eos: object) -> Iterator[tuple[Agent, EosControl]]:
+def running(sw: EapiSwitch, **eos: Any) -> Iterator[tuple[Agent, EosControl]]:
     names = {"s1": "10.2.1.2", "s2": "10.2.2.2"}
     cfg = config(sw, reconcile_interval=0.2, drain=DRAIN, nexthops=names, **eos)
     agent, dp, actuator = build_eos(cfg, backend(sw, clock=time.monotonic, **eos))

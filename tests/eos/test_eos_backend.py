@@ -5,13 +5,15 @@ failure, switch down and back, three agents on one switch."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
+import pyeapi
 import pytest
 
 from dfagent.backends.eos.names import flow_name
 from dfagent.backends.eos.session import EosAuthError, EosError
 from dfagent.lab.eapi import EapiSwitch
-from tests.eos.helpers import VIP, VIP6, backend, flow, item
+from tests.eos.helpers import VIP, VIP6, backend, fake_clock, flow, flow_entry, item
 
 
 def test_pin_writes_a_directflow_flow_the_switch_programs(eapi_switch: EapiSwitch) -> None:
@@ -54,15 +56,13 @@ def test_the_rate_limit_defers_pins_and_asks_to_be_called_back(eapi_switch: Eapi
     b.pin([item(i) for i in range(300)])
     assert eapi_switch.state.flows.used() == 200 and len(b.backlog.install) == 100
     assert asked and 0.09 < asked[-1] <= 0.11  # 100 tokens at 1,000/s
-    eapi_switch.clock.advance(0.1)
+    fake_clock(eapi_switch).advance(0.1)
     b.flush()
     assert eapi_switch.state.flows.used() == 300 and not b.backlog
     assert b.stats.deferred == 100
 
 
-def _node(sw: EapiSwitch):  # type: ignore[no-untyped-def]
-    import pyeapi
-
+def _node(sw: EapiSwitch) -> pyeapi.client.Node:
     return pyeapi.client.connect(**sw.connect_args(), return_node=True)
 
 
@@ -82,17 +82,17 @@ def test_a_restarted_agent_adopts_its_flows_and_clears_only_its_leftovers(
     node.config(_flow_cmds("OPERATOR-web"))  # an operator's flow
     node.config(_flow_cmds("dfa_s1-junk"))  # our prefix, no flow: a leftover
     node.config(_flow_cmds(flow_name("dfa_s1", flow(99, "203.0.113.5")), "203.0.113.5"))  # no VIP
-    sw.clock.advance(200)
+    fake_clock(sw).advance(200)
     for i in range(5):
         sw.state.count(flow_name("dfa_s1", flow(i)), packets=3)
-    sw.clock.advance(150)  # 5..9 idle for 350 s: the switch aged them out
+    fake_clock(sw).advance(150)  # 5..9 idle for 350 s: the switch aged them out
     second = backend(sw)  # a new process: empty table
     second.start()
     assert second.table.stats.adopted == 5 and set(second.table.pins) == {flow(i) for i in range(5)}
     assert second.table.stats.expired == 5 and second.table.stats.stale == 2
     names = {e.name for e in sw.state.flows.entries()}
     assert names == {flow_name("dfa_s1", flow(i)) for i in range(5)} | {"OPERATOR-web"}
-    assert all(sw.state.flow(flow_name("dfa_s1", flow(i))).programmed for i in range(5))  # type: ignore[union-attr]
+    assert all(flow_entry(sw, flow_name("dfa_s1", flow(i))).programmed for i in range(5))
 
 
 def test_a_pin_the_switch_lost_while_active_is_put_back(eapi_switch: EapiSwitch) -> None:
@@ -102,7 +102,7 @@ def test_a_pin_the_switch_lost_while_active_is_put_back(eapi_switch: EapiSwitch)
     _node(eapi_switch).config(["directflow", f"no flow {flow_name('dfa_s1', flow(2))}"])
     b.reconcile()
     assert b.table.stats.lost == 1
-    assert eapi_switch.state.flow(flow_name("dfa_s1", flow(2))).programmed  # type: ignore[union-attr]
+    assert flow_entry(eapi_switch, flow_name("dfa_s1", flow(2))).programmed
 
 
 def test_over_its_share_the_least_recently_active_pins_are_evicted(
@@ -113,11 +113,11 @@ def test_over_its_share_the_least_recently_active_pins_are_evicted(
     b.start()
     b.pin([item(i) for i in range(10)])
     b.reconcile()  # the counters' first look
-    sw.clock.advance(5)
+    fake_clock(sw).advance(5)
     for i in (0, 1, 2, 3, 4, 7):
         sw.state.count(flow_name("dfa_s1", flow(i)), packets=2)
     b.reconcile()  # 0-4 and 7 were active since
-    sw.clock.advance(1)
+    fake_clock(sw).advance(1)
     b.pin([item(i) for i in range(100, 103)])
     assert b.table.stats.evicted == 3
     gone = {i for i in range(10) if sw.state.flow(flow_name("dfa_s1", flow(i))) is None}
@@ -144,7 +144,7 @@ def test_flows_the_full_tcam_rejects_are_detected_counted_and_retried(
     assert b.table.stats.rejected == 5 and b.table.room == 5
     # the rejected flows left the switch's config; they come back after the backoff
     assert len([e for e in sw.state.flows.entries() if e.name.startswith("dfa_s1-")]) == 5
-    sw.clock.advance(1.1)
+    fake_clock(sw).advance(1.1)
     b.reconcile()
     assert b.table.stats.retried == 5
     mine = [e for e in sw.state.flows.entries() if e.name.startswith("dfa_s1-")]
@@ -184,7 +184,7 @@ def test_switch_down_and_back_pins_stay_and_the_backlog_is_written(
     b.reconcile()
     assert b.session.counters["requests"] == 4 and len(b.backlog.install) == 4  # none tried
     sw.start()  # back on the same port, its flows kept
-    sw.clock.advance(0.6)
+    fake_clock(sw).advance(0.6)
     b.flush()
     assert not b.backlog and sw.state.flows.used() == 9
     b.reconcile()
@@ -193,7 +193,7 @@ def test_switch_down_and_back_pins_stay_and_the_backlog_is_written(
     b.pin([item(20)])
     assert b.stats.by_kind["timeout"] == 1 and len(b.backlog.install) == 1
     sw.faults.delay = 0.0
-    sw.clock.advance(1.1)  # the backoff doubled: 1 s
+    fake_clock(sw).advance(1.1)  # the backoff doubled: 1 s
     b.flush()
     assert not b.backlog and sw.state.flows.used() == 10
 
@@ -228,8 +228,8 @@ def test_a_refused_command_names_its_pin_and_the_rest_of_the_batch_is_written(
     # an interface name EOS refuses (the renderer passes it through): only that pin fails
     b.pin([item(1), item(2, "%Bogus0"), item(3)])
     assert b.stats.write_errors == 1 and b.table.stats.rejected == 1
-    assert eapi_switch.state.flow(flow_name("dfa_s1", flow(1))).programmed  # type: ignore[union-attr]
-    assert eapi_switch.state.flow(flow_name("dfa_s1", flow(3))).programmed  # type: ignore[union-attr]
+    assert flow_entry(eapi_switch, flow_name("dfa_s1", flow(1))).programmed
+    assert flow_entry(eapi_switch, flow_name("dfa_s1", flow(3))).programmed
     assert eapi_switch.state.flow(flow_name("dfa_s1", flow(2))) is None  # half-written: removed
     assert "Invalid input" in b.stats.last_error and "Bogus0" in b.stats.last_error
 
@@ -244,7 +244,7 @@ def test_errors_are_eos_errors_with_kinds(eapi_switch: EapiSwitch) -> None:
     assert exc.value.kind == "unconverted"
 
 
-def test_https_verifies_the_switch_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_https_verifies_the_switch_certificate(tmp_path: Path) -> None:
     from dfagent.lab.eapi import FakeClock, make_self_signed_cert
 
     tls = make_self_signed_cert(tmp_path)
@@ -280,7 +280,7 @@ def test_one_connection_kept_open_and_reopened_when_the_switch_closed_it(
     assert eapi_switch.state.flows.used() == 6
 
 
-def test_the_on_box_unix_socket_transport(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_on_box_unix_socket_transport(tmp_path: Path) -> None:
     from dfagent.lab.eapi import FakeClock
 
     path = str(tmp_path / "command-api.sock")

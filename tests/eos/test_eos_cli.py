@@ -14,7 +14,7 @@ from dfagent.backends.eos.names import flow_name
 from dfagent.cli.main import cli
 from dfagent.config import to_dict
 from dfagent.lab.eapi import EapiSwitch
-from tests.eos.helpers import PASSWORD_ENV, VIP, backend, config, flow, item
+from tests.eos.helpers import PASSWORD_ENV, VIP, backend, config, flow, flow_entry, item
 
 PIN = ["--src", "198.51.100.7", "--sport", "40001", "--dst", VIP, "--dport", "443"]
 
@@ -40,7 +40,7 @@ def test_pin_list_unpin_cleanup(eapi_switch: EapiSwitch, cfg_file: str) -> None:
     assert (code, err) == (0, "")
     name = "dfa_s1-198_51_100_7-40001-192_0_2_10-443"
     assert json.loads(out) == {"name": name, "nexthop": "10.2.1.2", "switch": "sw1"}
-    assert eapi_switch.state.flow(name).programmed  # type: ignore[union-attr]
+    assert flow_entry(eapi_switch, name).programmed
     code, out, _ = run(["eos", "flows", "--config", cfg_file, "--switch", "sw1", "--json"])
     doc = json.loads(out)
     assert code == 0 and doc["prefix"] == "dfa_s1" and len(doc["flows"]) == 1

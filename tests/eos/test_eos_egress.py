@@ -9,7 +9,7 @@ import pytest
 from dfagent.backends.eos.names import flow_name
 from dfagent.config import ConfigError
 from dfagent.lab.eapi import EapiSwitch
-from tests.eos.helpers import VIP, VIP6, backend, config, flow
+from tests.eos.helpers import VIP, VIP6, backend, config, flow, flow_entry
 
 MEMBERS = {"Ethernet1": "10.2.1.2", "Ethernet2": "10.2.2.2"}
 
@@ -43,7 +43,7 @@ def test_pins_follow_the_members_the_switch_picks(eapi_switch: EapiSwitch) -> No
     b.pin([(f.src, f.dst, f.sport, f.dport, "") for f in (flow(i) for i in range(40))])
     # routes (one request), load-balance (one request), the pins (one request)
     assert len(sw.requests) - before == 3
-    got = {i: str(sw.state.flow(flow_name("dfa_s1", flow(i))).config.nexthop)  # type: ignore[union-attr]
+    got = {i: str(flow_entry(sw, flow_name("dfa_s1", flow(i))).config.nexthop)
            for i in range(40)}  # fmt: skip
     assert got == {i: _asked(sw, i) for i in range(40)}
     assert set(got.values()) == set(MEMBERS.values())  # both members used

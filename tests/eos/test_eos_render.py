@@ -4,6 +4,7 @@ in tests/eos/golden/ (DFAGENT_UPDATE_GOLDEN=1 rewrites them)."""
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_prefixes_that_would_break_names_are_refused() -> None:
     st.integers(1, 65535),
     st.data(),
 )
-def test_any_flow_round_trips_through_its_name(src, sport, dport, data) -> None:  # type: ignore[no-untyped-def]
+def test_any_flow_round_trips_through_its_name(
+    src: IPv4Address | IPv6Address, sport: int, dport: int, data: st.DataObject
+) -> None:
     dst = data.draw(st.ip_addresses(v=src.version))
     f = Flow(str(src), str(dst), sport, dport)
     name = flow_name("agent_7", f)
@@ -89,9 +92,11 @@ def test_batch_names_the_pin_of_each_command() -> None:
     b = r.batch([Item("x", V4)], [Item("a", V4, "10.0.0.1"), Item("b", V6, "%Ethernet3")])
     assert b.item_at(0) is None  # "directflow"
     assert b.item_at(1) == Item("x", V4)
-    assert b.item_at(2).name == "a" and b.cmds[2] == "flow a"  # type: ignore[union-attr]
+    a = b.item_at(2)
+    assert a is not None and a.name == "a" and b.cmds[2] == "flow a"
     i = b.cmds.index("flow b")
-    assert b.item_at(i + 7).name == "b"  # type: ignore[union-attr]
+    item_b = b.item_at(i + 7)
+    assert item_b is not None and item_b.name == "b"
     assert b.cmds[i + 7] == "action output interface Ethernet3"
     assert b.item_at(len(b.cmds) - 1) is None  # the closing "exit"
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyeapi
@@ -27,7 +27,7 @@ MIRROR, COLLECTOR = "127.77.0.1", "127.77.0.2"  # loopback addresses of this tes
 SERVERS = {"s1": "10.2.1.2", "s2": "10.2.2.2"}
 
 
-def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > end:

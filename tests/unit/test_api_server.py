@@ -7,6 +7,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -100,9 +101,9 @@ def test_reflection_lists_the_service(server: Server, sock: str) -> None:
     }  # fmt: skip
 
 
-def _code(fn: object) -> tuple[grpc.StatusCode, str]:
+def _code(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
-        fn()  # type: ignore[operator]
+        fn()
     err = info.value
     assert isinstance(err, grpc.Call)
     return err.code(), err.details() or ""
@@ -156,8 +157,8 @@ def test_watch_events_ends_when_the_agent_stops(
         assert list(stream) == []
 
 
-def _wait_for(cond: object, timeout: float = 5.0) -> None:
+def _wait_for(cond: Callable[[], object], timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
+    while not cond():
         assert time.monotonic() < end, "condition not met in time"
         time.sleep(0.01)

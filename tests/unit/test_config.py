@@ -104,6 +104,7 @@ def with_(section: str, body: Any, vips: list[Any] | None = None) -> dict[str, A
          "linux.repair: expected true or false, got 'yes please'"),
         (with_("linux", {"notrack": True}),
          "linux.notrack: needs one_direction: true (otherwise the pins live in conntrack)"),
+        (with_("linux", {"ct_copy": "off"}), "linux.ct_copy: expected true or false, got 'off'"),
         (with_("linux", {"state_dir": "var/lib"}),
          "linux.state_dir: 'var/lib' is not an absolute path"),
         (with_("linux", [1]), "linux: expected a mapping, got a list"),
@@ -257,6 +258,7 @@ def test_defaults_fill_everything_but_the_vips() -> None:
     timings = (lx.reconcile_interval, lx.gc_grace, lx.dead_hold, lx.fin_timeout)
     assert timings == (5.0, 5.0, 30.0, 30)
     assert lx.repair and not (lx.allow_mark_overlap or lx.one_direction or lx.notrack)
+    assert not lx.ct_copy  # opt-in: its cost grows with the pins (docs/kernel-mode.md)
     m = cfg.mirror
     assert (m.listen, m.sources, dict(m.sessions)) == ((), (), {})  # closed by default
     assert (m.pin_timeout, m.pin_map_size, m.batch.max_items, m.batch.max_delay_ms) == (
@@ -382,7 +384,7 @@ def test_show_round_trips() -> None:
     assert parse(yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
     full = parse({
         "vips": [{**MIRROR_VIP, "name": "w", "protocols": ["tcp"]}],
-        "linux": {"mark_mask": 0xF0, "one_direction": True, "notrack": True},
+        "linux": {"mark_mask": 0xF0, "one_direction": True, "notrack": True, "ct_copy": True},
         "mirror": {"sources": ["any"], "listen": ["10.0.0.1"], "sessions": {7: "%eth1"}},
         "backend": {"type": "eos", "eos": {"profile": "arista-ceos-lab", "transport": "socket",
                                            "verify_tls": False}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dfagent.core.marks import MARK_BASE
 from dfagent.core.nexthops import NextHop
-from dfagent.core.pinning import ACTIVE, DEAD, DRAINED, Planner
+from dfagent.core.pinning import ACTIVE, DEAD, DRAINED, Event, Planner
 
 VIP = "1.1.1.1/32"
 S1 = NextHop(4, "r1", "10.0.1.2")
@@ -17,7 +17,7 @@ def alive_all(nh: NextHop) -> bool:
     return True
 
 
-def kinds(events: list) -> list[tuple[str, NextHop]]:  # type: ignore[type-arg]
+def kinds(events: list[Event]) -> list[tuple[str, NextHop]]:
     return [(e.kind, e.nexthop) for e in events]
 
 

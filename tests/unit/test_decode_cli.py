@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dfagent.cli.main import cli
+from dfagent.wire.errors import Skip
 from dfagent.wire.pcap import CaptureError, iter_capture, strip_link
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -169,7 +170,8 @@ def test_truncated_capture_is_read_up_to_the_cut(tmp_path: Path) -> None:
 
 
 def test_non_ip_frame_is_skipped() -> None:
-    assert strip_link(1, b"\0" * 12 + b"\x08\x06" + b"\0" * 28).reason == "not-ip"  # type: ignore[union-attr]
+    skip = strip_link(1, b"\0" * 12 + b"\x08\x06" + b"\0" * 28)
+    assert isinstance(skip, Skip) and skip.reason == "not-ip"
     with pytest.raises(CaptureError):
         list(iter_capture(b"\x0a\x0d\x0d\x0a" + b"\0" * 8))
 

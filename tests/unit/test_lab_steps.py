@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from dfagent.lab import bird_checks, fabric_checks, fabric_gen, spec
-from dfagent.lab.checks import StepContext
 from dfagent.lab.errors import TopologyError
 
 
@@ -41,15 +40,22 @@ def test_call_and_do_steps_are_checked_when_the_lab_loads(tmp_path):
     }
 
 
-class FakeContext(StepContext):
+class FakeRun:
     """Canned outputs per (node, command) instead of a running lab."""
 
-    def __init__(self, lab: spec.Lab, outputs: dict[tuple[str, str], str]):
-        super().__init__(state=None, lab=lab)  # type: ignore[arg-type]
+    def __init__(self, outputs: dict[tuple[str, str], str]) -> None:
         self.outputs = outputs
 
     def run(self, node: str, cmd: str | list[str], timeout: float = 30) -> str:
         return self.outputs[(node, cmd if isinstance(cmd, str) else " ".join(cmd))]
+
+
+class FakeContext(FakeRun):
+    """FakeRun in a lab (checks that read its topology)."""
+
+    def __init__(self, lab: spec.Lab, outputs: dict[tuple[str, str], str]) -> None:
+        super().__init__(outputs)
+        self.lab = lab
 
 
 def _fabric(tmp_path: Path) -> spec.Lab:
@@ -104,7 +110,7 @@ def test_loopbacks_ecmp_without_a_spine_wants_its_routes_gone(tmp_path):
 def test_evpn_vteps_wants_type3_routes_and_flood_entries(tmp_path):
     lab = _fabric(tmp_path)
     evpn = "vtysh -c 'show bgp l2vpn evpn route type multicast json'"
-    type3 = {
+    type3: dict[str, dict[str, dict[str, object]]] = {
         "10.0.1.1:2": {"[3]:[0]:[32]:[10.0.1.1]": {}},
         "10.0.1.2:2": {"[3]:[0]:[32]:[10.0.1.2]": {}},
     }
@@ -132,7 +138,7 @@ rr2        BGP        ---        start  09:15:08.412  Active        Socket: Conn
 
 def test_bird_sessions_are_read_from_birdc_show_protocols():
     assert bird_checks.parse_protocols(BIRDC)["rr1"] == ("up", "Established")
-    ctx = FakeContext(None, {("hv1", "birdc show protocols"): BIRDC})  # type: ignore[arg-type]
+    ctx = FakeRun({("hv1", "birdc show protocols"): BIRDC})
     problems = bird_checks.sessions_established(ctx, ["hv1"], ["rr1", "rr2", "rr3"])
     assert problems == [
         "hv1: protocol rr2 is start Active Socket: Connection refused",

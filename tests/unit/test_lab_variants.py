@@ -18,4 +18,5 @@ def test_active_backup_differs_from_egress_ecmp_only_in_the_gateway_configs():
     assert [p.split(":")[0] for p in problems[1:]] == ["node r1", "node r2"], problems
     assert all("daemon configs differ" in p for p in problems[1:])
     for gw, med in (("r1", 10), ("r2", 20)):
-        assert f"redistribute static metric {med}" in variant.nodes[gw].frr_conf.read_text()
+        conf = variant.nodes[gw].frr_conf
+        assert conf is not None and f"redistribute static metric {med}" in conf.read_text()

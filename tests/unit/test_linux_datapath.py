@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from dfagent.backends.linux.datapath import DatapathConfig, LinuxDatapath
-from dfagent.backends.linux.netlink import NUD_FAILED, OwnedRoute, OwnedRule
+from dfagent.backends.linux.netlink import NUD_FAILED, NetlinkHandle, OwnedRoute, OwnedRule
 from dfagent.backends.linux.nft import NftError
-from dfagent.backends.linux.rtnl import Hop, Route, RouteOp
+from dfagent.backends.linux.rtnl import Event, Hop, Route, RouteOp
 from dfagent.core.marks import MARK_BASE, MarkSpace
 from dfagent.core.nexthops import NextHop, parse_vip
 from dfagent.routes.linux import LinuxRoutes
@@ -33,6 +33,10 @@ class FakeNft:
     applied line by line (enough for what the datapath writes)."""
 
     def __init__(self) -> None:
+        self.ruleset: list[dict[str, Any]] = []  # what `list ruleset` adds: other mark users
+        self._reset()
+
+    def _reset(self) -> None:
         self.table = False
         self.chains: dict[str, list[str]] = {}
         self.maps: dict[str, dict[str, int]] = {"nh4": {}, "nh6": {}, "restore": {}}
@@ -46,7 +50,7 @@ class FakeNft:
 
     def delete_table(self) -> bool:
         had = self.table
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         return had
 
     def run(self, script: str) -> str:
@@ -92,7 +96,7 @@ class FakeNft:
 
     def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]:
         if command == "list ruleset":
-            return []  # no other user of the mark on this fake router
+            return list(self.ruleset)
         if not self.table:
             raise NftError(command, 1, "No such file or directory")
         words = command.split()
@@ -133,6 +137,7 @@ class FakeNetlink:
         self.rules: set[OwnedRule] = set()
         self.routes: set[OwnedRoute] = set()
         self.index = {"r1": 1, "r2": 2}
+        self.applied: list[RouteOp] = []  # every op apply_routes was given
 
     def refresh_names(self) -> None:
         pass
@@ -157,6 +162,11 @@ class FakeNetlink:
 
     def ifindex(self, name: str) -> int | None:
         return self.index.get(name)
+
+    def route_ifname(self, addr: str) -> str | None:
+        """Next hops are on-link: the interface of the one with that address."""
+        found = {nh.ifname for nhs in self.ecmp.values() for nh in nhs if nh.gateway == addr}
+        return min(found) if found else None
 
     def link_up(self, name: str) -> bool:
         return name not in self.down
@@ -184,6 +194,7 @@ class FakeNetlink:
 
     def apply_routes(self, ops: Any) -> list[tuple[RouteOp, int]]:
         for op in ops:
+            self.applied.append(op)
             self.routes = {r for r in self.routes if (r.table, r.dst) != (op.table, op.dst)}
             if not op.delete:
                 name = self.ifname(op.oif)
@@ -197,6 +208,22 @@ class FakeNetlink:
         pass
 
 
+class QuietEvents:
+    """A subscribed notification socket nothing arrives on (the route source is watching:
+    no re-read per reconcile)."""
+
+    overflow = False
+
+    def fileno(self) -> int:
+        return -1  # never polled
+
+    def read(self) -> list[Event]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
 class Kernel:
     def __init__(self, tmp: Path) -> None:
         self.nft = FakeNft()
@@ -204,6 +231,11 @@ class Kernel:
         self.t = 0.0
         self.pins: dict[int, int] = {}
         self.state_dir = str(tmp / "state")
+        self.routes: LinuxRoutes | None = None  # the route source of the last agent()
+
+    def _routes(self, nl: NetlinkHandle) -> LinuxRoutes:
+        self.routes = LinuxRoutes(nl)
+        return self.routes
 
     def agent(self, **kw: Any) -> LinuxDatapath:
         cfg = DatapathConfig(
@@ -211,9 +243,9 @@ class Kernel:
         )
         dp = LinuxDatapath(
             cfg,
-            routes=LinuxRoutes,  # the real route source, over the fake netlink
-            nft=self.nft,  # type: ignore[arg-type]
-            nl=self.nl,  # type: ignore[arg-type]
+            routes=self._routes,  # the real route source, over the fake netlink
+            nft=self.nft,
+            nl=self.nl,
             clock=lambda: self.t,
             count_pins=lambda: dict(self.pins),
         )
@@ -411,8 +443,7 @@ def test_other_mark_users_overlapping_our_bits_are_refused(tmp_path: Path) -> No
         "expr": [{"mangle": {"key": {"meta": {"key": "mark"}},
                              "value": {"|": [{"meta": {"key": "mark"}}, 0x00010000]}}}],
     }  # fmt: skip
-    real = k.nft.run_json
-    k.nft.run_json = lambda c, terse=False: [{"rule": rule}] if c == "list ruleset" else real(c)  # type: ignore[method-assign]
+    k.nft.ruleset = [{"rule": rule}]
     with pytest.raises(MarkConflict, match=r"inet fw chain pre .*0x00010000"):
         k.agent()
     assert not k.nft.table  # nothing installed
@@ -437,7 +468,7 @@ def test_counts_census_rarely_and_waiting_slots_alone(tmp_path: Path) -> None:
         return {m: k.pins.get(m, 0) for m in s}
 
     cfg = DatapathConfig((VIP4,), state_dir=k.state_dir, reconcile_interval=1, gc_grace=2)
-    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,  # type: ignore[arg-type]
+    dp = LinuxDatapath(cfg, routes=LinuxRoutes, nft=k.nft, nl=k.nl,
                        clock=lambda: k.t, count_pins=census, count_slots=slots)  # fmt: skip
     dp.start()  # the start counts everything (marks carried by unknown entries)
     dp.reconcile(pinned=dp.count_pins())  # S1 and S2 added, after the census: no figure
@@ -471,26 +502,27 @@ def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Pa
         reconcile_interval=1,
         gc_grace=2,
     )
-    dp.routes.events = type("E", (), {"overflow": False, "close": lambda s: None})()  # type: ignore[attr-defined]
+    src = k.routes
+    assert src is not None
+    src.events = QuietEvents()
     dp.reconcile()
     assert {(r.table, r.dst) for r in k.nl.routes} == {
         (m, f"1.1.1.{i}/32") for m in (M1, M2) for i in range(1, 4)
     }
     writes = len(k.nft.scripts)
-    ops: list[Any] = []
-    real = k.nl.apply_routes
-    k.nl.apply_routes = lambda o: (ops.extend(o), real(o))[1]  # type: ignore[method-assign]
+    ops = k.nl.applied
+    ops.clear()
     k.t = 1
     assert dp.reconcile() == [] and ops == [] and len(k.nft.scripts) == writes
     # one more route for S2 alone: one table route, S1's table untouched
-    dp.routes.apply([])  # type: ignore[attr-defined]
+    src.apply([])
     k.nl.ecmp["1.1.1.9/32"] = {S2}
-    dp.routes._need_full = True  # type: ignore[attr-defined]
+    src._need_full = True
     dp.reconcile()
     assert [(o.table, o.dst) for o in ops] == [(M2, "1.1.1.9/32")]
     # an admin deletes a table route: told by a notification, written again, counted
     k.nl.routes = {r for r in k.nl.routes if (r.table, r.dst) != (M1, "1.1.1.2/32")}
-    dp.routes.tables_touched = True  # type: ignore[attr-defined]
+    src.tables_touched = True
     dp.reconcile()
     assert (M1, "1.1.1.2/32") in {(r.table, r.dst) for r in k.nl.routes}
     assert dp.route_repairs == 1

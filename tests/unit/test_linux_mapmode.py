@@ -67,7 +67,7 @@ def make() -> tuple[FakeNft, MapPinner, Clock]:
     nft = FakeNft()
     clock = Clock()
     marks = {(4, "10.0.1.2"): M1, (4, "10.0.2.2"): M2, (6, "fd00:1::2"): M1}
-    pinner = MapPinner(nft, resolver_from(marks), timeout=60, clock=clock)  # type: ignore[arg-type]
+    pinner = MapPinner(nft, resolver_from(marks), timeout=60, clock=clock)
     return nft, pinner, clock
 
 

@@ -28,6 +28,7 @@ KERNEL_SAMPLE = (35070, 4091193130)
 
 CASES = {
     "kernel-mode.nft": RulesetConfig(VIPS),
+    "kernel-ct-copy.nft": RulesetConfig(VIPS, ct_copy=True),
     "map-mode.nft": RulesetConfig(VIPS, record=False, pin_maps=True),
     "empty-vips.nft": RulesetConfig(()),
     # per-VIP protocols: 1.1.1.1 pins UDP too, the others TCP alone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,19 @@ class FakeSock:
     def recvfrom(self, n: int) -> tuple[bytes, tuple[str, int, int, int]]:
         return self.recv(n), (self.src6, 0, 0, 0)
 
+    def fileno(self) -> int:
+        return -1  # never polled: the tests call drain() themselves
+
     def close(self) -> None:
         pass
 
 
-def rx_with(packets4: list[bytes], packets6: list[bytes] = (), **kw: Any) -> MirrorReceiver:  # type: ignore[assignment]
+def rx_with(
+    packets4: list[bytes], packets6: Sequence[bytes] = (), src6: str = "2001:db8::5", **kw: Any
+) -> MirrorReceiver:
     rx = MirrorReceiver(kw.pop("sources", ["5.5.5.5", "2001:db8::5"]), **kw)
-    rx.sock4 = FakeSock(packets4)  # type: ignore[assignment]
-    rx.sock6 = FakeSock(list(packets6)) if packets6 else None  # type: ignore[assignment]
+    rx.sock4 = FakeSock(packets4)
+    rx.sock6 = FakeSock(list(packets6), src6) if packets6 else None
     return rx
 
 
@@ -86,12 +92,10 @@ def test_allow_list_drops_and_counts() -> None:
 def test_ipv6_mirror_address_comes_from_recvfrom() -> None:
     gre = mirrored_syn("erspan1", "2001:db8::5", "2001:db8::9", "10.0.0.1", "10.0.0.2", 7, 80,
                        outer=False)  # fmt: skip
-    rx = rx_with([], [gre, gre])
-    rx.sock6.src6 = "2001:db8::5"  # type: ignore[union-attr]
+    rx = rx_with([], [gre, gre], src6="2001:db8::5")
     events = rx.drain()
     assert [e.mirror for e in events] == ["2001:db8::5", "2001:db8::5"]
-    other = rx_with([], [gre])
-    other.sock6.src6 = "2001:db8::6"  # type: ignore[union-attr]
+    other = rx_with([], [gre], src6="2001:db8::6")
     assert other.drain() == [] and other.counters["drop:not-allowed"] == 1
 
 
@@ -104,7 +108,7 @@ def test_batch_limit() -> None:
 
 @pytest.mark.parametrize("policy", ["newest", "oldest"])
 def test_bounded_queue_drop_policy(policy: str) -> None:
-    rx = rx_with([syn(sport=i) for i in range(10)], queue_size=4, drop=policy)  # type: ignore[arg-type]
+    rx = rx_with([syn(sport=i) for i in range(10)], queue_size=4, drop=policy)
     rx.enqueue(rx.drain())
     assert rx.qsize() == 4
     assert rx.counters["drop:queue-full"] == 6

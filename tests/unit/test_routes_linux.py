@@ -4,7 +4,6 @@ arrive, and a VIP no route covers is reported (a fake netlink holding a main tab
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from dfagent.backends.linux.rtnl import RTNH_F_DEAD, Event, Hop, Route
 from dfagent.core.marks import RT_PROTO, SLOT_BASE
@@ -46,7 +45,7 @@ class FakeNl:
     def link_up(self, name: str) -> bool:
         return True
 
-    def note_link(self, *a: Any) -> None:
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None:
         pass
 
 
@@ -55,14 +54,20 @@ class NoEvents:
 
     overflow = False
 
+    def fileno(self) -> int:
+        return -1  # never polled
+
+    def read(self) -> list[Event]:
+        return []
+
     def close(self) -> None:
         pass
 
 
 def source(routes: list[Route]) -> tuple[LinuxRoutes, FakeNl]:
     nl = FakeNl(routes)
-    src = LinuxRoutes(nl)  # type: ignore[arg-type]
-    src.events = NoEvents()  # type: ignore[assignment]  # watching: no re-read per look
+    src = LinuxRoutes(nl)
+    src.events = NoEvents()  # watching: no re-read per look
     src._need_full = True
     return src, nl
 
@@ -138,7 +143,8 @@ def test_links_nexthop_objects_and_lost_notifications_read_the_table_again() -> 
     for ev in (Event("link", False, ifindex=1, ifname="r1"), Event("nexthop", False)):
         assert src.apply([ev])
         src.observe(vips)
-    src.events.overflow = True  # type: ignore[union-attr]  # ENOBUFS
+    assert src.events is not None
+    src.events.overflow = True  # ENOBUFS
     assert src.apply([]) and src.tables_touched
     src.observe(vips)
     assert nl.reads == 4

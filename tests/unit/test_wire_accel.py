@@ -199,6 +199,7 @@ def test_events_are_ordinary_synevents() -> None:
     mod = fastsyn()
     ev = mod.decode_mirror(RAW[0])
     py = decode_mirror_py(RAW[0])
+    assert isinstance(py, SynEvent)
     assert type(ev) is SynEvent and ev == py and hash(ev) == hash(py)
     assert ev._asdict() == py._asdict() and repr(ev) == repr(py)
     assert ev._replace(sport=1).sport == 1 and ev.to_json() == py.to_json()
@@ -273,11 +274,11 @@ def _crafted() -> dict[str, bytes]:
         add(f"Ethernet that is also IPv6 with next header {nh}", gre_header(0x88BE), frame)
     for good in (True, False):
         # an Ethernet frame whose first 20 bytes are also an IPv4 header with a good checksum
-        frame = bytearray(ether_frame(v4, 0x0800, dst_mac=b"\x45\0\0\x40\0\0"))
-        frame[10:12] = b"\0\0"
-        frame[10:12] = checksum(bytes(frame[:20])).to_bytes(2, "big")
-        frame[11] ^= 0 if good else 1
-        add(f"Ethernet that is also IPv4, checksum {good}", gre_header(0x88BE), bytes(frame))
+        buf = bytearray(ether_frame(v4, 0x0800, dst_mac=b"\x45\0\0\x40\0\0"))
+        buf[10:12] = b"\0\0"
+        buf[10:12] = checksum(bytes(buf[:20])).to_bytes(2, "big")
+        buf[11] ^= 0 if good else 1
+        add(f"Ethernet that is also IPv4, checksum {good}", gre_header(0x88BE), bytes(buf))
     for ft, o in ((2, None), (2, bytes(8)), (1, None), (0, bytes(8))):
         for inner in (v4, v6):
             e3 = erspan3_header(9, ft=ft, platform=o)

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from dfagent.lab.mirror_sender import ENCAPS, TCP_ACK, TCP_SYN, mirrored_syn
+from dfagent.lab.mirror_sender import ENCAPS, TCP_ACK, TCP_SYN, Encap, mirrored_syn
 from dfagent.wire import SKIP_NOT_SYN, DecodeError, SynEvent, decode_mirror, decode_slow
 from dfagent.wire.erspan import PAYLOAD_ETHER, PAYLOAD_IPV4, classify_88be
 from dfagent.wire.gre import parse_gre
@@ -19,10 +19,10 @@ from dfagent.wire.ip import MAX_EXTENSION_HEADERS
 @pytest.mark.parametrize("vlans", [(), (100,), (10, 20)])
 @pytest.mark.parametrize("key", [None, 0xFFFFFFFF])
 def test_encoder_round_trip(
-    encap: str, outer: str, inner: tuple[str, str], vlans: tuple[int, ...], key: int | None
+    encap: Encap, outer: str, inner: tuple[str, str], vlans: tuple[int, ...], key: int | None
 ) -> None:
     collector = "9.9.9.9" if ":" not in outer else "2001:db8::9"
-    raw = mirrored_syn(encap, outer, collector, *inner, 54321, 443, vlans=vlans, key=key,  # type: ignore[arg-type]
+    raw = mirrored_syn(encap, outer, collector, *inner, 54321, 443, vlans=vlans, key=key,
                        session=1023, seq=7)  # fmt: skip
     ev = decode_mirror(raw)
     assert ev == decode_slow(raw)

@@ -35,7 +35,7 @@ def space_of(st: dict[str, Any]) -> MarkSpace:
 
 
 def installed(
-    nft: Nft, pin_maps: bool, one_direction: bool = False
+    nft: Nft, pin_maps: bool, one_direction: bool = False, ct_copy: bool = False
 ) -> tuple[bool, list[str], dict[int, list[str]]]:
     """(table present, what is missing from it, slot → nh-map keys in the kernel)."""
     try:
@@ -54,7 +54,7 @@ def installed(
     missing = [f"chain {c}" for c in BASE_CHAINS if not rules.get(c)]
     if pin_maps:  # map mode records nothing in postrouting
         missing = [m for m in missing if m != "chain postrouting"]
-    want = RulesetConfig((), pin_maps=pin_maps, one_direction=one_direction).maps
+    want = RulesetConfig((), pin_maps=pin_maps, one_direction=one_direction, ct_copy=ct_copy).maps
     missing += [f"map {m}" for m in sorted(want - names)]
     keys: dict[int, list[str]] = {}
     for mapname in ("nh4", "nh6"):
@@ -75,7 +75,9 @@ def status(state_dir: str, count: bool = True) -> dict[str, Any]:
         rules = nl.owned_rules()
         routes = nl.owned_routes()
         one_direction = bool(st.get("one_direction"))
-        table, missing, keys = installed(nft, st.get("mode") == "map", one_direction)
+        table, missing, keys = installed(
+            nft, st.get("mode") == "map", one_direction, bool(st.get("ct_copy"))
+        )
         released = {
             s
             for m in nft.set_elements("released")

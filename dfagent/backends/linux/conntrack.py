@@ -16,6 +16,8 @@ from dfagent.core.marks import MarkSpace
 
 _MARK = re.compile(rb"\bmark=(\d+)")
 _ENDED = re.compile(rb"^tcp\s+\d+\s+\d+\s+(?:TIME_WAIT|CLOSE)\s")
+# a live TCP entry's original tuple (the kernel mode copy keys its maps by it)
+_TCP_ORIG = re.compile(rb"^tcp\s+\d+\s+\d+\s+\S+\s+src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)")
 
 
 class ConntrackError(RuntimeError):
@@ -25,6 +27,20 @@ class ConntrackError(RuntimeError):
 def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
     """slot → live connections (IPv4 and IPv6) carrying its mark: TCP entries in TIME_WAIT
     or CLOSE are closed connections waiting to expire, not pins anyone waits for."""
+    return _dump(space, timeout, None)
+
+
+Flow = tuple[str, str, int, int, int]  # src, dst, sport, dport, slot
+
+
+def census(space: MarkSpace, timeout: float = 60.0) -> tuple[dict[int, int], list[Flow]]:
+    """:func:`count_by_slot` plus every live TCP pin as ``(src, dst, sport, dport, slot)``
+    (the original direction), from the same dumps: what the conntrack copy is fed."""
+    flows: list[Flow] = []
+    return _dump(space, timeout, flows), flows
+
+
+def _dump(space: MarkSpace, timeout: float, flows: list[Flow] | None) -> dict[int, int]:
     counts: Counter[int] = Counter()
     flag = f"0x{space.flag:08x}"
     for fam in ("ipv4", "ipv6"):
@@ -36,8 +52,12 @@ def count_by_slot(space: MarkSpace, timeout: float = 60.0) -> dict[int, int]:
                 continue
             m = _MARK.search(line)
             slot = space.slot(int(m.group(1))) if m else None
-            if slot is not None:
-                counts[slot] += 1
+            if slot is None:
+                continue
+            counts[slot] += 1
+            t = _TCP_ORIG.match(line) if flows is not None else None
+            if t:
+                flows.append((t[1].decode(), t[2].decode(), int(t[3]), int(t[4]), slot))  # type: ignore[union-attr]
     return dict(counts)
 
 

@@ -24,8 +24,9 @@ from typing import Any
 
 from dfagent import config
 from dfagent.backends.linux import conntrack, markusers, state
-from dfagent.backends.linux.netlink import Netlink, OwnedRule
-from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.ctcopy import CtCopy, SyncResult
+from dfagent.backends.linux.netlink import Netlink, NetlinkHandle, OwnedRule
+from dfagent.backends.linux.nft import Nft, NftError, NftHandle
 from dfagent.backends.linux.rtnl import RouteOp
 from dfagent.backends.linux.ruleset import (
     PROBE_INVALID,
@@ -86,6 +87,9 @@ class DatapathConfig:
     full_pass_every: int = 60
     # (VIP, protocols) of VIPs that pin more than TCP (kernel mode: udp too)
     protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
+    # kernel mode: each census copies the pins into nft maps that outlive the conntrack
+    # table (`conntrack -F`); see ruleset.render_ct_copy
+    ct_copy: bool = False
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -99,6 +103,7 @@ class DatapathConfig:
             notrack=self.notrack,
             fin_timeout=self.fin_timeout,
             protocols=self.protocols,
+            ct_copy=self.ct_copy,
         )
 
     @property
@@ -127,9 +132,9 @@ class LinuxDatapath:
     def __init__(
         self,
         cfg: DatapathConfig,
-        routes: Callable[[Netlink], RouteSource],
-        nft: Nft | None = None,
-        nl: Netlink | None = None,
+        routes: Callable[[NetlinkHandle], RouteSource],
+        nft: NftHandle | None = None,
+        nl: NetlinkHandle | None = None,
         clock: Callable[[], float] = time.monotonic,
         count_pins: Callable[[], dict[int, int]] | None = None,
         count_slots: Callable[[frozenset[int]], dict[int, int]] | None = None,
@@ -140,23 +145,30 @@ class LinuxDatapath:
         (without it, every count is a census)."""
         self.cfg = cfg
         self.space = cfg.space
-        self.nft = nft or Nft()
-        self.nl = nl or Netlink()
+        self.nft: NftHandle = nft or Nft()
+        self.nl: NetlinkHandle = nl or Netlink()
         self.routes = routes(self.nl)
         self.clock = clock
         if count_pins is None:  # one direction: the pins are flow-map elements, not conntrack
             nft_ = self.nft
             if cfg.one_direction:
                 count_pins = lambda: count_flow_pins(nft_, cfg.space)  # noqa: E731
+            elif cfg.ruleset().copies:
+                count_pins = self._census_and_copy
+                count_slots = count_slots or (lambda s: conntrack.count_slots(cfg.space, s))
             else:
                 count_pins = lambda: conntrack.count_by_slot(cfg.space)  # noqa: E731
                 count_slots = count_slots or (lambda s: conntrack.count_slots(cfg.space, s))
         self._count_all = count_pins
+        self.ct_copy = CtCopy(self.nft)
+        self.table_handle: int | None = None  # as the last check() listed it
+        self.last_copy: SyncResult | None = None
         self._count_slots = count_slots
         self._census: dict[int, int] = {}
         self._next_census = -1e18
         self._count_targets: frozenset[int] = frozenset()  # slots whose pins someone waits for
         self.census_seconds = 0.0  # how long the last census took
+        self.census_cpu_seconds = 0.0  # and the CPU it cost (this thread + conntrack)
         self.direction = DirectionProbe(window=cfg.direction_window)
         self._slot_family: dict[int, int] = {}
         allocator = MarkAllocator(max_index=cfg.space.max_index)
@@ -453,6 +465,7 @@ class LinuxDatapath:
             # more than on an idle one, so its wall time would stretch the schedule for nothing
             cpu = _cpu_seconds() - cpu0
             self.census_seconds = took
+            self.census_cpu_seconds = cpu
             entries = sum(counts.values())
             news = self._next_census < -1e17 or entries != sum(self._census.values())
             self._census = dict(counts)
@@ -472,6 +485,27 @@ class LinuxDatapath:
         fresh = {s: got.get(s, 0) for s in targets}
         self._census.update(fresh)
         return PinCounts(fresh, fresh=targets)
+
+    def _census_and_copy(self) -> dict[int, int]:
+        """A census that also brings the conntrack copy up to date (count thread; the nft
+        handle serialises its writes with the main thread's)."""
+        counts, flows = conntrack.census(self.space)
+        with self._lock:
+            live = {s for s, ok in self.w.chains.items() if ok}
+        res = self.ct_copy.sync(flows, live, self.table_handle)
+        self.last_copy = res
+        _log(
+            "ct-copied",
+            logging.WARNING if res.failed else logging.DEBUG,
+            flows=res.copied,
+            added=res.added,
+            deleted=res.deleted,
+            skipped=res.skipped,
+            failed=res.failed,
+            full=res.full,
+            ms=round(res.seconds * 1000, 1),
+        )
+        return counts
 
     def _want(self, plan: Plan) -> Written:
         """What nftables should hold for this plan."""
@@ -501,7 +535,7 @@ class LinuxDatapath:
         """Chains first (elements jump to them), then element changes. ``full``: rewrite
         everything (repair), else only the difference from what was written."""
         have = Written() if full else self.w
-        pin, one = self.cfg.pin_maps, self.cfg.one_direction
+        pin, one = self.cfg.ruleset().pin_chains, self.cfg.one_direction
         script = ""
         for slot, live in sorted(want.chains.items()):
             if full or have.chains.get(slot) != live:
@@ -641,7 +675,7 @@ class LinuxDatapath:
             if live or slot in self.w.released:
                 continue
             try:
-                self.nft.run(render_delete_slot_chains(slot, self.cfg.pin_maps))
+                self.nft.run(render_delete_slot_chains(slot, self.cfg.ruleset().pin_chains))
             except NftError:
                 continue  # still referenced (a pin that has not timed out): next round
             del self.w.chains[slot]
@@ -685,7 +719,9 @@ class LinuxDatapath:
             chains: dict[str, list[Any]] = {}
             maps: set[str] = set()
             for item in listing:
-                if "chain" in item:
+                if "table" in item:  # a re-created table has a new one (the copy cares)
+                    self.table_handle = int(item["table"].get("handle", -1))
+                elif "chain" in item:
                     chains.setdefault(str(item["chain"]["name"]), [])
                 elif "rule" in item:
                     r = item["rule"]
@@ -701,7 +737,7 @@ class LinuxDatapath:
                     missing.append(f"chain {c}")
             for slot, live in self.w.chains.items():
                 for kind in SLOT_CHAIN_KINDS:
-                    if kind == "pin" and not self.cfg.pin_maps:
+                    if kind == "pin" and not rs.pin_chains:
                         continue
                     got = chains.get(chain_name(kind, slot))
                     if got is None or len(got) != int(live):
@@ -829,6 +865,7 @@ class LinuxDatapath:
             "mode": self.cfg.mode,
             "mark_mask": hexmark(self.space.mask),
             "one_direction": self.cfg.one_direction,
+            "ct_copy": self.cfg.ruleset().copies,
             "direction": self.direction.verdict.to_json(),
             "marks": self.planner.marks.to_json(),
             "quarantine": sorted(self.planner.marks.quarantine),
@@ -871,7 +908,7 @@ class LinuxDatapath:
         self.nl.close()
 
 
-def count_flow_pins(nft: Nft, space: MarkSpace) -> dict[int, int]:
+def count_flow_pins(nft: NftHandle, space: MarkSpace) -> dict[int, int]:
     """slot → elements of the one-direction flow maps (``flow4``/``flow6``) carrying it.
 
     A full listing: fine for tens of thousands of flows, about 47 s at a million (field

@@ -22,9 +22,10 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from dfagent.backends.linux.ctmark import CtMarker
-from dfagent.backends.linux.nft import Nft, NftError
+from dfagent.backends.linux.nft import NftError, NftHandle, NftScripts
 from dfagent.backends.linux.ruleset import (
     T,
     flow_element,
@@ -58,7 +59,7 @@ def resolver_from(marks: Mapping[tuple[int, str], int]) -> Resolver:
     return resolve
 
 
-def kernel_resolver(nft: Nft) -> Resolver:
+def kernel_resolver(nft: NftHandle) -> Resolver:
     """Resolve next hops from the kernel's ``nh4``/``nh6`` maps (kept by a datapath running in
     another process, e.g. ``dfagent linux map``); re-read when a next hop is not found."""
     table: dict[tuple[int, str], int] = {}
@@ -86,7 +87,7 @@ def kernel_resolver(nft: Nft) -> Resolver:
 class MapPinner:
     def __init__(
         self,
-        nft: Nft,
+        nft: NftScripts,
         resolve: Resolver,
         timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
@@ -108,7 +109,7 @@ class MapPinner:
         self._live = 0
 
     # ── writes ──────────────────────────────────────────────────────────────────
-    def pin(self, batch: Iterable[PinItem | Sequence[object]]) -> PinStats:
+    def pin(self, batch: Iterable[PinItem | Sequence[Any]]) -> PinStats:
         """Pin a micro-batch (one nft transaction). Returns this batch's figures (the agent
         adds them up in its metrics)."""
         res = PinStats(batches=1)
@@ -117,18 +118,18 @@ class MapPinner:
         for it in batch:
             src, dst, sport, dport, nh = it
             fam = 6 if ":" in str(dst) else 4
-            slot = self.resolve(fam, nh)  # type: ignore[arg-type]
+            slot = self.resolve(fam, nh)
             if slot is None:
                 res.unknown_nexthop += 1
                 continue
-            flow = (str(src), str(dst), int(sport), int(dport))  # type: ignore[call-overload]
+            flow = (str(src), str(dst), int(sport), int(dport))
             mapname, elem = self._element(*flow, slot)
             by_map.setdefault(mapname, []).append(elem)
             flows.append((*flow, slot))
         for mapname, elems in by_map.items():
             self._add(mapname, elems, res)
         if self.marker is not None and flows:
-            self._mark(flows, res)
+            self._mark(self.marker, flows, res)
         if res.pinned:
             self._written.append([self.clock(), res.pinned])
             self._live += res.pinned
@@ -163,9 +164,11 @@ class MapPinner:
         except NftError:
             res.failed += 1
 
-    def _mark(self, flows: list[tuple[str, str, int, int, int]], res: PinStats) -> None:
+    def _mark(
+        self, marker: CtMarker, flows: list[tuple[str, str, int, int, int]], res: PinStats
+    ) -> None:
         try:
-            out = self.marker.mark((*f[:4], self.space.mark(f[4])) for f in flows)  # type: ignore[union-attr]
+            out = marker.mark((*f[:4], self.space.mark(f[4])) for f in flows)
         except OSError as exc:  # ENOBUFS and the like: the packet path still marks them
             log.warning("ct-mark-failed flows=%d error=%s", len(flows), exc)
             res.ct_failed += len(flows)
@@ -179,12 +182,12 @@ class MapPinner:
         if self.marker is not None:
             self.marker.close()
 
-    def unpin(self, batch: Iterable[Sequence[object]]) -> int:
+    def unpin(self, batch: Iterable[Sequence[Any]]) -> int:
         """Remove pins of (src, dst, sport, dport[, …]) flows; returns how many were there."""
         by_map: dict[str, list[str]] = {}
         for it in batch:
             src, dst, sport, dport = it[0], it[1], it[2], it[3]
-            mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)  # type: ignore[call-overload]
+            mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)
             by_map.setdefault(mapname, []).append(key)
         removed = 0
         for mapname, keys in by_map.items():

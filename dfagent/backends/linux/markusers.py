@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dfagent.backends.linux.nft import Nft
+from dfagent.backends.linux.nft import NftHandle
 from dfagent.backends.linux.ruleset import TABLE
 
 ALL = 0xFFFFFFFF
@@ -39,7 +39,7 @@ def written_bits_of_inner(inner: Any) -> int:
     return written_bits(inner)
 
 
-def nft_writers(nft: Nft) -> list[tuple[str, int]]:
+def nft_writers(nft: NftHandle) -> list[tuple[str, int]]:
     """(where, bits) for every rule outside dfagent's table that sets meta or ct mark."""
     out: list[tuple[str, int]] = []
     for item in nft.run_json("list ruleset", terse=True):

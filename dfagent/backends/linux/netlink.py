@@ -10,7 +10,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dfagent.backends.linux.rtnl import (
     RT_TABLE_MAIN,
@@ -49,6 +49,28 @@ class OwnedRoute:
     ifname: str
 
 
+class NetlinkHandle(Protocol):
+    """What the datapath and its route source do with rtnetlink (:class:`Netlink`; the unit
+    tests' fakes)."""
+
+    def refresh_names(self) -> None: ...
+    def neighbour_states(self) -> dict[tuple[int, str], int]: ...
+    def main_routes(self, family: int) -> list[Route]: ...
+    def ifname(self, index: int) -> str: ...
+    def ifindex(self, name: str) -> int | None: ...
+    def link_up(self, ifname: str) -> bool: ...
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None: ...
+    def route_ifname(self, addr: str) -> str | None: ...
+    def owned_rules(self) -> list[OwnedRule]: ...
+    def fwmark_rules(self) -> list[tuple[int, int, int, int]]: ...
+    def add_rule(self, fam: int, mark: int, mask: int, table: int) -> None: ...
+    def del_rule(self, rule: OwnedRule) -> None: ...
+    def owned_routes(self, tables: Iterable[int] | None = None) -> list[OwnedRoute]: ...
+    def apply_routes(self, ops: Sequence[RouteOp]) -> list[tuple[RouteOp, int]]: ...
+    def route_op(self, table: int, dst: str, nh: NextHop) -> RouteOp: ...
+    def close(self) -> None: ...
+
+
 class Netlink:
     def __init__(self) -> None:
         from pyroute2 import IPRoute  # only backends import pyroute2
@@ -85,6 +107,18 @@ class Netlink:
         if not deleted and name:
             self._names[index] = name
             self._links[name] = (index, flags)
+
+    def route_ifname(self, addr: str) -> str | None:
+        """The interface the kernel routes ``addr`` out of (None: no route, or no answer)."""
+        try:
+            msgs = self.ipr.route("get", dst=addr)
+        except Exception:
+            return None
+        for m in msgs:
+            oif = m.get_attr("RTA_OIF")
+            if oif:
+                return self.ifname(int(oif))
+        return None
 
     def refresh_names(self) -> None:
         """One link dump per reconcile: names, indexes and up/down for every link (a

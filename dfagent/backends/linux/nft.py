@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from dfagent.backends.linux.ruleset import TABLE, T
 
@@ -19,6 +19,23 @@ class NftError(RuntimeError):
         super().__init__(f"nft failed (rc={rc}): {err.strip()} in: {head.strip()}")
         self.rc = rc
         self.err = err
+
+
+class NftScripts(Protocol):
+    """Writes nft scripts (all a map-mode pinner needs)."""
+
+    def run(self, script: str) -> str: ...
+
+
+class NftHandle(NftScripts, Protocol):
+    """What the datapath does with nftables (:class:`Nft`; the unit tests' fakes)."""
+
+    def run_json(self, command: str, terse: bool = False) -> list[dict[str, Any]]: ...
+    def table_exists(self) -> bool: ...
+    def map_elements(self, name: str) -> list[tuple[list[Any] | Any, Any]]: ...
+    def set_elements(self, name: str) -> list[Any]: ...
+    def counters(self) -> dict[str, int]: ...
+    def delete_table(self) -> bool: ...
 
 
 class Nft:

@@ -28,7 +28,8 @@ DEL_MSGS = frozenset({2, 5, 8, 11, 14, 20, 24})
 NFT_MSG_DELSETELEM = 14
 NFTA_TABLE = 1  # NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,SET_TABLE,SET_ELEM_LIST_TABLE}
 NFTA_SET_ELEM_LIST_SET = 2
-PIN_MAPS = frozenset({"pin4", "pin6"})
+# per-flow maps whose element churn is dfagent's own (map mode's pins, the conntrack copy)
+PIN_MAPS = frozenset({"pin4", "pin6", "copy4", "copy6"})
 _NLH = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")

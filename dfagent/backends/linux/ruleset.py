@@ -15,7 +15,8 @@ constant in a small chain per next-hop slot, reached through verdict maps:
   it on later packets (``ct mark and FIELD vmap @restore``), and the ``ip rule`` matches
   ``fwmark MARK/FIELD``;
 * ``pin_<slot>`` (map mode): both, for a flow pinned from a mirrored SYN
-  (``5-tuple vmap @pin4``).
+  (``5-tuple vmap @pin4``); kernel mode's conntrack copy (``copy4``/``copy6``, see
+  :func:`render_ct_copy`) jumps to the same chains.
 
 A dead next hop's mark goes into ``released``: connections carrying it have dfagent's bits
 cleared on their next packet, and re-record wherever ECMP sends them now.
@@ -40,6 +41,8 @@ BASE_CHAINS = ("prerouting", "output", "postrouting")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
 SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6", "vipp4", "vipp6")
 DEFAULT_PROTOCOLS = ("tcp",)
+# the conntrack copy (render_ct_copy): 5-tuple → pin_<slot>, one map per family
+COPY_MAPS = ("copy4", "copy6")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,18 @@ class RulesetConfig:
     fin_timeout: int = DEFAULT_FIN_TIMEOUT  # one direction: what a pin has left after FIN/RST
     # (VIP, protocols) for VIPs pinning more than TCP; the others pin TCP alone
     protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
+    # kernel mode: a copy of the pins in nft maps, so they outlive the conntrack table
+    ct_copy: bool = False
+
+    @property
+    def copies(self) -> bool:
+        """The conntrack copy is in use (kernel mode over conntrack only)."""
+        return self.ct_copy and self.record and not self.one_direction and not self.pin_maps
+
+    @property
+    def pin_chains(self) -> bool:
+        """Slots have ``pin_<slot>`` chains (map mode's pins, or the conntrack copy's)."""
+        return self.pin_maps or self.copies
 
     def protocols_of(self, vip: IPNetwork) -> tuple[str, ...]:
         return dict(self.protocols).get(vip, DEFAULT_PROTOCOLS)
@@ -78,6 +93,8 @@ class RulesetConfig:
             out |= {"pin4", "pin6"}
         if self.one_direction:
             out |= {"flow4", "flow6", "end4", "end6"}
+        if self.copies:
+            out |= set(COPY_MAPS)
         return out
 
     @property
@@ -178,6 +195,8 @@ def render_base(cfg: RulesetConfig) -> str:
                     f" ct original {ipf} saddr . ct original {ipf} daddr"
                     f" . ct original proto-src . ct original proto-dst vmap @pin{fam}"
                 )
+    if cfg.copies:
+        lines += render_ct_copy(cfg)
     if cfg.record and not cfg.one_direction:
         for ipf, fam in _FAMS:
             lines.append(
@@ -192,6 +211,50 @@ def render_base(cfg: RulesetConfig) -> str:
 
 
 _FAMS = (("ip", "4"), ("ip6", "6"))
+
+
+def render_ct_copy(cfg: RulesetConfig) -> list[str]:
+    """Kernel mode's copy of the pins, for when the conntrack table forgets them.
+
+    The pins are conntrack marks: ``conntrack -F`` (or anything that resets the table)
+    drops them, the next packet of each connection makes a new entry without a mark
+    (``nf_conntrack_tcp_loose``), and the record rule would pin it wherever ECMP sends it
+    *now*. The agent's census already dumps every marked entry; each census makes
+    ``copy4``/``copy6`` (5-tuple → ``pin_<slot>``) equal to it (ctcopy.CtCopy). A packet of
+    a VIP flow whose entry carries no dfagent bits looks it up before postrouting records;
+    a hit writes the pin back into the packet and the entry. Whatever direction conntrack
+    gave the new entry: a flush between a request and its answer makes the server's answer
+    the entry's "original" direction, so the client's packets (to the VIP) are "reply" and
+    need their own restore rule. Pure SYNs skip it: a new
+    connection reusing a closed one's ports must record afresh, not inherit the old next
+    hop. Only connections seen by a census are covered (the window: those newer than the
+    last census re-record).
+    """
+    fld = hexmark(cfg.space.mask)
+    lines = []
+    for _, fam in _FAMS:
+        addr = "ipv4_addr" if fam == "4" else "ipv6_addr"
+        lines.append(
+            f"add map {T} copy{fam} {{ type {addr} . {addr} . inet_service . inet_service"
+            f" : verdict; size {cfg.pin_map_size}; }}"
+        )
+    for chain in ("prerouting", "output"):
+        for ipf, fam in _FAMS:
+            # after a flush, conntrack takes the first packet it sees as the original
+            # direction: if that was the server's answer, the client's packets are "reply"
+            # (only packets to a VIP come from the client, whatever conntrack calls them)
+            lines.append(
+                f"add rule {T} {chain} {ipf} daddr @vip{fam} ct direction reply"
+                f" ct mark and {fld} vmap @restore"
+            )
+            lines.append(
+                f"add rule {T} {chain} {ipf} daddr @vip{fam}"
+                f" ct mark and {fld} == 0 tcp flags & (syn|ack) != syn"
+                f" {ipf} saddr . {ipf} daddr . tcp sport . tcp dport vmap @copy{fam}"
+            )
+    return lines
+
+
 PROBE_PACKETS = "vip_packets"
 PROBE_INVALID = "vip_invalid"
 

@@ -17,12 +17,23 @@ import ipaddress
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 from dfagent.lab.eapi.clock import Clock
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def within(net: IPNetwork, prefix: IPNetwork) -> bool:
+    """``net`` is ``prefix`` or inside it (never across address families)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(prefix, ipaddress.IPv4Network):
+        return net.subnet_of(prefix)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(prefix, ipaddress.IPv6Network):
+        return net.subnet_of(prefix)
+    return False
+
 
 STATUS_PROGRAMMED = "Flow programmed"
 STATUS_NOT_PROGRAMMED = "Flow not programmed"
@@ -55,8 +66,8 @@ class FlowConfig:
     hard_timeout: int = 0
     persistent: bool = True  # EOS default; `no persistent` keeps it out of startup-config
 
-    def with_(self, **changes: object) -> FlowConfig:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> FlowConfig:  # fields, each of its own type
+        return replace(self, **changes)
 
     def programmable(self) -> bool:
         """What the hardware agent would refuse: matches that contradict each other."""
@@ -92,6 +103,14 @@ class FlowEntry:
     @property
     def programmed(self) -> bool:
         return self.status == STATUS_PROGRAMMED
+
+
+def _tell_removed(observer: FlowObserver, entry: FlowEntry, reason: str) -> None:
+    observer.flow_removed(entry, reason)
+
+
+def _tell_expired(observer: FlowObserver, entry: FlowEntry, reason: str) -> None:
+    observer.flow_expired(entry, reason)
 
 
 class FlowObserver:
@@ -210,7 +229,7 @@ class FlowTable:
         for entry in self.entries():
             if entry.programmed:
                 self._unprogram(entry, STATUS_NOT_PROGRAMMED)
-                self._notify(lambda o, e=entry: o.flow_removed(e, "shutdown"))  # type: ignore[misc]
+                self._notify(partial(_tell_removed, entry=entry, reason="shutdown"))
             entry.status = STATUS_NOT_PROGRAMMED
 
     def set_capacity(self, capacity: int) -> None:
@@ -263,7 +282,7 @@ class FlowTable:
         expired.sort(key=lambda pair: pair[0].order)
         for entry, reason in expired:
             self._unprogram(entry, STATUS_NOT_PROGRAMMED)
-            self._notify(lambda o, e=entry, r=reason: o.flow_expired(e, r))  # type: ignore[misc]
+            self._notify(partial(_tell_expired, entry=entry, reason=reason))
         if expired:
             self._fill_freed()
         return [e for e, _ in expired]

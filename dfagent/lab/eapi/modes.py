@@ -309,7 +309,8 @@ def _match_address(t: Tokens, family: str) -> ipaddress.IPv4Network | ipaddress.
     if "/" in word:
         return t.prefix(version, strict=False)
     addr = t.address(version)
-    if version == 4 and t.peek() is not None and t.peek().count(".") == 3:  # type: ignore[union-attr]
+    nxt = t.peek()
+    if version == 4 and nxt is not None and nxt.count(".") == 3:
         mask = t.address(4)
         try:
             return ipaddress.ip_network(f"{addr}/{mask}", strict=False)

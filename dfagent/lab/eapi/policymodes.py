@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dfagent.lab.eapi.modebase import Mode
 from dfagent.lab.eapi.policy import (
@@ -346,8 +346,8 @@ class TpMatchMode(Mode):
         self._set(protocol=proto, sport=sport, dport=dport)
         return None
 
-    def _set(self, **changes: object) -> None:
-        self.tp.matches[self.name] = replace(self.tp.matches[self.name], **changes)  # type: ignore[arg-type]
+    def _set(self, **changes: Any) -> None:  # fields of the match, each of its own type
+        self.tp.matches[self.name] = replace(self.tp.matches[self.name], **changes)
 
 
 class TpActionsMode(Mode):

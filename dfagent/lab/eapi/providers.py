@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dfagent.lab.eapi.directflow import IPAddress, IPNetwork
+from dfagent.lab.eapi.directflow import IPAddress, IPNetwork, within
 from dfagent.lab.eapi.runconfig import RunningConfig
 
 
@@ -125,13 +126,12 @@ def _select(paths: list[BgpPathState]) -> list[BgpPathState]:
     return out
 
 
-def lookup(items: dict[IPNetwork, object], target: IPAddress | IPNetwork) -> IPNetwork | None:
+def lookup(items: Mapping[IPNetwork, object], target: IPAddress | IPNetwork) -> IPNetwork | None:
     """Longest-prefix match of an address, or the longest prefix covering a prefix."""
     net = ipaddress.ip_network(target)
     best: IPNetwork | None = None
     for prefix in items:
-        covers = prefix.version == net.version and net.subnet_of(prefix)  # type: ignore[arg-type]
-        if covers and (best is None or prefix.prefixlen > best.prefixlen):
+        if within(net, prefix) and (best is None or prefix.prefixlen > best.prefixlen):
             best = prefix
     return best
 
@@ -221,7 +221,7 @@ class StaticProviders:
         return BgpEntry(prefix=prefix, paths=tuple(_select(states)))
 
     def bgp(self, target: IPAddress | IPNetwork) -> BgpEntry | None:
-        prefix = lookup(self.received, target)  # type: ignore[arg-type]
+        prefix = lookup(self.received, target)
         return None if prefix is None else self._bgp_entry(prefix)
 
     def bgp_all(self, version: int) -> list[BgpEntry]:
@@ -249,7 +249,7 @@ class StaticProviders:
 
     def route(self, target: IPAddress | IPNetwork) -> Route | None:
         table = self._table()
-        prefix = lookup(table, target)  # type: ignore[arg-type]
+        prefix = lookup(table, target)
         return None if prefix is None else table[prefix]
 
     def routes(self, version: int) -> list[Route]:

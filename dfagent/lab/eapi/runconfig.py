@@ -19,6 +19,7 @@ from dfagent.lab.eapi.directflow import (
     FlowTable,
     IPAddress,
     IPNetwork,
+    within,
 )
 
 
@@ -31,7 +32,7 @@ class PrefixEntry:
     le: int | None = None
 
     def matches(self, net: IPNetwork) -> bool:
-        if net.version != self.prefix.version or not net.subnet_of(self.prefix):  # type: ignore[arg-type]
+        if not within(net, self.prefix):
             return False
         if self.ge is None and self.le is None:
             return net.prefixlen == self.prefix.prefixlen

@@ -118,8 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         return user if user is not None and user.password == password else None
 
 
-class _Tracking:
-    """Remembers open connections so stop() can cut them."""
+class _Tracking(socketserver.BaseServer):
+    """Mixed into the servers: remembers open connections so stop() can cut them."""
 
     switch: EapiSwitch
     unix = False
@@ -140,7 +140,7 @@ class _Tracking:
         """A client that went away (timed out, refused our certificate) is normal here."""
         if isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
             return
-        super().handle_error(request, client_address)  # type: ignore[misc]
+        super().handle_error(request, client_address)
 
     def cut_all(self) -> None:
         with self.connections_lock:
@@ -191,6 +191,7 @@ class _UnixServer(_Tracking, socketserver.ThreadingUnixStreamServer):
 
     def __init__(self, path: str, switch: EapiSwitch) -> None:
         self.switch = switch
+        self.path = path
         self._track_init()
         if os.path.exists(path):
             os.unlink(path)
@@ -222,7 +223,7 @@ class Listener:
         self.thread.join(timeout=5)
         if isinstance(self.server, _UnixServer):
             with contextlib.suppress(OSError):
-                os.unlink(self.server.server_address)  # type: ignore[arg-type]
+                os.unlink(self.server.path)
 
 
 def listen_tcp(
