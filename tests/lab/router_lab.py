@@ -16,6 +16,7 @@ import contextlib
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,9 @@ class Lab:
             self.x("r", f"ping -6 -c1 -W2 fd00:{i}::2")
         for s in SERVERS:  # the runner started the services; wait until they listen
             wait_until(
-                lambda s=s: self.x(s, f"ss -Htln sport = :{PORT}").strip(),
+                partial(self.x, s, f"ss -Htln sport = :{PORT}"),
                 what=f"{s}'s service listening on {PORT}",
+                until=str.strip,
             )
         for node in ("c", "r"):  # "r": connections the router itself originates (egress)
             self.clients[node] = Holder(self.state, NODES[node])
@@ -109,8 +111,8 @@ class Lab:
         if self.unnumbered:  # RFC 5549: IPv4 over IPv6 link-local next hops, as BGP unnumbered
             if not self.link_local:
                 for s in SERVERS:
-                    self.link_local[s] = wait_until(
-                        lambda s=s: self._link_local(s), what=f"{s}'s link-local address"
+                    self.link_local[s] = str(
+                        wait_until(partial(self._link_local, s), what=f"{s}'s link-local address")
                     )
             v4 = " ".join(f"nexthop via inet6 {self.link_local[s]} dev {dev[s]}" for s in members)
             v6 = " ".join(f"nexthop via {self.link_local[s]} dev {dev[s]}" for s in members)

@@ -95,7 +95,7 @@ class Agent:
             )
 
         def ready() -> bool:
-            assert self.proc.poll() is None, self.log()  # died: no point waiting
+            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
             nh = self.cli("nexthops", "--json", check=False)
             return nh.returncode == 0 and (
                 sum(n["state"] == "active" for n in json.loads(nh.stdout)) == 6

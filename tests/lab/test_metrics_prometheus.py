@@ -127,7 +127,7 @@ class Agent:
             )
 
         def ready() -> bool:
-            assert self.proc.poll() is None, self.log()  # died: no point waiting
+            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
             p = self.cli("nexthops", "--json")
             return p.returncode == 0 and (
                 sum(n["state"] == "active" for n in json.loads(p.stdout)) == 6
