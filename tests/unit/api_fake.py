@@ -66,6 +66,7 @@ class EventStream:
 class FakeAgent:
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.status_reads = 0  # drain_status calls: tests step the count after a read
         self.started_at = time.time() - 3725
         self.nhs = [
             FakeNexthop("s1", "10.0.1.2", "eth1", pinned=3, mark=0x100),
@@ -212,6 +213,7 @@ class FakeAgent:
 
     def drain_status(self, nexthop: str) -> DrainInfo:
         with self.lock:
+            self.status_reads += 1
             n = self.nh(nexthop)
             if n.state == "draining" and n.pinned == 0:
                 n.state = "drained"

@@ -148,9 +148,16 @@ def test_drain_usage_errors(server: Server, sock: str) -> None:
 
 
 def _lower(agent: FakeAgent, name: str, counts: list[int], every: float) -> threading.Thread:
+    """Lower the count step by step, each step at least ``every`` seconds after the last and
+    only once the client has read the current value (a busy machine must not skip one)."""
+
     def go() -> None:
         for n in counts:
+            reads = agent.status_reads
             time.sleep(every)
+            deadline = time.monotonic() + 10
+            while agent.status_reads <= reads and time.monotonic() < deadline:
+                time.sleep(0.01)
             agent.set_pinned(name, n)
 
     t = threading.Thread(target=go, daemon=True)
