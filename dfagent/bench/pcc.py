@@ -33,6 +33,7 @@ from typing import Any
 from dfagent.backends.frr.drain import FrrDrain
 from dfagent.lab import checks, runner, spec
 from dfagent.lab.errors import LabError
+from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState
 
 LAB = "resilient-ecmp"
@@ -213,16 +214,13 @@ class PccBench:
         return out[0], out[1]
 
     def _wait_servers(self, want: frozenset[str], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            v4, v6 = self._bgp_servers()
-            if v4 == want and v6 == want:
-                return
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"lb did not converge to {sorted(want)}: v4 {sorted(v4)} v6 {sorted(v6)}"
-                )
-            time.sleep(0.2)
+        wait_until(
+            self._bgp_servers,
+            timeout,
+            0.2,
+            f"lb's v4 and v6 VIP routes via {sorted(want)} (last: v4, v6)",
+            until=(want, want).__eq__,
+        )
 
     # --- events -------------------------------------------------------------------------
     def _drain(self) -> FrrDrain:
@@ -300,23 +298,22 @@ class PccBench:
                 runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
             )
 
-    def _wait_agent(self, servers: frozenset[str], timeout: float = 20) -> None:
-        """Until the agent has a mark for every next hop of the current ECMP set."""
+    def _wait_agent(self, servers: frozenset[str], timeout: float = 60) -> None:
+        """Until the agent has a mark for every next hop of the current ECMP set (a start
+        took over 20 s once on the loaded shared machine: the deadline only delays a failure)."""
         if self.agent is None:
             return
         want = {(4, SERVERS[s][0]) for s in servers} | {(6, SERVERS[s][2]) for s in servers}
         state_dir = self._state_dir()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.agent.poll() is not None:
-                raise LabError(f"the agent exited ({self.agent.returncode}): see {state_dir}/..")
-            status = _dfagent("linux", "status", "--json", "--no-count", "--state-dir", state_dir)
-            out = self._on("lb", status, check=False)
-            if want <= _marked_addresses(out):
-                return
-            if time.monotonic() > deadline:
-                raise LabError(f"agent never marked {sorted(want)}: {out[:500]}")
-            time.sleep(0.2)
+        agent = self.agent
+        status = _dfagent("linux", "status", "--json", "--no-count", "--state-dir", state_dir)
+
+        def marked() -> set[tuple[int, str]]:
+            if agent.poll() is not None:  # no point waiting
+                raise LabError(f"the agent exited ({agent.returncode}): see {state_dir}/..")
+            return _marked_addresses(self._on("lb", status, check=False))
+
+        wait_until(marked, timeout, 0.2, f"the agent's marks for {sorted(want)}", until=want.__le__)
 
     def _measure_rates(self, holder: Holder, rounds: int = 7, seconds: float = 1.0) -> None:
         """New connections/s through lb: with no pinning (and so no conntrack on lb), with

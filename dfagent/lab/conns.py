@@ -11,6 +11,10 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
     {"cmd": "ports"}          → {"flows": [[VIP, client port, server], …]} of the alive ones
     {"cmd": "big", "size": 20000}  → a reply of `size` bytes on every connection (larger
                                 than a path MTU: path MTU discovery must work), then the totals
+    {"cmd": "each", "timeout": 3}  → {"answers": [server | "reset" | "timeout", …],
+                                "flows": [[local address, local port], …]}: one request on
+                                every held connection, in the order opened, none dropped (for
+                                tests that follow each connection, not the totals)
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -47,6 +51,13 @@ def _family(addr: str) -> int:
 
 def _ask_all(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dict[int, str | None]:
     """Send one request on every connection, gather one answer line each (None: failed)."""
+    result = _gather(conns, timeout, request)
+    return {i: result.get(i) for i in range(len(conns))}
+
+
+def _gather(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dict[int, str | None]:
+    """As `_ask_all`, but a connection that failed (reset, closed) is None and one that did
+    not answer in time is missing."""
     sel = selectors.DefaultSelector()
     result: dict[int, str | None] = {}
     for i, c in enumerate(conns):
@@ -74,7 +85,7 @@ def _ask_all(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dic
                 result[i] = c.buf.decode(errors="replace").strip()
                 sel.unregister(c.sock)
     sel.close()
-    return {i: result.get(i) for i in range(len(conns))}
+    return result
 
 
 def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> list[Conn]:
@@ -195,6 +206,17 @@ class Holder:
         self.broken_from.update(failed)
         return {"ok": dict(sorted(ok.items())), "failed": dict(sorted(failed.items())),
                 "alive": len(self.alive)}  # fmt: skip
+
+    def each(self, timeout: float = 3.0) -> dict[str, Any]:
+        """One request on every held connection; what each said, in the order opened.
+        Nothing is closed or counted: a test can ask again and follow each connection."""
+        got = _gather(self.alive, timeout)
+        answers = [
+            ("reset" if got[i] is None else str(got[i])) if i in got else "timeout"
+            for i in range(len(self.alive))
+        ]
+        flows = [list(c.sock.getsockname()[:2]) for c in self.alive]
+        return {"answers": answers, "flows": flows}
 
     def close(self, server: str | None = None) -> dict[str, Any]:
         """Close the held connections (to one server, or all): they end normally (FIN)."""

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.test_kernel_mode import Lab
+from tests.lab.router_lab import Lab
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    """The hand-built router namespaces of the kernel- and map-mode tests, always removed."""
+    """The linux-router lab of the kernel- and map-mode tests, always removed."""
     lab = Lab()
     try:
         lab.build()

@@ -26,6 +26,7 @@ import yaml
 
 from dfagent.bench.pcc import Holder
 from dfagent.lab import checks, runner, spec
+from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState, load_state
 
 pytestmark = pytest.mark.lab
@@ -92,17 +93,15 @@ class Agent:
             self.proc = subprocess.Popen(
                 runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
             nh = self.cli("nexthops", "--json", check=False)
-            if (
-                nh.returncode == 0
-                and sum(n["state"] == "active" for n in json.loads(nh.stdout)) == 6
-            ):
-                return
-            assert self.proc.poll() is None, self.log()
-            time.sleep(0.2)
-        raise AssertionError(f"agent not ready: {self.log()}")
+            return nh.returncode == 0 and (
+                sum(n["state"] == "active" for n in json.loads(nh.stdout)) == 6
+            )
+
+        wait_until(ready, 30, 0.2, "the agent's six next hops active")
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> Any:
         p = subprocess.run(
@@ -167,13 +166,10 @@ def test_drain_wait_through_cli_grpc_agent_frr(agent: Agent, lab_up: LabState) -
              "--timeout", "90s", "--socket", agent.sock],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:  # s1 leaves lb's ECMP set (FRR: local-preference 1)
-            fresh = holder.ask("fresh", count=40)["answers"]
-            if "s1" not in fresh:
-                break
-            assert time.monotonic() < deadline, fresh
-            time.sleep(0.5)
+        wait_until(  # s1 leaves lb's ECMP set (FRR: local-preference 1)
+            lambda: holder.ask("fresh", count=40)["answers"], 30, 0.5,
+            "new connections no longer reaching s1", until=lambda fresh: "s1" not in fresh,
+        )  # fmt: skip
         chk = holder.ask("check")
         assert chk["broken"] == 0 and chk["by_server"]["s1"] == on_s1, chk  # held ones stay
         wait_for(lambda: pinned(agent, "s1") == on_s1, "s1's pins counted")
@@ -223,7 +219,4 @@ def nexthops(agent: Agent) -> list[dict[str, Any]]:
 
 
 def wait_for(pred: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.3)
+    wait_until(pred, timeout, 0.3, what)

@@ -1,5 +1,5 @@
 """Kernel-mode pins through a conntrack flush (`conntrack -F`): the copy in nft maps that
-each census refreshes, on a real kernel (the hand-built router lab), through a firewall
+each census refreshes, on a real kernel (the linux-router lab), through a firewall
 reload, and removed by cleanup."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.lab.test_kernel_mode import VIP4, VIP6, Lab, agent_ready, broken, wait_for
+from dfagent.lab.retry import wait_until
+from tests.lab.router_lab import VIP4, VIP6, Lab, broken, wait_agent
 from tests.lab.test_linux_reliability import reload_firewall
 
 pytestmark = pytest.mark.lab
@@ -33,11 +34,11 @@ def test_pins_survive_a_conntrack_flush(lab: Lab, copy: bool) -> None:
     """Drain s1, then flush the router's conntrack table: with the copy every connection
     keeps its server; with the marks alone s1's connections re-record onto s2/s3."""
     lab.start_agent("kernel", *VIPS, extra=("--ct-copy",) if copy else ())
-    wait_for(lambda: agent_ready(lab), timeout=60, what="agent")
+    wait_agent(lab, what="agent", timeout=60)
     before = lab.open(30, 20)
     assert lab.status()["missing"] == []
     if copy:
-        wait_for(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="50 flows in the copy")
+        wait_until(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="50 flows in the copy")
     lab.set_members(("s2", "s3"))
     lab.x("r", "conntrack -F")
     after = lab.check()
@@ -60,12 +61,12 @@ def test_copy_survives_a_firewall_reload_and_cleanup_removes_it(lab: Lab) -> Non
     sees the new maps and fills them again, and a flush after that moves nothing. Cleanup
     removes them."""
     lab.start_agent("kernel", *VIPS, extra=("--ct-copy",))
-    wait_for(lambda: agent_ready(lab), timeout=60, what="agent")
+    wait_agent(lab, what="agent", timeout=60)
     before = lab.open(30, 20)
-    wait_for(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="50 flows in the copy")
+    wait_until(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="50 flows in the copy")
     reload_firewall(lab, include=True)
     assert lab.status()["missing"] == []  # the include made every map, the copy's too
-    wait_for(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="the copy refilled")
+    wait_until(lambda: copied(lab) >= 50, timeout=COPY_WAIT, what="the copy refilled")
     lab.set_members(("s1", "s3"))
     lab.x("r", "conntrack -F")
     after = lab.check()

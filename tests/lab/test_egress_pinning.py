@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dfagent.bench.pcc import Holder
 from dfagent.lab import checks, runner, spec
+from dfagent.lab.retry import wait_until
 
 pytestmark = pytest.mark.lab
 LAB = "egress-ecmp"
@@ -57,13 +57,9 @@ def _drain_r1(pin: bool) -> tuple[dict, dict]:
 
 def _wait_on_host(state, argv: list[str], ok, what: str, timeout: float = 20) -> None:
     """Poll a command on the host until `ok(its output)` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(runner.exec_argv(state, "host", argv), capture_output=True, text=True)
-        if ok(out.stdout):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    argv = runner.exec_argv(state, "host", argv)
+    output = lambda: subprocess.run(argv, capture_output=True, text=True).stdout  # noqa: E731
+    wait_until(output, timeout, 0.2, what, until=ok)
 
 
 def _wait_rules(state, n: int) -> None:

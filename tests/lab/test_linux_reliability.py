@@ -1,5 +1,5 @@
 """Reliability of the Linux datapath on a real kernel: firewall reloads, other mark users,
-restarts, status and cleanup as an operator meets them (the hand-built router lab)."""
+restarts, status and cleanup as an operator meets them (the linux-router lab)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_kernel_mode import (
+from dfagent.lab.retry import wait_until
+from tests.lab.router_lab import (
+    SERVER_IFACE,
     SERVERS,
     VIP4,
     VIP6,
     Lab,
-    agent_ready,
     broken,
     states,
-    wait_for,
+    wait_agent,
 )
 
 pytestmark = pytest.mark.lab
@@ -46,11 +47,11 @@ def table_complete(lab: Lab) -> bool:
 @pytest.mark.parametrize("include", [False, True], ids=["repair", "include"])
 def test_firewall_reload_keeps_pinning(lab: Lab, include: bool) -> None:
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     before = lab.open(30, 20)
     for members in (("s2", "s3"), SERVERS, ("s1", "s3"), SERVERS):
         reload_firewall(lab, include)
-        wait_for(lambda: table_complete(lab), timeout=5, what="dfagent's table back")
+        wait_until(lambda: table_complete(lab), timeout=15, what="dfagent's table back")
         lab.set_members(members)
         after = lab.check()
         assert broken(before, after) == 0, (members, list(zip(before, after, strict=True)))
@@ -84,7 +85,7 @@ def test_coexists_with_a_per_packet_mark_user(lab: Lab) -> None:
     (lab.tmp / "other.nft").write_text(other)
     lab.x("r", f"nft -f {lab.tmp / 'other.nft'}")
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     before = lab.open(30, 20)
     lab.set_members(("s2", "s3"))
     after = lab.check()
@@ -111,7 +112,7 @@ def test_overlapping_mark_bits_are_refused(lab: Lab) -> None:
     assert "table inet dfagent" not in lab.x("r", "nft list tables")
     # with bits of its own it starts next to the other user
     lab.start_agent("kernel", *VIPS, extra=("--mark-mask", "0x0000ff00"))
-    wait_for(lambda: agent_ready(lab), what="agent on 0x0000ff00")
+    wait_agent(lab, what="agent on 0x0000ff00")
     assert lab.status()["mark_mask"] == "0x0000ff00"
 
 
@@ -130,13 +131,13 @@ def test_restart_keeps_every_mark(kind: str, run: int) -> None:
     try:
         lab.build()
         lab.start_agent("kernel", *VIPS)
-        wait_for(lambda: agent_ready(lab), what="agent")
+        wait_agent(lab, what="agent")
         before = lab.open(24, 12)
         lab.set_members(("s2", "s3"))
-        lab.x("s2", "ip link set eth0 down")
+        lab.x("s2", f"ip link set {SERVER_IFACE} down")
         want = ["active", "active", "dead", "dead", "drained", "drained"]
         try:
-            wait_for(lambda: sorted(s for _, s in states(lab)) == want, what="next-hop states")
+            wait_until(lambda: sorted(s for _, s in states(lab)) == want, what="next-hop states")
         except AssertionError:
             raise AssertionError(f"{states(lab)}\n{(lab.tmp / 'agent.log').read_text()}") from None
         marks = marks_of(lab)
@@ -162,7 +163,7 @@ def test_messages_status_and_cleanup_as_an_operator_meets_them(lab: Lab) -> None
     import os
     import subprocess
 
-    from tests.lab.test_kernel_mode import DFAGENT
+    from tests.lab.router_lab import DFAGENT
 
     def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -179,7 +180,7 @@ def test_messages_status_and_cleanup_as_an_operator_meets_them(lab: Lab) -> None
         assert "Traceback" not in p.stderr and p.stderr.count("error:") == 1, p.stderr
 
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     lab.open(10, 5)
     st = lab.status()
     assert lab.agent is not None and st["agent"]["pid"] > 0 and st["missing"] == []
@@ -215,7 +216,7 @@ def test_marks_left_on_connections_are_quarantined_not_reused(lab: Lab) -> None:
     """A start that finds dfagent marks on live entries that no next hop owns (state file
     and table gone: a crash followed by a hand clean-up) never hands them out again."""
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: agent_ready(lab), what="agent")
+    wait_agent(lab, what="agent")
     lab.open(12, 6)
     carried = {
         f"0x{int(m):08x}"
@@ -236,7 +237,7 @@ def test_marks_left_on_connections_are_quarantined_not_reused(lab: Lab) -> None:
     lab.x("r", "ip -6 route flush table all proto 223", check=False)
     lab.set_members(("s3", "s2"))  # other next hops first this time
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: len(marks_of(lab)) == 4, what="agent with new next hops")
+    wait_until(lambda: len(marks_of(lab)) == 4, what="agent with new next hops")
     new = set(marks_of(lab).values())
     log = (lab.tmp / "agent.log").read_text()
     assert log.count("event=mark-quarantined") == len(carried), log

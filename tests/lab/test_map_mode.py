@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.lab.test_kernel_mode import SERVERS, VIP4, VIP6, Lab, broken, in_map, wait_for
+from dfagent.lab.retry import wait_until
+from tests.lab.router_lab import SERVERS, VIP4, VIP6, Lab, broken, in_map
 
 pytestmark = pytest.mark.lab
 
@@ -66,11 +67,10 @@ GW = {
 def test_map_mode(lab: Lab) -> None:
     base = lab.snapshot()
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128")
-    wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
+    wait_until(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
     feed = Feeder(lab)
 
-    out = lab.client_cmd("open 30 20 keep")
-    before, flows = out["names"], out["flows"]
+    before, flows = lab.open_flows(30, 20)
     assert set(before) == set(SERVERS)
     items = []
     for name, (src, sport) in zip(before, flows, strict=True):
@@ -150,11 +150,10 @@ def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
         "map", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128", "--mirror-source", "10.0.0.2",
         *sessions,
     )  # fmt: skip
-    wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
-    wait_for(lambda: gre_listening(lab), what="the mirror receiver")
+    wait_until(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
+    wait_until(lambda: gre_listening(lab), what="the mirror receiver")
 
-    out = lab.client_cmd("open 30 20 keep")
-    before, flows = out["names"], out["flows"]
+    before, flows = lab.open_flows(30, 20)
     assert set(before) == set(SERVERS)
     idx = {s: i for i, s in enumerate(SERVERS, 1)}
     mirrored = []
@@ -164,7 +163,7 @@ def test_map_mode_from_mirrored_syns(lab: Lab) -> None:
     mirrored.append(["10.0.0.2", VIP4, 1, 8080, 99])  # unknown session: ignored
     (lab.tmp / "sender.py").write_text(SENDER_PY)
     lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(mirrored)}'")
-    wait_for(
+    wait_until(
         lambda: (map_elements(lab, "pin4"), map_elements(lab, "pin6")) == (30, 20),
         what="pins from the mirror",
     )
@@ -181,8 +180,8 @@ def test_map_mode_refuses_mirrors_from_strangers_and_flows_not_for_a_vip(lab: La
     lab.start_agent(
         "map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.77", *sessions
     )  # the real mirror source is 10.0.0.2: everything it sends is a stranger's
-    wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent")
-    wait_for(lambda: gre_listening(lab), what="the mirror receiver")
+    wait_until(lambda: in_map(lab.status()) >= 3, what="map-mode agent")
+    wait_until(lambda: gre_listening(lab), what="the mirror receiver")
     (lab.tmp / "sender.py").write_text(SENDER_PY)
     spoofed = [["10.0.0.2", VIP4, 1000 + i, 8080, 1] for i in range(10)]
     lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(spoofed)}'")
@@ -190,12 +189,12 @@ def test_map_mode_refuses_mirrors_from_strangers_and_flows_not_for_a_vip(lab: La
 
     lab.start_agent("map", "--vip", f"{VIP4}/32", "--mirror-source", "10.0.0.2", *sessions)
     # the nh maps outlive the first agent: only the receiver's socket says the second is up
-    wait_for(lambda: in_map(lab.status()) >= 3, what="map-mode agent again")
-    wait_for(lambda: gre_listening(lab), what="the mirror receiver again")
+    wait_until(lambda: in_map(lab.status()) >= 3, what="map-mode agent again")
+    wait_until(lambda: gre_listening(lab), what="the mirror receiver again")
     not_vip = [["10.0.0.2", "192.0.2.80", 2000 + i, 8080, 1] for i in range(10)]
     barrier = [["10.0.0.2", VIP4, 3000, 8080, 2]]  # one legitimate pin, sent last
     lab.x("c", f"{sys.executable} {lab.tmp / 'sender.py'} '{json.dumps(not_vip + barrier)}'")
-    wait_for(lambda: map_elements(lab, "pin4") >= 1, what="the legitimate pin")
+    wait_until(lambda: map_elements(lab, "pin4") >= 1, what="the legitimate pin")
     time.sleep(0.3)
     assert map_elements(lab, "pin4") == 1
     out = lab.x("r", "nft -j list map inet dfagent pin4")

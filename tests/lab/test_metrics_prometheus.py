@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ import yaml
 
 from dfagent.bench.pcc import Holder
 from dfagent.lab import checks, runner, spec
+from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState, load_state
 
 pytestmark = pytest.mark.lab
@@ -125,14 +125,15 @@ class Agent:
             self.proc = subprocess.Popen(
                 runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
             p = self.cli("nexthops", "--json")
-            if p.returncode == 0 and sum(n["state"] == "active" for n in json.loads(p.stdout)) == 6:
-                return
-            assert self.proc.poll() is None, self.log()
-            time.sleep(0.2)
-        raise AssertionError(f"agent not ready: {self.log()}")
+            return p.returncode == 0 and (
+                sum(n["state"] == "active" for n in json.loads(p.stdout)) == 6
+            )
+
+        wait_until(ready, 30, 0.2, "the agent's six next hops active")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -219,12 +220,13 @@ def wait_for(
 ) -> None:
     """Until ``pred()``; ``check()`` returns why waiting is pointless (a process died),
     ``show()`` what there is instead (for the message)."""
-    deadline = time.monotonic() + timeout
-    while not pred():
+
+    def holds() -> Any:
         err = check()
-        assert err is None, f"{what}: {err}"
-        assert time.monotonic() < deadline, f"timed out: {what}; got {show()}"
-        time.sleep(0.3)
+        assert err is None, f"{what}: {err}"  # no point waiting
+        return True if pred() else show()  # what there is instead: the timeout's "last"
+
+    wait_until(holds, timeout, 0.3, what, until=lambda v: v is True)
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ import time
 import pytest
 
 from dfagent.bench.pcc import PccBench
+from dfagent.lab.retry import wait_until
 from dfagent.lab.state import load_state
-from tests.lab.test_kernel_mode import SERVERS, VIP4, VIP6, Lab, broken, in_map, wait_for
+from tests.lab.router_lab import SERVERS, VIP4, VIP6, Lab, broken, in_map
 from tests.lab.test_map_mode import GW, Feeder
 
 pytestmark = pytest.mark.lab
@@ -75,7 +76,7 @@ def test_conntrack_pins_fail_in_one_direction(dsr_lab: Lab) -> None:
     (lab.tmp / "ct.nft").write_text(CT_COUNTERS)
     lab.x("r", f"nft -f {lab.tmp / 'ct.nft'}")
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: lab.status()["rules"] >= 6, what="agent")
+    wait_until(lambda: lab.status()["rules"] >= 6, what="agent")
     before = lab.open(30, 20)
     assert set(before) == set(SERVERS), before
     new, invalid, established, replies = _counters(lab)
@@ -100,20 +101,20 @@ def test_conntrack_pins_fail_in_one_direction(dsr_lab: Lab) -> None:
 
 def _direction_after_traffic(lab: Lab) -> dict:
     """Keep the held connections busy until the agent has judged a full window."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        lab.check()
-        d = lab.status()["direction"]
-        if d.get("windows"):
-            return dict(d)
-        time.sleep(0.5)
-    raise AssertionError(f"the agent judged no window: {lab.status()['direction']}")
+
+    def direction() -> dict:
+        for _ in range(3):  # ≥ 100 packets per window even when a status call takes seconds
+            lab.check()
+        return dict(lab.status()["direction"])
+
+    what = "the agent to judge a direction window"
+    return wait_until(direction, 30, 0.5, what, until=lambda d: d.get("windows"))
 
 
 def test_direction_probe_quiet_when_both_directions_are_seen(lab: Lab) -> None:
     """The control of the warning: the plain (both directions) lab is never suspected."""
     lab.start_agent("kernel", *VIPS)
-    wait_for(lambda: lab.status()["rules"] >= 6, what="agent")
+    wait_until(lambda: lab.status()["rules"] >= 6, what="agent")
     lab.open(30, 20)
     d = _direction_after_traffic(lab)
     assert d["suspected"] is False and d["warnings"] == 0 and d["packets"] >= 100, d
@@ -126,11 +127,11 @@ def test_kernel_mode_one_direction(dsr_lab: Lab) -> None:
     lab = dsr_lab
     base = lab.snapshot()
     lab.start_agent("kernel", *VIPS, extra=("--one-direction", "--notrack", "--fin-timeout", "3"))
-    wait_for(lambda: lab.status()["rules"] >= 6, what="agent")
+    wait_until(lambda: lab.status()["rules"] >= 6, what="agent")
     before = lab.open(30, 20)
     assert set(before) == set(SERVERS), before
     assert lab.x("r", "conntrack -L -d 1.1.1.1").strip() == ""  # notrack: nothing tracked
-    wait_for(lambda: len(_flow_elements(lab)) == 50, what="50 recorded pins")
+    wait_until(lambda: len(_flow_elements(lab)) == 50, what="50 recorded pins")
 
     lab.set_members(("s2", "s3"))
     after = lab.check()
@@ -147,16 +148,16 @@ def test_kernel_mode_one_direction(dsr_lab: Lab) -> None:
     # a restart keeps every pin (the maps are never emptied)
     lab.stop_agent()
     lab.start_agent("kernel", *VIPS, extra=("--one-direction", "--fin-timeout", "3"))
-    wait_for(lambda: lab.status()["rules"] >= 4, what="agent back")
+    wait_until(lambda: lab.status()["rules"] >= 4, what="agent back")
     assert broken(before, lab.check()) == 0
 
     # the pins carry the default 300 s timeout; FIN cuts them to --fin-timeout
-    wait_for(lambda: len(_flow_elements(lab)) == 50, what="the fresh flows' pins gone")
+    wait_until(lambda: len(_flow_elements(lab)) == 50, what="the fresh flows' pins gone")
     assert min(left for _, left in _flow_elements(lab)) > 200
-    lab.client_cmd("close")
-    wait_for(lambda: not _flow_elements(lab), timeout=15, what="pins gone after FIN")
+    lab.close()
+    wait_until(lambda: not _flow_elements(lab), timeout=15, what="pins gone after FIN")
     # and with them the drained s1's rules and tables
-    wait_for(
+    wait_until(
         lambda: (
             not any(n["gateway"] in ("10.0.1.2", "fd00:1::2") for n in lab.status()["nexthops"])
         ),
@@ -190,11 +191,10 @@ def test_map_mode_one_direction(dsr_lab: Lab, monkeypatch: pytest.MonkeyPatch) -
     4 s timeout; idle, they age out and the flows fall back to ECMP."""
     lab = dsr_lab
     lab.start_agent("map", *VIPS, extra=("--one-direction", "--timeout", "4"))
-    wait_for(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
+    wait_until(lambda: in_map(lab.status()) >= 6, what="map-mode agent")
     monkeypatch.setattr("tests.lab.test_map_mode.FEEDER_PY", FEEDER_ONE_DIRECTION)
     feed = Feeder(lab)
-    out = lab.client_cmd("open 30 20 keep")
-    before, flows = out["names"], out["flows"]
+    before, flows = lab.open_flows(30, 20)
     assert set(before) == set(SERVERS)
     items = []
     for name, (src, sport) in zip(before, flows, strict=True):
@@ -211,7 +211,7 @@ def test_map_mode_one_direction(dsr_lab: Lab, monkeypatch: pytest.MonkeyPatch) -
     print(f"one direction, map mode, drain s1: {broken(before, after)} of 50 broke")
     assert broken(before, after) == 0, list(zip(before, after, strict=True))
     # idle for longer than the timeout: the pins age out, and s1's flows now follow ECMP
-    wait_for(lambda: not _flow_elements(lab), timeout=10, what="pins aged out")
+    wait_until(lambda: not _flow_elements(lab), timeout=10, what="pins aged out")
     n = broken(before, lab.check())
     print(f"one direction, map mode, pins aged out: {n} of 50 broke")
     assert n >= before.count("s1") > 0

@@ -13,6 +13,7 @@ import pytest
 from dfagent.backends.frr.drain import FrrDrain
 from dfagent.bench.pcc import PccBench
 from dfagent.lab import checks, runner, spec
+from dfagent.lab.retry import WaitTimeout, wait_until
 from dfagent.lab.state import load_state
 
 pytestmark = pytest.mark.lab
@@ -43,12 +44,17 @@ def _vip4_gateways(state) -> set[str]:
 
 
 def _wait_gateways(state, want: set[str], timeout: float = 20) -> set[str]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while (seen := _vip4_gateways(state)) != want and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return seen
+    """The v4 VIP's gateways once they are `want` (what they are instead, at the deadline)."""
+    try:
+        return wait_until(
+            lambda: _vip4_gateways(state),
+            timeout,
+            0.2,
+            f"gateways {sorted(want)}",
+            until=want.__eq__,
+        )
+    except WaitTimeout as exc:  # the caller's assertion shows the set seen against the one wanted
+        return set(exc.last)  # type: ignore[call-overload]
 
 
 def test_checks_hold_and_drain_moves_only_new_paths(lab_up):
