@@ -35,6 +35,7 @@ T = TypeVar("T")
 # notifications that arrive together (a route replace, a neighbour and its routes) are
 # applied in one pass; each carries a whole ECMP set, so a short wait is enough
 DEBOUNCE = 0.01
+OPS_BUDGET = 0.2  # seconds of queued operations per loop round, then routes and passes
 
 
 @dataclass
@@ -128,14 +129,17 @@ class Agent:
         try:
             self._pass(periodic=True)
             next_periodic = self.clock() + self.opt.reconcile_interval
+            more = False
             while not self._stop.is_set():
                 fds: list[Any] = [self._wake_r]
                 fds += [h for h in (self.route_hints, self.datapath_hints) if h is not None]
-                timeout = max(0.0, min(next_periodic - self.clock(), 0.5))
+                timeout = 0.0 if more else max(0.0, min(next_periodic - self.clock(), 0.5))
                 ready, _, _ = select.select(fds, [], [], timeout)
                 if self._wake_r in ready:
                     self._drain_wake()
-                self._run_ops()
+                # bounded: a steady stream of pin batches must not starve route changes,
+                # repairs and the periodic pass (it did: no pass for minutes under load)
+                more = self._run_ops(OPS_BUDGET)
                 dh, rh = self.datapath_hints, self.route_hints
                 if dh is not None and dh in ready and dh.pending():
                     self._repair()  # a firewall reload: at once, no debounce
@@ -209,12 +213,17 @@ class Agent:
             while os.read(self._wake_r, 4096):
                 pass
 
-    def _run_ops(self) -> None:
+    def _run_ops(self, budget: float | None = None) -> bool:
+        """Run queued operations, for at most ``budget`` seconds (None: until none is left).
+        Returns whether some are left."""
+        end = None if budget is None else time.monotonic() + budget
         while True:
+            if end is not None and time.monotonic() >= end:
+                return not self._ops.empty()
             try:
                 fn, fut = self._ops.get_nowait()
             except queue.Empty:
-                return
+                return False
             if fut is not None and not fut.set_running_or_notify_cancel():
                 continue
             try:

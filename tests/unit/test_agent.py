@@ -160,3 +160,27 @@ def test_stop_ends_the_loop_and_pending_operations_still_run() -> None:
     agent.run()  # returns at once: stopped, but queued work was done
     assert fut.result(1) == 42
     agent.close()
+
+
+def test_a_stream_of_operations_does_not_starve_route_changes(running: Any) -> None:
+    """Pin batches keep arriving (each op re-queues another, as a busy mirror path does): a
+    route change still gets its pass within a few loop rounds, not after the stream ends."""
+    agent, dp, rh, _nh, _pinner = running
+    wait(lambda: dp.counts >= 1)
+    stop = threading.Event()
+    ran = [0]
+
+    def busy() -> None:
+        ran[0] += 1
+        time.sleep(0.005)
+        if not stop.is_set():
+            agent.post(busy)
+
+    agent.post(busy)
+    try:
+        wait(lambda: ran[0] > 10)
+        before = len([c for c in dp.calls if c[0] == "reconcile"])
+        rh.poke()
+        wait(lambda: len([c for c in dp.calls if c[0] == "reconcile"]) > before, timeout=3)
+    finally:
+        stop.set()
