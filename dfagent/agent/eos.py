@@ -116,17 +116,22 @@ def build_eos(
 def run_eos(cfg: Config, config_file: str, metrics: Metrics | None = None) -> None:
     agent, dp, actuator = build_eos(cfg, metrics=metrics)
     control = EosControl(agent, dp, cfg.nexthop_addresses, actuator, config_file)
-    tcp = cfg.api.tcp
-    server = serve(
-        control,
-        socket_path=cfg.api.socket,
-        tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
-    )
     stop = threading.Event()
+    # the receiver is bound before the API answers: a caller that sees the socket may mirror
     try:
         mirror = open_mirror(cfg, agent, stop, query=dp.backend.egress is not None)
     except BaseException:
-        server.stop(grace=0)
+        agent.close()
+        raise
+    tcp = cfg.api.tcp
+    try:
+        server = serve(
+            control,
+            socket_path=cfg.api.socket,
+            tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
+        )
+    except BaseException:
+        mirror.close()
         agent.close()
         raise
 

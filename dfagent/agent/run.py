@@ -114,20 +114,21 @@ def _actuator(cfg: Config) -> FrrDrain | None:
 def _serve(cfg: Config, config_file: str, agent: Agent, fixed_log_level: bool) -> None:
     assert isinstance(agent.dp, LinuxDatapath)
     control = LinuxControl(agent, agent.dp, cfg.nexthop_addresses, _actuator(cfg), config_file)
-    tcp = cfg.api.tcp
-    server = serve(
-        control,
-        socket_path=cfg.api.socket,
-        tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
-    )
     stop = threading.Event()
     mirror: MirrorPath | None = None
-    if "mirror" in cfg.modes():
-        try:
-            mirror = open_mirror(cfg, agent, stop)
-        except BaseException:
-            server.stop(grace=0)
-            raise
+    if "mirror" in cfg.modes():  # bound before the API answers: whoever sees it may mirror
+        mirror = open_mirror(cfg, agent, stop)
+    tcp = cfg.api.tcp
+    try:
+        server = serve(
+            control,
+            socket_path=cfg.api.socket,
+            tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
+        )
+    except BaseException:
+        if mirror is not None:
+            mirror.close()
+        raise
 
     def apply(new: Config) -> None:
         """Everything built first, then assigned: a failure leaves the running config."""
