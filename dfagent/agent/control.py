@@ -277,8 +277,12 @@ class LinuxControl(ControlBase):
             pinned = None  # not counted since the drain began: unknown, not zero
         states = {self._state(r) for r in recs}
         state = next(s for s in NEXTHOP_STATES if s in states)  # the first in this order
-        if d is not None and (state == "active" or (state == "drained" and pinned is None)):
-            state = "draining"  # asked, the routing daemon has not withdrawn it yet
+        if d is not None and state == "active":
+            # asked, the routing daemon has not withdrawn it yet: new connections still
+            # reach it, so no figure counted so far can say it is empty
+            state, pinned = "draining", None
+        elif d is not None and state == "drained" and pinned is None:
+            state = "draining"
         return DrainInfo(name, state, pinned, d.deadline_at if d else None)
 
     # ── on the loop, after every pass ───────────────────────────────────────────
