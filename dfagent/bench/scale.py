@@ -48,7 +48,9 @@ VIP = "10.202.0.0/16"
 CT_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
 TICK = os.sysconf("SC_CLK_TCK")
 _WRITTEN = re.compile(r"event=tables-written .*table_routes=(\d+) ms=([\d.]+)")
-_CENSUS = re.compile(r"event=pins-counted entries=(\d+) ms=([\d.]+)(?: \S+)*? next_census_s=([\d.]+)")
+_CENSUS = re.compile(
+    r"event=pins-counted entries=(\d+) ms=([\d.]+)(?: \S+)*? next_census_s=([\d.]+)"
+)
 
 
 def route_dst(i: int) -> str:
