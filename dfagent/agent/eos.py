@@ -19,7 +19,6 @@ from dfagent.agent.agent import Agent, AgentOptions
 from dfagent.agent.eos_control import EosControl
 from dfagent.agent.metrics import Metrics
 from dfagent.agent.mirror import open_mirror
-from dfagent.api.server import TcpConfig, serve
 from dfagent.backends.eos.backend import EosBackend
 from dfagent.backends.eos.datapath import EosDatapath
 from dfagent.backends.eos.drain import EosDrain
@@ -114,6 +113,8 @@ def build_eos(
 
 
 def run_eos(cfg: Config, config_file: str, metrics: Metrics | None = None) -> None:
+    from dfagent.agent.run import serve_api  # run imports this module lazily: no cycle
+
     agent, dp, actuator = build_eos(cfg, metrics=metrics)
     control = EosControl(agent, dp, cfg.nexthop_addresses, actuator, config_file)
     stop = threading.Event()
@@ -123,13 +124,8 @@ def run_eos(cfg: Config, config_file: str, metrics: Metrics | None = None) -> No
     except BaseException:
         agent.close()
         raise
-    tcp = cfg.api.tcp
     try:
-        server = serve(
-            control,
-            socket_path=cfg.api.socket,
-            tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
-        )
+        server = serve_api(cfg, control)
     except BaseException:
         mirror.close()
         agent.close()

@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from dfagent.agent.agent import Agent
 from dfagent.agent.control import LinuxControl
@@ -105,6 +106,16 @@ def metrics_endpoint(cfg: Config, metrics: Metrics) -> Iterator[None]:
         logging.getLogger("dfagent").removeHandler(errors)
 
 
+def serve_api(cfg: Config, control: Any) -> Any:
+    """The control API on the config's Unix socket (and TCP with TLS when configured)."""
+    tcp = cfg.api.tcp
+    return serve(
+        control,
+        socket_path=cfg.api.socket,
+        tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
+    )
+
+
 def _actuator(cfg: Config) -> FrrDrain | None:
     if cfg.drain.actuator == "frr":
         return FrrDrain(cfg.drain.vtysh, cfg.drain.prefix_list_v4, cfg.drain.prefix_list_v6)
@@ -118,13 +129,8 @@ def _serve(cfg: Config, config_file: str, agent: Agent, fixed_log_level: bool) -
     mirror: MirrorPath | None = None
     if "mirror" in cfg.modes():  # bound before the API answers: whoever sees it may mirror
         mirror = open_mirror(cfg, agent, stop)
-    tcp = cfg.api.tcp
     try:
-        server = serve(
-            control,
-            socket_path=cfg.api.socket,
-            tcp=TcpConfig(tcp.address, tcp.tls_cert, tcp.tls_key) if tcp else None,
-        )
+        server = serve_api(cfg, control)
     except BaseException:
         if mirror is not None:
             mirror.close()

@@ -24,24 +24,11 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
 
-from dfagent.backends.linux.rtnl import RTNH_F_DEAD, Event, Route, RtnlEvents
+from dfagent.backends.linux.rtnl import RTNH_F_DEAD, Event, Route, RouteNetlink, RtnlEvents
 from dfagent.core.liveness import NUD_FAILED, NUD_GOOD, Liveness
 from dfagent.core.marks import RT_PROTO, is_dfagent_table
 from dfagent.core.nexthops import IPNetwork, NextHop
 from dfagent.core.ports import RouteView
-
-
-class RouteNetlink(Protocol):
-    """What route observation reads of the kernel (``backends.linux.netlink.Netlink``; the
-    unit tests' fakes)."""
-
-    def refresh_names(self) -> None: ...
-    def neighbour_states(self) -> dict[tuple[int, str], int]: ...
-    def main_routes(self, family: int) -> list[Route]: ...
-    def ifname(self, index: int) -> str: ...
-    def ifindex(self, name: str) -> int | None: ...
-    def link_up(self, ifname: str) -> bool: ...
-    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None: ...
 
 
 class RouteEvents(Protocol):

@@ -21,6 +21,7 @@ import socket
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
@@ -351,3 +352,16 @@ def apply_routes(ops: Sequence[RouteOp], batch: int = 256) -> list[tuple[RouteOp
     finally:
         s.close()
     return failed
+
+
+class RouteNetlink(Protocol):
+    """What route observation reads of the kernel (``netlink.Netlink``; the
+    unit tests' fakes)."""
+
+    def refresh_names(self) -> None: ...
+    def neighbour_states(self) -> dict[tuple[int, str], int]: ...
+    def main_routes(self, family: int) -> list[Route]: ...
+    def ifname(self, index: int) -> str: ...
+    def ifindex(self, name: str) -> int | None: ...
+    def link_up(self, ifname: str) -> bool: ...
+    def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None: ...
