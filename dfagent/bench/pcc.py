@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.backends.frr.drain import FrrDrain
-from dfagent.lab import checks, runner, spec
+from dfagent.lab import checks, mirror_shim, runner, spec
 from dfagent.lab.errors import LabError
 from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState
@@ -284,10 +284,13 @@ class PccBench:
             argv += ["--mirror-source", "127.0.0.1"]
         self.agent = self._spawn(f"agent-{mode}", argv)
         if _base(mode) == "map":
-            shim = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1"]
-            for name, (_, _, dev, _) in SERVERS.items():
-                shim += ["--member", f"{dev}={name[1:]}"]
-            self.shim = self._spawn("mirror-shim", shim)
+            members = {dev: int(name[1:]) for name, (_, _, dev, _) in SERVERS.items()}
+            state = self.state
+            self.shim = mirror_shim.spawn(
+                lambda argv: runner.exec_argv(state, "lb", argv),
+                members,
+                Path(state.run_dir) / "mirror-shim.log",
+            )
         self._wait_agent(INITIAL)
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:

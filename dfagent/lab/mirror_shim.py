@@ -7,6 +7,11 @@ with that member's session id, and sent to the agent's mirror receiver. Outgoing
 taken from an AF_PACKET socket per interface (packet type OUTGOING: after routing, on the
 interface that really carried them), so the session id says which next hop the route chose.
 
+A classic BPF filter on each socket queues only outgoing TCP SYNs, and the receive buffer is
+raised: on a loaded machine the interpreter falls behind a burst of new connections, and
+every frame the kernel drops is a connection left unpinned. `spawn` starts the shim and
+returns once its sockets are bound, so no SYN is sent before the shim can see it.
+
     python -m dfagent.lab.mirror_shim --collector 127.0.0.1 --member eth2=1 --member eth3=2
 """
 
@@ -17,14 +22,56 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from dfagent.lab.mirror_sender import RawGreSender, erspan2_header, gre_header
+from dfagent.lab.retry import wait_until
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 ETHERTYPE_ERSPAN = 0x88BE
 _TCP_SYN, _TCP_ACK = 0x02, 0x10
+READY = "mirror shim: "
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+RCVBUF = 8 << 20
+
+# Classic BPF (struct sock_filter: code, jt, jf, k): accept outgoing, unfragmented TCP
+# segments with SYN set and ACK clear, IPv4 (any IHL) or IPv6 (TCP as first header).
+_SYN_FILTER = [
+    (0x20, 0, 0, 0xFFFFF004),  # 0  A = skb->pkt_type (SKF_AD_OFF + SKF_AD_PKTTYPE)
+    (0x15, 0, 16, PACKET_OUTGOING),  # 1  not outgoing -> drop
+    (0x28, 0, 0, 12),  # 2  A = ethertype
+    (0x15, 0, 7, 0x0800),  # 3  not IPv4 -> 11
+    (0x30, 0, 0, 23),  # 4  A = IPv4 protocol
+    (0x15, 0, 12, 6),  # 5  not TCP -> drop
+    (0x28, 0, 0, 20),  # 6  A = flags + fragment offset
+    (0x45, 10, 0, 0x1FFF),  # 7  a later fragment -> drop
+    (0xB1, 0, 0, 14),  # 8  X = IPv4 header length
+    (0x50, 0, 0, 27),  # 9  A = TCP flags (14 + X + 13)
+    (0x05, 0, 0, 4),  # 10 -> 15
+    (0x15, 0, 6, 0x86DD),  # 11 not IPv6 -> drop
+    (0x30, 0, 0, 20),  # 12 A = IPv6 next header
+    (0x15, 0, 4, 6),  # 13 not TCP -> drop
+    (0x30, 0, 0, 67),  # 14 A = TCP flags (14 + 40 + 13)
+    (0x54, 0, 0, _TCP_SYN | _TCP_ACK),  # 15
+    (0x15, 0, 1, _TCP_SYN),  # 16 SYN without ACK -> accept
+    (0x06, 0, 0, 0x40000),  # 17 accept
+    (0x06, 0, 0, 0),  # 18 drop
+]
+
+
+def attach_syn_filter(sock: socket.socket) -> None:
+    """Queue only outgoing TCP SYNs on an AF_PACKET socket (`_SYN_FILTER`)."""
+    import ctypes
+
+    prog = b"".join(struct.pack("HBBI", *insn) for insn in _SYN_FILTER)
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HL", len(_SYN_FILTER), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def is_syn(frame: bytes) -> bool:
@@ -49,13 +96,19 @@ def is_syn(frame: bytes) -> bool:
 def serve(collector: str, members: dict[str, int]) -> None:
     socks: dict[int, tuple[socket.socket, int]] = {}
     for ifname, session in members.items():
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        s.bind((ifname, 0))
+        # protocol 0 queues nothing until bind() names one: the filter is in place first
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        attach_syn_filter(s)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.bind((ifname, ETH_P_ALL))  # host order: Python converts it
         socks[s.fileno()] = (s, session)
     out = RawGreSender(collector)
     seq = 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"mirror shim: {members} -> {collector}", flush=True)
+    print(f"{READY}{members} -> {collector}", flush=True)
     while True:
         ready, _, _ = select.select(list(socks), [], [])
         for fd in ready:
@@ -66,6 +119,33 @@ def serve(collector: str, members: dict[str, int]) -> None:
             seq = (seq + 1) & 0xFFFFFFFF
             header = gre_header(ETHERTYPE_ERSPAN, seq=seq) + erspan2_header(session)
             out.send(header + frame)
+
+
+def spawn(
+    wrap: Callable[[list[str]], list[str]],
+    members: dict[str, int],
+    log_path: Path,
+    collector: str = "127.0.0.1",
+    timeout: float = 30,
+) -> subprocess.Popen[bytes]:
+    """Start the shim (`wrap` puts the command in the router's namespace), its output
+    appended to `log_path`, and return once its sockets are bound."""
+    argv = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", collector]
+    for ifname, session in members.items():
+        argv += ["--member", f"{ifname}={session}"]
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(wrap(argv), stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the mirror shim exited ({proc.returncode}): see {log_path}")
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            return READY.encode() in f.read()
+
+    wait_until(ready, timeout, 0.05, f"the mirror shim's ready line in {log_path}")
+    return proc
 
 
 def main() -> None:

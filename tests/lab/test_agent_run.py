@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from dfagent.bench.pcc import Holder
-from dfagent.lab import checks, runner, spec
+from dfagent.lab import checks, mirror_shim, runner, spec
 from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState, load_state
 
@@ -82,12 +82,12 @@ class Agent:
 
     def start(self) -> None:
         if self.mode == "mirror" and self.shim is None:
-            shim = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1"]
-            shim += [a for n in (1, 2, 3, 4) for a in ("--member", f"eth{n + 1}={n}")]
-            with open(self.tmp / "shim.log", "ab") as log:
-                self.shim = subprocess.Popen(
-                    runner.exec_argv(self.state, "lb", shim), stdout=log, stderr=subprocess.STDOUT
-                )
+            state = self.state
+            self.shim = mirror_shim.spawn(
+                lambda argv: runner.exec_argv(state, "lb", argv),
+                {f"eth{n + 1}": n for n in (1, 2, 3, 4)},
+                self.tmp / "shim.log",
+            )
         argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", str(self.config)]
         with open(self.tmp / "agent.log", "ab") as log:
             self.proc = subprocess.Popen(

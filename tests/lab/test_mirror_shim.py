@@ -1,0 +1,94 @@
+"""The lab's mirror shim on the real kernel: its BPF filter queues only outgoing TCP SYNs
+(both families), and `spawn` returns only once the shim can see them, so the first SYN a
+bench sends after it is mirrored (a SYN lost here is a connection the bench finds unpinned)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dfagent.lab import netns
+
+pytestmark = pytest.mark.lab
+NS = "dfl-shim-test"
+
+# Runs inside the namespace: a GRE collector on 127.0.0.1, the shim on lo, then SYNs to
+# closed ports (v4 and v6) and a connection that carries data; prints what was mirrored.
+SCRIPT = r"""
+import json, socket, sys, time
+from pathlib import Path
+from dfagent.lab import mirror_shim
+from dfagent.wire.syn import decode_mirror
+
+gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # the filter alone, no shim code
+mirror_shim.attach_syn_filter(tap)
+tap.bind(("lo", mirror_shim.ETH_P_ALL))
+proc = mirror_shim.spawn(lambda argv: argv, {"lo": 7}, Path(sys.argv[1]))
+try:
+    for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        c = socket.socket(fam)
+        try:
+            c.connect((addr, 9))
+        except ConnectionRefusedError:
+            pass
+        c.close()
+    srv = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(srv.getsockname())
+    peer, _ = srv.accept()
+    for _ in range(50):
+        cli.sendall(b"x" * 1000)
+        peer.recv(65535)
+    gre.settimeout(1.0)
+    seen = []
+    try:
+        while True:
+            ev = decode_mirror(gre.recv(65535))
+            seen.append([ev.session, ev.dst, ev.dport])
+    except TimeoutError:
+        pass
+    queued = []
+    tap.setblocking(False)
+    try:
+        while True:
+            frame, addr = tap.recvfrom(65535)
+            queued.append([addr[2], mirror_shim.is_syn(frame)])
+    except BlockingIOError:
+        pass
+    print(json.dumps({"seen": seen, "queued": queued, "port": srv.getsockname()[1]}))
+finally:
+    proc.terminate()
+    proc.wait(10)
+"""
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    netns.delete_netns(NS)
+    netns.add_netns(NS)
+    try:
+        netns.run(netns.ns_argv(NS, ["ip", "link", "set", "lo", "up"]))
+        yield NS
+    finally:
+        netns.delete_netns(NS)
+
+
+def test_shim_mirrors_each_outgoing_syn_once_and_nothing_else(ns: str, tmp_path: Path) -> None:
+    log = tmp_path / "shim.log"
+    argv = netns.ns_argv(ns, [sys.executable, "-c", SCRIPT, str(log)])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + log.read_text()
+    got = json.loads(out.stdout)
+    # one SYN per connection attempt, each once (lo shows it OUTGOING and again as HOST),
+    # with the member's session id; no RST, SYN-ACK, ACK or data frame was mirrored
+    assert sorted(got["seen"]) == sorted(
+        [[7, "127.0.0.1", 9], [7, "::1", 9], [7, "127.0.0.1", got["port"]]]
+    )
+    # the kernel queued exactly those three frames, each an outgoing SYN
+    assert got["queued"] == [[4, True]] * 3
+    assert "mirror shim: {'lo': 7} -> 127.0.0.1" in log.read_text()
