@@ -29,7 +29,7 @@ import yaml
 
 from dfagent.lab.state import LabState
 from tests.dockerfile import copy_context, parse
-from tests.lab.test_metrics_prometheus import free_port, http_get, in_lb, lab_up, wait_for
+from tests.lab.lb_agent import free_port, http_get, in_lb, lab_up, wait_for
 
 pytestmark = pytest.mark.lab
 __all__ = ["lab_up"]  # the fixture, used by name
