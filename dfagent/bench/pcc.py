@@ -273,8 +273,8 @@ class PccBench:
         opts = () if mode in CONNTRACK_MODES else self.agent_opts
         return _dfagent("linux", _base(mode), *vips, *opts, "--state-dir", self._state_dir())
 
-    def _start_agent(self, mode: str) -> None:
-        assert self.state is not None
+    def _launch_argv(self, mode: str) -> list[str]:
+        """The agent's command line, with map mode's mirror sessions."""
         argv = self._agent_argv(mode)
         if _base(mode) == "map":
             # one ERSPAN session per ECMP member interface; the session names the member's
@@ -282,7 +282,11 @@ class PccBench:
             for name, (_, _, dev, _) in SERVERS.items():
                 argv += ["--nexthop-map", f"{name[1:]}=%{dev}"]
             argv += ["--mirror-source", "127.0.0.1"]
-        self.agent = self._spawn(f"agent-{mode}", argv)
+        return argv
+
+    def _start_agent(self, mode: str) -> None:
+        assert self.state is not None
+        self.agent = self._spawn(f"agent-{mode}", self._launch_argv(mode))
         if _base(mode) == "map":
             members = {dev: int(name[1:]) for name, (_, _, dev, _) in SERVERS.items()}
             state = self.state
@@ -293,12 +297,17 @@ class PccBench:
             )
         self._wait_agent(INITIAL)
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """A long-running process on lb, its output in the lab's run directory."""
         assert self.state is not None
         with open(Path(self.state.run_dir) / f"{name}.log", "ab") as log:
             return subprocess.Popen(
-                runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
+                runner.exec_argv(self.state, "lb", argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
 
     def _wait_agent(self, servers: frozenset[str], timeout: float = 60) -> None:

@@ -27,6 +27,7 @@ for the pinned phase when too small, and restored.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -238,19 +239,29 @@ def conntrack_max(at_least: int) -> Iterator[None]:
 
 def load_entries(lab: ScaleLab, count: int, start: int, marks: Sequence[int]) -> float:
     """Insert ``count`` ESTABLISHED entries carrying ``marks`` in turn; returns seconds."""
+    rows = ((*flow(i), marks[i % len(marks)]) for i in range(start, start + count))
+    return load_conntrack(lambda argv: ns_argv(lab.r, argv), lab.dir / "ct.txt", rows)
+
+
+def load_conntrack(
+    exec_argv: Callable[[list[str]], list[str]],
+    path: Path,
+    rows: Iterable[tuple[str, str, int, int, int]],
+) -> float:
+    """Insert ESTABLISHED TCP entries ``(src, dst, sport, dport, mark)`` with ``conntrack -R``
+    (``exec_argv`` places it in the router's namespace; ``path`` is its scratch file);
+    returns seconds. Loaded in chunks: one file per 100,000 entries."""
     t0 = time.monotonic()
     chunk = 100_000
-    for base in range(start, start + count, chunk):
-        path = lab.dir / "ct.txt"
+    it = iter(rows)
+    while batch := list(itertools.islice(it, chunk)):
         with open(path, "w") as f:
-            for i in range(base, min(base + chunk, start + count)):
-                src, dst, sport, dport = flow(i)
-                mark = marks[i % len(marks)]
+            for src, dst, sport, dport, mark in batch:
                 f.write(
                     f"-I -p tcp -s {src} -d {dst} --sport {sport}"
                     f" --dport {dport} -t 7200 --state ESTABLISHED -m {mark}\n"
                 )
-        proc = subprocess.run(ns_argv(lab.r, ["conntrack", "-R", str(path)]),
+        proc = subprocess.run(exec_argv(["conntrack", "-R", str(path)]),
                               capture_output=True, timeout=600)  # fmt: skip
         if proc.returncode != 0:
             raise LabError(f"conntrack -R failed: {proc.stderr.decode(errors='replace')[-300:]}")

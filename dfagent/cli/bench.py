@@ -74,5 +74,6 @@ from dfagent.cli import (  # noqa: E402
     bench_pcc,  # noqa: F401
     bench_pinrate,  # noqa: F401
     bench_reload,  # noqa: F401
+    bench_restart,  # noqa: F401
     bench_scale,  # noqa: F401
 )
