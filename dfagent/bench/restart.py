@@ -94,6 +94,12 @@ class RestartBench(PccBench):
     def __init__(self, connections: int, pins: int = 100_000, log: Any = print) -> None:
         super().__init__(connections, fresh=0, log=log, rates=False)
         self.pins = pins
+        self.namespaces: list[str] = []  # every namespace a mode's lab made
+
+    def _lab_up(self) -> None:
+        super()._lab_up()
+        assert self.state is not None
+        self.namespaces += self.state.namespaces.values()
 
     def _agent_argv(self, mode: str) -> list[str]:
         argv = super()._agent_argv(mode)
