@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,7 @@ class RestartBench(PccBench):
         super().__init__(connections, fresh=0, log=log, rates=False)
         self.pins = pins
         self.namespaces: list[str] = []  # every namespace a mode's lab made
+        self.restarts = 0
 
     def _lab_up(self) -> None:
         super()._lab_up()
@@ -191,7 +192,7 @@ class RestartBench(PccBench):
         return time.monotonic() - t0
 
     # --- the restart --------------------------------------------------------------------
-    def _watch(self, want: set[int], keep: set[int]) -> subprocess.Popen[str]:
+    def _watch(self, want: set[int], keep: Iterable[int]) -> subprocess.Popen[str]:
         """The watcher in lb's namespace (see :func:`watch_nexthops`), once it polls."""
         assert self.state is not None
         code = (f"from dfagent.bench.restart import watch_nexthops; "
@@ -203,12 +204,19 @@ class RestartBench(PccBench):
             raise LabError("the next-hop watcher did not start")
         return proc
 
-    def _restart(self, mode: str, want: set[int], keep: set[int]) -> dict[str, Any]:
-        """Start the agent again: seconds from the launch to its ready line (and the line's
-        split), and to the kernel's next-hop maps holding exactly ``want``."""
+    def _restart(
+        self, mode: str, want: set[int] | None = None, keep: Iterable[int] = ()
+    ) -> dict[str, Any]:
+        """SIGKILL the agent (if it runs) and start it again: seconds from the launch to its
+        ready line (and the line's split); with ``want``, also to the kernel's next-hop maps
+        holding exactly ``want`` (and what the killed agent had left in them)."""
         assert self.state is not None
-        watcher = self._watch(want, keep)
-        name = f"agent-{mode}-restart"
+        if self.agent is not None:
+            self.agent.send_signal(signal.SIGKILL)
+            self.agent.wait(10)
+        watcher = self._watch(want, keep) if want is not None else None
+        self.restarts += 1
+        name = f"agent-{mode}-restart{self.restarts}"
         log_path = Path(self.state.run_dir) / f"{name}.log"
         t_wall, t_mono = time.time(), time.monotonic()
         self.agent = self._spawn(name, self._launch_argv(mode))
@@ -225,18 +233,19 @@ class RestartBench(PccBench):
                     raise LabError(f"no ready line within 120 s: {log_path}")
                 time.sleep(0.01)
         ready_at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        out, _ = watcher.communicate(timeout=150)
-        matched = json.loads(out.strip().splitlines()[-1])
         first, age = float(m.group(2)), float(m.group(3))
-        return {
+        out: dict[str, Any] = {
             "ready_s": round(ready_at - t_wall, 3),
             "first_pass_ms": first,
             "before_first_pass_ms": round(age - first, 1),
-            "marks_match_s": (
-                round(matched["matched"] - t_mono, 3) if matched["matched"] is not None else None
-            ),
-            **({"marks_last": matched["last"]} if matched["matched"] is None else {}),
         }
+        if watcher is not None:
+            text, _ = watcher.communicate(timeout=150)
+            seen = json.loads(text.strip().splitlines()[-1])
+            at = seen["matched"]
+            out["marks_match_s"] = round(at - t_mono, 3) if at is not None else None
+            out["slots_left"], out["slots_last"] = seen["first"], seen["last"]
+        return out
 
     def run_mode(self, mode: str) -> dict[str, Any]:  # type: ignore[override]
         if mode not in MODES:
@@ -254,6 +263,8 @@ class RestartBench(PccBench):
             out["opened"], out["by_server"] = opened["opened"], opened["by_server"]
             slots: dict[tuple[str, int], tuple[int, int]] = {}
             if with_agent:
+                # the baseline, same lab: a restart with no synthetic pins and no events
+                out["baseline"] = self._restart(mode)
                 slots = self._slots()
                 out["load_s"] = round(self._load_pins(mode, slots), 1)
                 out["marked_before"] = self._marked(slots)
@@ -277,6 +288,9 @@ class RestartBench(PccBench):
                 want = {slots[(s, f)][0] for s in AFTER for f in (4, 6)}
                 keep = {slot for slot, _ in slots.values() if slot not in want}
                 out.update(self._restart(mode, want, keep))
+                names = {slot: f"{s}/v{f}" for (s, f), (slot, _) in slots.items()}
+                for k in ("slots_left", "slots_last"):
+                    out[k] = [names.get(x, hex(x)) for x in out[k] or []]
             time.sleep(3.0)  # traffic after the restart (or the events)
             traffic.stop()
             out["broken"], out["rounds"] = traffic.broken, traffic.rounds
@@ -316,7 +330,8 @@ class RestartBench(PccBench):
 def watch_nexthops(want: list[int], keep: list[int], timeout: float) -> None:
     """Inside lb's namespace: poll every 20 ms until the slots in the ``nh4``/``nh6`` maps are
     exactly ``want`` and every slot of ``keep`` (pinned next hops out of the set) still has
-    its ip rule; print ``{"matched": time.monotonic()}`` (or null and the last slots seen).
+    its ip rule; print ``{"matched": time.monotonic() or null, "first": slots seen first
+    (what the killed agent left), "last": slots seen last}``.
     Printed "watching" first, once polling can start. Run by :meth:`RestartBench._watch`."""
     from dfagent.backends.linux.netlink import Netlink
     from dfagent.backends.linux.nft import Nft, NftError
@@ -325,28 +340,34 @@ def watch_nexthops(want: list[int], keep: list[int], timeout: float) -> None:
     nft, nl = Nft(), Netlink()
     print("watching", flush=True)
     end = time.monotonic() + timeout
-    slots: set[int | None] = set()
+    first: list[int] | None = None
+    matched = None
     try:
         while time.monotonic() < end:
             try:
-                slots = {verdict_slot(v) for m in ("nh4", "nh6") for _, v in nft.map_elements(m)}
+                got = {verdict_slot(v) for m in ("nh4", "nh6") for _, v in nft.map_elements(m)}
             except NftError:  # the table is being replaced
-                slots = set()
-            if slots == set(want) and set(keep) <= {r.table for r in nl.owned_rules()}:
-                print(json.dumps({"matched": time.monotonic()}), flush=True)
-                return
+                got = set()
+            slots = sorted(s for s in got if s is not None)
+            first = slots if first is None else first
+            if slots == sorted(want) and set(keep) <= {r.table for r in nl.owned_rules()}:
+                matched = time.monotonic()
+                break
             time.sleep(0.02)
     finally:
         nl.close()
-    print(json.dumps({"matched": None, "last": sorted(s for s in slots if s is not None)}))
+    print(json.dumps({"matched": matched, "first": first, "last": slots}))
 
 
 def _line(r: dict[str, Any]) -> str:
     text = f"{r['broken']} of {r['opened']} broken"
     if "lost" in r:
+        b = r["baseline"]
         text += (f"; pins lost {r['lost']} of {sum(r['marked_before'].values())}; ready "
                  f"{r['ready_s']} s (process {r['before_first_pass_ms']} ms, first pass "
-                 f"{r['first_pass_ms']} ms); marks match {r['marks_match_s']} s")  # fmt: skip
+                 f"{r['first_pass_ms']} ms; with no synthetic pins {b['ready_s']} s: "
+                 f"{b['before_first_pass_ms']} + {b['first_pass_ms']} ms); marks match "
+                 f"{r['marks_match_s']} s")  # fmt: skip
     if "elements_lost" in r:
         text += f"; map elements lost {r['elements_lost']} of {r['elements_before']}"
     return text
@@ -356,16 +377,26 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['connections']} connections (a request on each every 100 ms) + "
         f"{result['pins']:,} synthetic pins; drain s1, SIGKILL the agent, s2 BGP down, start "
-        f"the agent (ready target <= {result['ready_target_s']} s)",
+        f"the agent (ready target <= {result['ready_target_s']} s; 0 pins: a restart with no "
+        "synthetic pins and no events, same lab)",
         f"{'mode':7} {'broken':>9} {'pins lost':>14} {'elems lost':>14} {'ready s':>8} "
-        f"{'process ms':>10} {'1st pass ms':>11} {'marks s':>8}",
+        f"{'0 pins':>7} {'process ms':>10} {'1st pass ms':>11} {'marks s':>8}",
     ]
+    notes = []
     for mode, r in result["modes"].items():
         lost = f"{r['lost']}/{sum(r['marked_before'].values())}" if "lost" in r else "-"
         elems = f"{r['elements_lost']}/{r['elements_before']}" if "elements_lost" in r else "-"
+        base = r["baseline"]["ready_s"] if "baseline" in r else "-"
         lines.append(
             f"{mode:7} {r['broken']:>4}/{r['opened']:<4} {lost:>14} {elems:>14} "
-            f"{r.get('ready_s', '-')!s:>8} {r.get('before_first_pass_ms', '-')!s:>10} "
+            f"{r.get('ready_s', '-')!s:>8} {base!s:>7} {r.get('before_first_pass_ms', '-')!s:>10} "
             f"{r.get('first_pass_ms', '-')!s:>11} {r.get('marks_match_s', '-')!s:>8}"
         )
-    return "\n".join(lines)
+        if "slots_left" in r:
+            notes.append(
+                f"  {mode}: killed {r['kill_after_drain_ms']} ms after the drain was issued, "
+                f"down {r['agent_down_s']} s; next-hop maps as the killed agent left them: "
+                f"{' '.join(r['slots_left']) or '-'}, after the restart: "
+                f"{' '.join(r['slots_last']) or '-'}"
+            )
+    return "\n".join(lines + notes)
