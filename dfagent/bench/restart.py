@@ -13,6 +13,10 @@ On the resilient-ecmp lab, for each mode on a fresh lab:
    the agent is down (s2 keeps serving); once lb's routes are via s3 alone, start the agent
    again.
 
+Before the events, the agent is restarted twice more (SIGKILL, no traffic, no events), to tell
+what the pins and what the events cost a restart: once before the synthetic pins are loaded
+(``baseline``) and once after (``quiet``).
+
 Figures per mode: broken real connections (reset, silence or another server at any round
 trip); pins lost (entries carrying a dfagent mark before the kill − after the restart, per
 next hop; map mode: pin-map elements too); ready (from the launch to the agent's ``ready``
@@ -96,6 +100,7 @@ class RestartBench(PccBench):
         self.pins = pins
         self.namespaces: list[str] = []  # every namespace a mode's lab made
         self.restarts = 0
+        self.watcher: subprocess.Popen[str] | None = None
 
     def _lab_up(self) -> None:
         super()._lab_up()
@@ -206,16 +211,33 @@ class RestartBench(PccBench):
 
     # --- the restart --------------------------------------------------------------------
     def _watch(self, want: set[int], keep: Iterable[int]) -> subprocess.Popen[str]:
-        """The watcher in lb's namespace (see :func:`watch_nexthops`), once it polls."""
+        """The watcher in lb's namespace (see :func:`watch_nexthops`), once it polls; its
+        stderr in the lab's run directory. Stopped by :meth:`_lab_down` if still running."""
         assert self.state is not None
         code = (f"from dfagent.bench.restart import watch_nexthops; "
                 f"watch_nexthops({sorted(want)!r}, {sorted(keep)!r}, 120.0)")  # fmt: skip
-        proc = subprocess.Popen(runner.exec_argv(self.state, "lb", [sys.executable, "-c", code]),
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        err_path = Path(self.state.run_dir) / "watcher.err"
+        with open(err_path, "ab") as err:
+            proc = subprocess.Popen(
+                runner.exec_argv(self.state, "lb", [sys.executable, "-c", code]),
+                stdout=subprocess.PIPE, stderr=err, text=True,
+            )  # fmt: skip
+        self.watcher = proc
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "watching":
-            raise LabError("the next-hop watcher did not start")
+        line = proc.stdout.readline()
+        while line and line.strip() != "watching":  # anything a library prints first
+            line = proc.stdout.readline()
+        if not line:
+            tail = err_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise LabError(f"the next-hop watcher did not start: {' '.join(tail) or '?'}")
         return proc
+
+    def _lab_down(self) -> None:
+        if self.watcher is not None and self.watcher.poll() is None:
+            self.watcher.kill()
+            self.watcher.wait(10)
+        self.watcher = None
+        super()._lab_down()
 
     def _restart(
         self, mode: str, want: set[int] | None = None, keep: Iterable[int] = ()
@@ -286,6 +308,8 @@ class RestartBench(PccBench):
                 out["marked_before"] = self._marked(slots)
                 if mode == "map":
                     out["elements_before"] = self._map_elements()
+                # the same pins, no events, no traffic: what the pins alone cost a restart
+                out["quiet"] = self._restart(mode)
                 self.log(f"{mode}: {out['opened']} connections {out['by_server']}, "
                          f"marked entries {out['marked_before']}")  # fmt: skip
             traffic = Traffic(holder)
@@ -375,15 +399,16 @@ def watch_nexthops(want: list[int], keep: list[int], timeout: float) -> None:
     print(json.dumps({"matched": matched, "first": first, "last": slots}))
 
 
+def _split(r: dict[str, Any]) -> str:
+    return f"{r['ready_s']} s = {r['before_first_pass_ms']} + {r['first_pass_ms']} ms"
+
+
 def _line(r: dict[str, Any]) -> str:
     text = f"{r['broken']} of {r['opened']} broken"
     if "lost" in r:
-        b = r["baseline"]
         text += (f"; pins lost {r['lost']} of {sum(r['marked_before'].values())}; ready "
-                 f"{r['ready_s']} s (process {r['before_first_pass_ms']} ms, first pass "
-                 f"{r['first_pass_ms']} ms; with no synthetic pins {b['ready_s']} s: "
-                 f"{b['before_first_pass_ms']} + {b['first_pass_ms']} ms); marks match "
-                 f"{r['marks_match_s']} s")  # fmt: skip
+                 f"{_split(r)} (quiet: {_split(r['quiet'])}; no synthetic pins: "
+                 f"{_split(r['baseline'])}); marks match {r['marks_match_s']} s")  # fmt: skip
     if "elements_lost" in r:
         text += f"; map elements lost {r['elements_lost']} of {r['elements_before']}"
     return text
@@ -393,19 +418,22 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['connections']} connections (a request on each every 100 ms) + "
         f"{result['pins']:,} synthetic pins; drain s1, SIGKILL the agent, s2 BGP down, start "
-        f"the agent (ready target <= {result['ready_target_s']} s; 0 pins: a restart with no "
-        "synthetic pins and no events, same lab)",
+        f"the agent (ready target <= {result['ready_target_s']} s; ready = process before the "
+        "first pass + first pass; quiet: the same pins, no traffic, no events; 0 pins: before "
+        "the synthetic pins; each on the same lab)",
         f"{'mode':7} {'broken':>9} {'pins lost':>14} {'elems lost':>14} {'ready s':>8} "
-        f"{'0 pins':>7} {'process ms':>10} {'1st pass ms':>11} {'marks s':>8}",
+        f"{'quiet':>6} {'0 pins':>7} {'process ms':>10} {'1st pass ms':>11} {'marks s':>8}",
     ]
     notes = []
     for mode, r in result["modes"].items():
         lost = f"{r['lost']}/{sum(r['marked_before'].values())}" if "lost" in r else "-"
         elems = f"{r['elements_lost']}/{r['elements_before']}" if "elements_lost" in r else "-"
         base = r["baseline"]["ready_s"] if "baseline" in r else "-"
+        quiet = r["quiet"]["ready_s"] if "quiet" in r else "-"
         lines.append(
             f"{mode:7} {r['broken']:>4}/{r['opened']:<4} {lost:>14} {elems:>14} "
-            f"{r.get('ready_s', '-')!s:>8} {base!s:>7} {r.get('before_first_pass_ms', '-')!s:>10} "
+            f"{r.get('ready_s', '-')!s:>8} {quiet!s:>6} {base!s:>7} "
+            f"{r.get('before_first_pass_ms', '-')!s:>10} "
             f"{r.get('first_pass_ms', '-')!s:>11} {r.get('marks_match_s', '-')!s:>8}"
         )
         if "slots_left" in r:
