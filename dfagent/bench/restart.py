@@ -22,7 +22,8 @@ trip); pins lost (entries carrying a dfagent mark before the kill − after the 
 next hop; map mode: pin-map elements too); ready (from the launch to the agent's ``ready``
 log line, and the line's own split: the process before the first pass, the first pass);
 until the kernel's ``nh4``/``nh6`` maps hold exactly the new ECMP set (s3) while s1's and
-s2's marks keep their rules (a watcher polling in lb's namespace every 20 ms).
+s2's marks keep their rules (a watcher polling in lb's namespace every 50 ms; its own CPU
+time is reported).
 
 Modes: ``ecmp`` (plain multipath, no agent: the baseline), ``kernel``, ``map``.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -253,6 +255,7 @@ class RestartBench(PccBench):
         self.restarts += 1
         name = f"agent-{mode}-restart{self.restarts}"
         log_path = Path(self.state.run_dir) / f"{name}.log"
+        busy0 = _cpu_times()
         t_wall, t_mono = time.time(), time.monotonic()
         self.agent = self._spawn(name, self._launch_argv(mode))
         agent = self.agent
@@ -267,12 +270,15 @@ class RestartBench(PccBench):
                 if time.monotonic() > end:
                     raise LabError(f"no ready line within 120 s: {log_path}")
                 time.sleep(0.01)
+        busy1 = _cpu_times()
         ready_at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
         first, age = float(m.group(2)), float(m.group(3))
         out: dict[str, Any] = {
             "ready_s": round(ready_at - t_wall, 3),
             "first_pass_ms": first,
             "before_first_pass_ms": round(age - first, 1),
+            # the whole machine (every session on it) from the launch to the ready line
+            "machine_busy_pct": round(100 * (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1), 1),
         }
         if watcher is not None:
             text, _ = watcher.communicate(timeout=150)
@@ -280,6 +286,7 @@ class RestartBench(PccBench):
             at = seen["matched"]
             out["marks_match_s"] = round(at - t_mono, 3) if at is not None else None
             out["slots_left"], out["slots_last"] = seen["first"], seen["last"]
+            out["watcher_cpu_s"] = seen["cpu_s"]
         return out
 
     def run_mode(self, mode: str) -> dict[str, Any]:  # type: ignore[override]
@@ -368,16 +375,18 @@ class RestartBench(PccBench):
 
 
 def watch_nexthops(want: list[int], keep: list[int], timeout: float) -> None:
-    """Inside lb's namespace: poll every 20 ms until the slots in the ``nh4``/``nh6`` maps are
+    """Inside lb's namespace: poll every 50 ms until the slots in the ``nh4``/``nh6`` maps are
     exactly ``want`` and every slot of ``keep`` (pinned next hops out of the set) still has
     its ip rule; print ``{"matched": time.monotonic() or null, "first": slots seen first
-    (what the killed agent left), "last": slots seen last}``.
+    (what the killed agent left), "last": slots seen last, "cpu_s": the polling's CPU}``.
     Printed "watching" first, once polling can start. Run by :meth:`RestartBench._watch`."""
     from dfagent.backends.linux.netlink import Netlink
     from dfagent.backends.linux.nft import Nft, NftError
     from dfagent.backends.linux.ruleset import verdict_slot
 
     nft, nl = Nft(), Netlink()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime  # the polling's CPU, not the imports'
     print("watching", flush=True)
     end = time.monotonic() + timeout
     first: list[int] | None = None
@@ -393,14 +402,25 @@ def watch_nexthops(want: list[int], keep: list[int], timeout: float) -> None:
             if slots == sorted(want) and set(keep) <= {r.table for r in nl.owned_rules()}:
                 matched = time.monotonic()
                 break
-            time.sleep(0.02)
+            time.sleep(0.05)
     finally:
         nl.close()
-    print(json.dumps({"matched": matched, "first": first, "last": slots}))
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = round(ru.ru_utime + ru.ru_stime - cpu0, 3)
+    print(json.dumps({"matched": matched, "first": first, "last": slots, "cpu_s": cpu}))
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def _split(r: dict[str, Any]) -> str:
-    return f"{r['ready_s']} s = {r['before_first_pass_ms']} + {r['first_pass_ms']} ms"
+    return (f"{r['ready_s']} s = {r['before_first_pass_ms']} + {r['first_pass_ms']} ms, "
+            f"machine {r['machine_busy_pct']} % busy")  # fmt: skip
 
 
 def _line(r: dict[str, Any]) -> str:
@@ -441,6 +461,8 @@ def format_table(result: dict[str, Any]) -> str:
                 f"  {mode}: killed {r['kill_after_drain_ms']} ms after the drain was issued, "
                 f"down {r['agent_down_s']} s; next-hop maps as the killed agent left them: "
                 f"{' '.join(r['slots_left']) or '-'}, after the restart: "
-                f"{' '.join(r['slots_last']) or '-'}"
+                f"{' '.join(r['slots_last']) or '-'}; the machine was {r['machine_busy_pct']} "
+                f"% busy during the restart (quiet {r['quiet']['machine_busy_pct']} %, 0 pins "
+                f"{r['baseline']['machine_busy_pct']} %)"
             )
     return "\n".join(lines + notes)

@@ -37,7 +37,8 @@ def test_table() -> None:
             "map": {"opened": 60, "broken": 0, "lost": 0, "marked_before": {"s1/v4": 5060},
                     "elements_lost": 0, "elements_before": 5060, "ready_s": 0.756,
                     "before_first_pass_ms": 684.6, "first_pass_ms": 73.4,
-                    "marks_match_s": 0.764, "baseline": {"ready_s": 0.7}, "quiet": {"ready_s": 0.8},
+                    "marks_match_s": 0.764, "baseline": {"ready_s": 0.7, "machine_busy_pct": 50.0},
+                    "quiet": {"ready_s": 0.8, "machine_busy_pct": 60.0}, "machine_busy_pct": 90.0,
                     "kill_after_drain_ms": 231.0, "agent_down_s": 1.6,
                     "slots_left": ["s2/v4", "s3/v4"], "slots_last": ["s3/v4"]},
         },
@@ -46,4 +47,6 @@ def test_table() -> None:
     assert lines[2].split() == ["ecmp", "41/60", "-", "-", "-", "-", "-", "-", "-", "-"]
     assert lines[3].split() == ["map", "0/60", "0/5060", "0/5060", "0.756", "0.8", "0.7", "684.6",
                                 "73.4", "0.764"]  # fmt: skip
-    assert lines[4].endswith("left them: s2/v4 s3/v4, after the restart: s3/v4"), lines[4]
+    assert (
+        "left them: s2/v4 s3/v4, after the restart: s3/v4; the machine was 90.0 % busy" in lines[4]
+    )
