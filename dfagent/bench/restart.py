@@ -293,12 +293,13 @@ class RestartBench(PccBench):
         if mode not in MODES:
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
         with_agent = mode != "ecmp"
-        self._lab_up()
-        assert self.state is not None
-        holder = Holder(self.state)
+        holder: Holder | None = None
         traffic: Traffic | None = None
         out: dict[str, Any] = {}
-        try:
+        try:  # a stop (SIGTERM) while the lab comes up also takes it down
+            self._lab_up()
+            assert self.state is not None
+            holder = Holder(self.state)
             if with_agent:
                 self._start_agent(mode)
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
@@ -356,7 +357,8 @@ class RestartBench(PccBench):
         finally:
             if traffic is not None:  # a failure mid-run: the holder is free before its quit
                 traffic.halt()
-            holder.close()
+            if holder is not None:
+                holder.close()
             self._lab_down()
         return out
 
