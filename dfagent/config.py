@@ -137,6 +137,8 @@ class MirrorConfig:
     pin_timeout: int = DEFAULT_PIN_TIMEOUT
     pin_map_size: int = DEFAULT_PIN_MAP_SIZE
     batch: BatchConfig = BatchConfig()
+    # second chance: SYN-ACKs mirrored where the servers' answers enter pin too
+    synack: bool = False
 
     @property
     def any_source(self) -> bool:
@@ -535,7 +537,9 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
     )
 
 
-MIRROR_KEYS = ("listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch")
+MIRROR_KEYS = (
+    "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
+)  # fmt: skip
 
 
 def _addresses(err: _Errors, path: str, value: Any, allow_any: bool) -> tuple[str, ...]:
@@ -611,6 +615,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
                 DEFAULT_BATCH_MAX_DELAY_MS, "milliseconds",
             ),
         ),
+        synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
     )  # fmt: skip
 
 
@@ -1090,6 +1095,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "pin_timeout": cfg.mirror.pin_timeout,
             "pin_map_size": cfg.mirror.pin_map_size,
             "batch": dataclasses.asdict(cfg.mirror.batch),
+            "synack": cfg.mirror.synack,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)

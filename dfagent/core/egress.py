@@ -99,6 +99,9 @@ def parse_session_map(items: Iterable[str]) -> dict[int, str]:
 
 UNKNOWN_SESSION = "drop:unknown-session"
 NOT_VIP = "drop:not-vip"
+SYNACK_PINNED = "synack:pinned"  # a SYN-ACK pinned a flow whose SYN the agent never saw
+SYNACK_SEEN = "synack:seen"  # a SYN-ACK of a flow its SYN had pinned: nothing to write
+RECENT_SYNS = 1 << 16
 
 
 @dataclass
@@ -115,6 +118,11 @@ class EgressResolver:
     by_session: dict[int, int] = field(default_factory=dict)
     # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
     default: str | None = None
+    # second chance: the flows of the last `recent_max` SYNs, so the SYN-ACK of a flow its
+    # SYN already pinned costs no second write (an evicted one is written again: harmless)
+    second_chance: bool = False
+    recent_max: int = RECENT_SYNS
+    recent: dict[tuple[str, str, int, int], None] = field(default_factory=dict)
 
     @property
     def unknown(self) -> int:
@@ -139,12 +147,30 @@ class EgressResolver:
         return nh
 
     def pin_items(self, events: Iterable[MirroredSyn]) -> list[tuple[str, str, int, int, str]]:
+        """(client, VIP, client port, VIP port, next hop) of each event to pin. A SYN-ACK
+        (an event with ``flow()``, mirrored where the server's answer entered) pins the
+        reversed tuple, its session naming the member that leads to that server."""
         out = []
+        recent = self.recent if self.second_chance else None
         for ev in events:
-            if not self.for_vip(ev.dst):
+            of_synack = getattr(ev, "flow", None)
+            synack = of_synack is not None
+            flow = of_synack() if of_synack is not None else (ev.src, ev.dst, ev.sport, ev.dport)
+            if not self.for_vip(flow[1]):
                 self.counters[NOT_VIP] = self.counters.get(NOT_VIP, 0) + 1
                 continue
+            if recent is not None:
+                if synack and flow in recent:
+                    self.counters[SYNACK_SEEN] = self.counters.get(SYNACK_SEEN, 0) + 1
+                    continue
+                if not synack:
+                    recent[flow] = None
+                    if len(recent) > self.recent_max:
+                        del recent[next(iter(recent))]
             nh = self.nexthop(ev)
-            if nh is not None:
-                out.append((ev.src, ev.dst, ev.sport, ev.dport, nh))
+            if nh is None:
+                continue
+            if synack:
+                self.counters[SYNACK_PINNED] = self.counters.get(SYNACK_PINNED, 0) + 1
+            out.append((*flow, nh))
         return out

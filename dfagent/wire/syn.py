@@ -66,7 +66,7 @@ from dfagent.wire.ip import (
     parse_ipv4,
     parse_ipv6,
 )
-from dfagent.wire.tcp import SYN_MASK, TCP_SYN, parse_tcp
+from dfagent.wire.tcp import SYN_MASK, TCP_ACK, TCP_SYN, parse_tcp
 
 ENCAP_ERSPAN1 = "erspan1"
 ENCAP_ERSPAN2 = "erspan2"
@@ -137,15 +137,30 @@ class SynEvent(NamedTuple):
         return d
 
 
+class SynAckEvent(SynEvent):
+    """A mirrored SYN-ACK (SYN and ACK set): the server's answer, the second chance of map
+    mode. The fields are the SYN-ACK's own (``src`` is the VIP the server answered from,
+    ``dst`` the client); :meth:`flow` turns them into the client's flow. Only the SYN-ACK
+    decoders (`decode_synack`, `decode_synack_gre`) return it."""
+
+    __slots__ = ()
+
+    def flow(self) -> tuple[str, str, int, int]:
+        """The connection as its SYN carried it: (client, VIP, client port, VIP port)."""
+        return self.dst, self.src, self.dport, self.sport
+
+
 Decoded = SynEvent | Skip
+TCP_SYNACK = TCP_SYN | TCP_ACK
 
 
 # ---------------------------------------------------------------------------------------------
 # Reference path: one parser per layer.
 
 
-def decode_slow(buf: bytes) -> Decoded:
-    """Decode a whole outer IP packet, layer by layer (the reference for the fast path)."""
+def decode_slow(buf: bytes, want: int = TCP_SYN) -> Decoded:
+    """Decode a whole outer IP packet, layer by layer (the reference for the fast path).
+    ``want``: the TCP flags (of SYN and ACK) that make an event (`decode_synack`)."""
     end = len(buf)
     if end < 1:
         raise DecodeError("outer-ip", 0, "empty packet")
@@ -162,7 +177,7 @@ def decode_slow(buf: bytes) -> Decoded:
         return SKIP_FRAGMENT
     if proto != PROTO_GRE:
         raise DecodeError(layer, 0, "not GRE", f"protocol {proto}")
-    return _decode_gre_slow(buf, off, end, mirror)
+    return _decode_gre_slow(buf, off, end, mirror, want)
 
 
 def decode_gre_slow(buf: bytes, mirror: bytes) -> Decoded:
@@ -170,7 +185,19 @@ def decode_gre_slow(buf: bytes, mirror: bytes) -> Decoded:
     return _decode_gre_slow(buf, 0, len(buf), mirror)
 
 
-def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes) -> Decoded:
+def decode_synack(buf: bytes) -> Decoded:
+    """Like `decode_slow`, but a SYN-ACK is the event (a `SynAckEvent`) and anything else TCP,
+    a SYN included, is `SKIP_NOT_SYN`. Pure Python: the receiver calls it only for packets
+    the SYN decoder skipped as not-syn, and only when the second chance is on."""
+    return decode_slow(buf, TCP_SYNACK)
+
+
+def decode_synack_gre(buf: bytes, mirror: bytes) -> Decoded:
+    """`decode_synack` for a buffer that starts at GRE (see `decode_gre`)."""
+    return _decode_gre_slow(buf, 0, len(buf), mirror, TCP_SYNACK)
+
+
+def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes, want: int = TCP_SYN) -> Decoded:
     flags, proto, key, _seq, p = parse_gre(buf, off, end)
     session: int | None = None
     if proto == PROTO_ERSPAN:
@@ -218,9 +245,10 @@ def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes) -> Decoded:
     if proto != PROTO_TCP:
         return SKIP_NOT_TCP
     sport, dport, tflags = parse_tcp(buf, p, end)
-    if tflags & SYN_MASK != TCP_SYN:
+    if tflags & SYN_MASK != want:
         return SKIP_NOT_SYN
-    return SynEvent(
+    cls = SynEvent if want == TCP_SYN else SynAckEvent
+    return cls(
         mirror, encap, key, session, vlans, family, src, dst, sport, dport, frag == FRAG_FIRST
     )
 
