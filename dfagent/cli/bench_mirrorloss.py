@@ -1,0 +1,62 @@
+"""`dfagent bench mirrorloss`: broken connections against the share of mirrored SYNs lost."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dfagent.bench.mirrorloss import LOSSES, MODES, MirrorLossBench, format_table
+from dfagent.bench.pcc import root_required
+from dfagent.cli.bench import bench
+from dfagent.lab.errors import LabError
+
+
+def _losses(text: str) -> tuple[float, ...]:
+    out = []
+    for item in text.split(","):
+        item = item.strip().removesuffix("%")
+        try:
+            value = float(item) / 100
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            raise click.BadParameter(f"{item!r} is not a percentage from 0 to 100")
+        out.append(value)
+    return tuple(out)
+
+
+@bench.command("mirrorloss")
+@click.option("--connections", "-n", default=400, show_default=True,
+              help="Connections opened per loss share.")  # fmt: skip
+@click.option("--loss", "losses", default=",".join(f"{x * 100:g}" for x in LOSSES),
+              show_default=True,
+              help="Comma-separated percentages of mirrored SYNs lost.")  # fmt: skip
+@click.option("--modes", default=",".join(MODES), show_default=True,
+              help="Comma-separated: ecmp (no dfagent), map (SYN mirrors only), map-synack "
+              "(the second chance: SYN-ACK mirrors too), map-synack-lossy (their copies lost "
+              "at the same share). Each runs on a fresh lab.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+def mirrorloss_cmd(connections: int, losses: str, modes: str, as_json: bool) -> None:
+    """Open N connections through lb of the resilient-ecmp lab while the mirror shim loses a
+    share of the mirrored SYNs; add s4 and drain s1 with a request on every connection every
+    100 ms, and count broken connections per mode and share."""
+    shares = _losses(losses)
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in MODES]
+    if unknown:
+        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    if connections <= 0:
+        raise click.BadParameter("must be more than 0", param_hint="--connections")
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        root_required()
+        result = MirrorLossBench(connections, shares, log=log).run(wanted)
+    except LabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(format_table(result))
