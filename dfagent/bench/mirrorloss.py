@@ -13,7 +13,9 @@ closed and the events undone before the next share.
 
 Modes: ``ecmp`` (plain multipath, no dfagent: the loss does not matter), ``map`` (map mode,
 SYN mirrors only), ``map-synack`` (map mode with the second chance; SYN-ACK mirrors whole),
-``map-synack-lossy`` (the second chance, its copies lost at the same share).
+``map-synack-lossy`` (the second chance, its copies lost at the same share), ``map-record``
+(no SYN-ACK mirror; the agent's ``--record``: lb, which sees both directions, records where
+the route sent a flow without a pin in its conntrack mark, as kernel mode does).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dfagent.bench.pcc import INITIAL, SERVERS, VIP4, VIP6, Holder, PccBench
 from dfagent.lab import mirror_shim, runner
 from dfagent.lab.errors import LabError
 
-MODES = ("ecmp", "map", "map-synack", "map-synack-lossy")
+MODES = ("ecmp", "map", "map-synack", "map-synack-lossy", "map-record")
 LOSSES = (0.0, 0.01, 0.05, 0.2)
 EVENTS = (("s4 announces", frozenset({"s1", "s2", "s3", "s4"})),
           ("drain s1", frozenset({"s2", "s3", "s4"})))  # fmt: skip
@@ -46,6 +48,8 @@ class MirrorLossBench(PccBench):
 
     def _agent_argv(self, mode: str) -> list[str]:
         argv = super()._agent_argv("map")
+        if self.mode == "map-record":
+            return argv + ["--record"]
         return argv + (["--synack"] if self.mode.startswith("map-synack") else [])
 
     def _start_agent(self, mode: str) -> None:

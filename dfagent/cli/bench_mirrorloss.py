@@ -36,7 +36,8 @@ def _losses(text: str) -> tuple[float, ...]:
 @click.option("--modes", default=",".join(MODES), show_default=True,
               help="Comma-separated: ecmp (no dfagent), map (SYN mirrors only), map-synack "
               "(the second chance: SYN-ACK mirrors too), map-synack-lossy (their copies lost "
-              "at the same share). Each runs on a fresh lab.")  # fmt: skip
+              "at the same share), map-record (the kernel record as fallback: --record). "
+              "Each runs on a fresh lab.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
 def mirrorloss_cmd(connections: int, losses: str, modes: str, as_json: bool) -> None:
     """Open N connections through lb of the resilient-ecmp lab while the mirror shim loses a

@@ -328,6 +328,13 @@ def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
     "they enter from each member; the session names the member), for flows whose SYN mirror "
     "was lost.",
 )
+@click.option(
+    "--record",
+    "record_fallback",
+    is_flag=True,
+    help="Fallback on a router that sees both directions: a flow without a pin from a mirror "
+    "is recorded where the route sent it, as kernel mode does (its conntrack mark).",
+)
 @click.option("--size", "map_size", default=DEFAULT_PIN_MAP_SIZE, show_default=True, type=int,
               help="Capacity of each pin map (flows).")  # fmt: skip
 @click.option("--timeout", "pin_timeout", default=DEFAULT_PIN_TIMEOUT, show_default=True,
@@ -343,6 +350,7 @@ def map_cmd(
     nexthop_map: tuple[str, ...],
     mirror_sources: tuple[str, ...],
     synack: bool,
+    record_fallback: bool,
     map_size: int,
     pin_timeout: int,
     max_items: int,
@@ -368,8 +376,14 @@ def map_cmd(
                         ("--max-items", max_items)):  # fmt: skip
         if value <= 0:
             raise click.BadParameter("must be more than 0", param_hint=name)
+    if record_fallback and opts.get("one_direction"):
+        raise click.UsageError("--record needs both directions (not with --one-direction)")
     cfg = _config(
-        record=False, pin_maps=True, pin_map_size=map_size, pin_timeout=pin_timeout, **opts
+        record=record_fallback,
+        pin_maps=True,
+        pin_map_size=map_size,
+        pin_timeout=pin_timeout,
+        **opts,
     )
     _need_root("map")
     _setup_logging(verbose)
