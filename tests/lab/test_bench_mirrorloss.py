@@ -1,6 +1,7 @@
 """`dfagent bench mirrorloss` at a small size on the real resilient-ecmp lab: with a fifth of
 the mirrored SYNs lost, map mode leaves those flows unpinned and the events break them; the
-SYN-ACK second chance pins every one (0 broken); plain ECMP breaks connections too."""
+SYN-ACK second chance pins every one (0 broken), and so does the kernel's record (--record);
+plain ECMP breaks connections too."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ N = 100
 
 def test_second_chance_breaks_nothing_at_20_percent_mirror_loss() -> None:
     logs: list[str] = []
-    result = MirrorLossBench(N, (0.2,), log=logs.append).run(["ecmp", "map", "map-synack"])
+    modes = ["ecmp", "map", "map-synack", "map-record"]
+    result = MirrorLossBench(N, (0.2,), log=logs.append).run(modes)
     print("\n".join(logs) + "\n" + format_table(result))
     ecmp, plain, second = (result["modes"][m]["rounds"][0] for m in ("ecmp", "map", "map-synack"))
     assert ecmp["opened"] == plain["opened"] == second["opened"] == N
@@ -31,3 +33,8 @@ def test_second_chance_breaks_nothing_at_20_percent_mirror_loss() -> None:
     # with it, every flow is pinned (by its SYN or by its SYN-ACK) and none breaks
     assert second["pins"] == N
     assert second["broken"] == 0 and second["alive"] == N
+    # the kernel's record: the same SYN copies lost, no SYN-ACK mirror, nothing broken
+    record = result["modes"]["map-record"]["rounds"][0]
+    assert record["mirror"]["syn_dropped"] >= N // 10
+    assert record["pins"] == record["mirror"]["syn"] < N
+    assert record["broken"] == 0 and record["alive"] == N
