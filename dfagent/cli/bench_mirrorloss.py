@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
 from dfagent.bench.mirrorloss import LOSSES, MODES, MirrorLossBench, format_table
-from dfagent.bench.pcc import root_required
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, Log, Result, bench, modes_list, run_lab_bench
 
 
 def _losses(text: str) -> tuple[float, ...]:
@@ -38,26 +33,17 @@ def _losses(text: str) -> tuple[float, ...]:
               "(the second chance: SYN-ACK mirrors too), map-synack-lossy (their copies lost "
               "at the same share), map-record (the kernel record as fallback: --record). "
               "Each runs on a fresh lab.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def mirrorloss_cmd(connections: int, losses: str, modes: str, as_json: bool) -> None:
     """Open N connections through lb of the resilient-ecmp lab while the mirror shim loses a
     share of the mirrored SYNs; add s4 and drain s1 with a request on every connection every
     100 ms, and count broken connections per mode and share."""
     shares = _losses(losses)
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in MODES]
-    if unknown:
-        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    wanted = modes_list(modes, MODES)
     if connections <= 0:
         raise click.BadParameter("must be more than 0", param_hint="--connections")
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
-        result = MirrorLossBench(connections, shares, log=log).run(wanted)
-    except LabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    click.echo(format_table(result))
+
+    def work(log: Log) -> Result:
+        return MirrorLossBench(connections, shares, log=log).run(wanted)
+
+    run_lab_bench(work, as_json, format_table, stoppable=True)
