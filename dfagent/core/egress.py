@@ -159,18 +159,17 @@ class EgressResolver:
             if not self.for_vip(flow[1]):
                 self.counters[NOT_VIP] = self.counters.get(NOT_VIP, 0) + 1
                 continue
-            if recent is not None:
-                if synack and flow in recent:
-                    self.counters[SYNACK_SEEN] = self.counters.get(SYNACK_SEEN, 0) + 1
-                    continue
-                if not synack:
-                    recent[flow] = None
-                    if len(recent) > self.recent_max:
-                        del recent[next(iter(recent))]
+            if synack and recent is not None and flow in recent:
+                self.counters[SYNACK_SEEN] = self.counters.get(SYNACK_SEEN, 0) + 1
+                continue
             nh = self.nexthop(ev)
             if nh is None:
                 continue
             if synack:
                 self.counters[SYNACK_PINNED] = self.counters.get(SYNACK_PINNED, 0) + 1
+            elif recent is not None:  # a SYN that pins: its SYN-ACK will have nothing to do
+                recent[flow] = None
+                if len(recent) > self.recent_max:
+                    del recent[next(iter(recent))]
             out.append((*flow, nh))
         return out

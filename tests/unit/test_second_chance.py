@@ -99,6 +99,15 @@ def test_a_synack_pins_the_reversed_flow_to_its_sessions_member() -> None:
     assert eg.counters == {SYNACK_PINNED: 1, SYNACK_SEEN: 1, "drop:not-vip": 1}
 
 
+def test_a_syn_that_did_not_pin_leaves_its_synack_to_pin() -> None:
+    eg = resolver(second_chance=True)
+    unknown = decode_mirror(mirrored_syn("erspan2", "5.5.5.5", "9.9.9.9", "10.0.0.2", "1.1.1.1",
+                                         40005, 80, session=9))  # fmt: skip
+    assert eg.pin_items([unknown]) == [] and eg.unknown == 1
+    got = eg.pin_items([decode_synack(answer(dport=40005))])
+    assert got == [("10.0.0.2", "1.1.1.1", 40005, 80, "10.2.3.2")]
+
+
 def test_recent_syns_are_bounded() -> None:
     eg = resolver(second_chance=True, recent_max=2)
     syns = [
