@@ -9,6 +9,7 @@ Pure; events are anything with ``session``, ``gre_key``, ``src``, ``dst``, ``spo
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -122,7 +123,7 @@ class EgressResolver:
     # SYN already pinned costs no second write (an evicted one is written again: harmless)
     second_chance: bool = False
     recent_max: int = RECENT_SYNS
-    recent: dict[tuple[str, str, int, int], None] = field(default_factory=dict)
+    recent: OrderedDict[tuple[str, str, int, int], None] = field(default_factory=OrderedDict)
 
     @property
     def unknown(self) -> int:
@@ -169,7 +170,7 @@ class EgressResolver:
                 self.counters[SYNACK_PINNED] = self.counters.get(SYNACK_PINNED, 0) + 1
             elif recent is not None:  # a SYN that pins: its SYN-ACK will have nothing to do
                 recent[flow] = None
-                if len(recent) > self.recent_max:
-                    del recent[next(iter(recent))]
+                if len(recent) > self.recent_max:  # OrderedDict: O(1) from the front (a
+                    recent.popitem(last=False)  # dict's first key slows as deletions pile)
             out.append((*flow, nh))
         return out

@@ -17,6 +17,7 @@ from dfagent.wire import (
     SynAckEvent,
     SynEvent,
     decode_mirror,
+    decode_slow,
     decode_synack,
     decode_synack_gre,
 )
@@ -161,3 +162,29 @@ def test_bench_mirrorloss_rejects_bad_input(args: list[str], message: str) -> No
     )  # fmt: skip
     assert res.returncode == 2 and message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _outcome(f: object, *args: object) -> object:
+    try:
+        return f(*args)  # type: ignore[operator]
+    except DecodeError as err:
+        return repr(err)
+
+
+@pytest.mark.parametrize("encap", ["erspan1", "erspan2", "erspan3", "teb", "ip"])
+@pytest.mark.parametrize("vlans", [(), (100,), (100, 200)])
+@pytest.mark.parametrize(("vip", "client"), [("1.1.1.1", "10.0.0.2"), ("2001:db8::1", "fd00::2")])
+@pytest.mark.parametrize("mirror", ["5.5.5.5", "2001:db8::5"])
+def test_synack_fast_path_agrees_with_the_reference(
+    encap: str, vlans: tuple[int, ...], vip: str, client: str, mirror: str
+) -> None:
+    if encap == "ip" and vlans:
+        return  # bare IP carries no tags
+    buf = mirrored_syn(encap, mirror, "9.9.9.9" if ":" not in mirror else "2001:db8::9", vip,  # type: ignore[arg-type]
+                       client, 80, 40000, flags=SYNACK, session=4, key=7, vlans=vlans)  # fmt: skip
+    ev = decode_synack(buf)
+    assert isinstance(ev, SynAckEvent) and ev.flow() == (client, vip, 40000, 80)
+    assert ev == decode_slow(buf, SYNACK)
+    # every truncation: the same answer, or the same error, as the reference
+    for cut in range(len(buf)):
+        assert _outcome(decode_synack, buf[:cut]) == _outcome(decode_slow, buf[:cut], SYNACK)
