@@ -40,10 +40,15 @@ TRAFFIC = 0.1  # seconds between requests on each connection
 
 class MirrorLossBench(PccBench):
     def __init__(
-        self, connections: int, losses: tuple[float, ...] = LOSSES, log: Any = print
+        self,
+        connections: int,
+        losses: tuple[float, ...] = LOSSES,
+        log: Any = print,
+        seed: int = 1,
     ) -> None:
         super().__init__(connections, fresh=0, log=log, rates=False)
         self.losses = losses
+        self.seed = seed  # the n-th share's shim draws from seed + n: modes lose alike
         self.mode = "map"
 
     def _agent_argv(self, mode: str) -> list[str]:
@@ -107,7 +112,7 @@ class MirrorLossBench(PccBench):
             for i, loss in enumerate(self.losses):
                 holder = Holder(self.state)
                 try:
-                    rounds.append(self._one(holder, loss, seed=i + 1))
+                    rounds.append(self._one(holder, loss, seed=self.seed + i))
                 finally:
                     holder.close()  # its connections end (FIN) with it
                 self._undo()
@@ -164,6 +169,7 @@ class MirrorLossBench(PccBench):
             raise LabError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
         return {
             "connections": self.n,
+            "seed": self.seed,
             "losses": list(self.losses),
             "events": [e for e, _ in EVENTS],
             "modes": {m: self.run_mode(m) for m in modes},

@@ -33,8 +33,10 @@ def _losses(text: str) -> tuple[float, ...]:
               "(the second chance: SYN-ACK mirrors too), map-synack-lossy (their copies lost "
               "at the same share), map-record (the kernel record as fallback: --record). "
               "Each runs on a fresh lab.")  # fmt: skip
+@click.option("--seed", default=1, show_default=True, type=int,
+              help="Seed of the shim's losses (the n-th share uses seed + n).")  # fmt: skip
 @JSON_OPTION
-def mirrorloss_cmd(connections: int, losses: str, modes: str, as_json: bool) -> None:
+def mirrorloss_cmd(connections: int, losses: str, modes: str, seed: int, as_json: bool) -> None:
     """Open N connections through lb of the resilient-ecmp lab while the mirror shim loses a
     share of the mirrored SYNs; add s4 and drain s1 with a request on every connection every
     100 ms, and count broken connections per mode and share."""
@@ -44,6 +46,6 @@ def mirrorloss_cmd(connections: int, losses: str, modes: str, as_json: bool) -> 
         raise click.BadParameter("must be more than 0", param_hint="--connections")
 
     def work(log: Log) -> Result:
-        return MirrorLossBench(connections, shares, log=log).run(wanted)
+        return MirrorLossBench(connections, shares, log=log, seed=seed).run(wanted)
 
     run_lab_bench(work, as_json, format_table, stoppable=True)
