@@ -188,3 +188,13 @@ def test_synack_fast_path_agrees_with_the_reference(
     # every truncation: the same answer, or the same error, as the reference
     for cut in range(len(buf)):
         assert _outcome(decode_synack, buf[:cut]) == _outcome(decode_slow, buf[:cut], SYNACK)
+
+
+def test_linux_map_record_needs_both_directions() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "dfagent.cli.main", "linux", "map", "--vip", "1.1.1.1/32",
+         "--record", "--one-direction"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 2 and "--record needs both directions" in res.stderr
+    assert "Traceback" not in res.stderr
