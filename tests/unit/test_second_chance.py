@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,28 @@ def test_receiver_queues_synacks_only_when_asked() -> None:
     # over IPv6 (the raw socket hands the packet from GRE on)
     v6 = rx_with([], [answer(outer=False, mirror="2001:db8::5")], synack=True)
     v6.sock4 = FakeSock([])
-    assert [e.flow() for e in v6.drain()] == [("10.0.0.2", "1.1.1.1", 40000, 80)]
+    got = v6.drain()
+    assert [e.flow() for e in got if isinstance(e, SynAckEvent)] == [
+        ("10.0.0.2", "1.1.1.1", 40000, 80)
+    ]
+    assert len(got) == 1
+
+
+def ack(**kw: Any) -> SynAckEvent:
+    """A decoded SYN-ACK (see `answer`)."""
+    ev = decode_synack(answer(**kw))
+    assert isinstance(ev, SynAckEvent)
+    return ev
+
+
+def syn(sport: int, session: int = 1) -> SynEvent:
+    """A decoded mirrored SYN of the client 10.0.0.2 to the VIP 1.1.1.1:80."""
+    buf = mirrored_syn(
+        "erspan2", "5.5.5.5", "9.9.9.9", "10.0.0.2", "1.1.1.1", sport, 80, session=session
+    )
+    ev = decode_mirror(buf)
+    assert isinstance(ev, SynEvent)
+    return ev
 
 
 def resolver(**kw: object) -> EgressResolver:
@@ -88,12 +110,10 @@ def resolver(**kw: object) -> EgressResolver:
 
 def test_a_synack_pins_the_reversed_flow_to_its_sessions_member() -> None:
     eg = resolver(second_chance=True)
-    lost = decode_synack(answer(dport=40001))  # its SYN never came
-    seen = decode_synack(answer(dport=40002, session=1))
-    syn = decode_mirror(mirrored_syn("erspan2", "5.5.5.5", "9.9.9.9", "10.0.0.2", "1.1.1.1",
-                                     40002, 80, session=1))  # fmt: skip
-    other = decode_synack(answer(src="8.8.8.8"))  # not from a VIP
-    assert eg.pin_items([syn, lost, seen, other]) == [
+    lost = ack(dport=40001)  # its SYN never came
+    seen = ack(dport=40002, session=1)
+    other = ack(src="8.8.8.8")  # not from a VIP
+    assert eg.pin_items([syn(40002), lost, seen, other]) == [
         ("10.0.0.2", "1.1.1.1", 40002, 80, "10.2.1.2"),
         ("10.0.0.2", "1.1.1.1", 40001, 80, "10.2.3.2"),
     ]
@@ -102,28 +122,18 @@ def test_a_synack_pins_the_reversed_flow_to_its_sessions_member() -> None:
 
 def test_a_syn_that_did_not_pin_leaves_its_synack_to_pin() -> None:
     eg = resolver(second_chance=True)
-    unknown = decode_mirror(mirrored_syn("erspan2", "5.5.5.5", "9.9.9.9", "10.0.0.2", "1.1.1.1",
-                                         40005, 80, session=9))  # fmt: skip
-    assert eg.pin_items([unknown]) == [] and eg.unknown == 1
-    got = eg.pin_items([decode_synack(answer(dport=40005))])
+    assert eg.pin_items([syn(40005, session=9)]) == [] and eg.unknown == 1
+    got = eg.pin_items([ack(dport=40005)])
     assert got == [("10.0.0.2", "1.1.1.1", 40005, 80, "10.2.3.2")]
 
 
 def test_recent_syns_are_bounded() -> None:
     eg = resolver(second_chance=True, recent_max=2)
-    syns = [
-        decode_mirror(
-            mirrored_syn(
-                "erspan2", "5.5.5.5", "9.9.9.9", "10.0.0.2", "1.1.1.1", 40000 + i, 80, session=1
-            )
-        )  # fmt: skip
-        for i in range(3)
-    ]
-    eg.pin_items(syns)
+    eg.pin_items([syn(40000 + i) for i in range(3)])
     assert len(eg.recent) == 2
     # the oldest was forgotten: its SYN-ACK is written again (same next hop: harmless)
-    assert len(eg.pin_items([decode_synack(answer(dport=40000, session=1))])) == 1
-    assert eg.pin_items([decode_synack(answer(dport=40002, session=1))]) == []
+    assert len(eg.pin_items([ack(dport=40000, session=1)])) == 1
+    assert eg.pin_items([ack(dport=40002, session=1)]) == []
 
 
 def test_config_mirror_synack() -> None:
