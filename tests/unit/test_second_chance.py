@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -208,3 +209,19 @@ def test_linux_map_record_needs_both_directions() -> None:
     )  # fmt: skip
     assert res.returncode == 2 and "--record needs both directions" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_config_reload_turns_the_second_chance_on_and_off() -> None:
+    from types import SimpleNamespace
+
+    from dfagent.agent.metrics import Metrics
+    from dfagent.agent.mirror import MirrorFeed, MirrorPath
+    from dfagent.mirror.receiver import MirrorReceiver
+
+    agent: Any = SimpleNamespace(metrics=Metrics(mode="map"))
+    rx = MirrorReceiver(["5.5.5.5"])  # never opened: apply() only sets what it reads
+    path = MirrorPath(rx, MirrorFeed(agent, rx, resolver()), threading.Event())
+    vips = [{"prefix": "1.1.1.1/32", "mode": "mirror"}]
+    for on in (True, False):
+        path.apply(parse({"vips": vips, "mirror": {"sources": ["5.5.5.5"], "synack": on}}))
+        assert rx.synack is on and path.feed.egress.second_chance is on
