@@ -139,6 +139,9 @@ class MirrorConfig:
     batch: BatchConfig = BatchConfig()
     # second chance: SYN-ACKs mirrored where the servers' answers enter pin too
     synack: bool = False
+    # Linux, both directions: a flow without a pin from a mirror is recorded where the route
+    # sent it (kernel mode's record rule), the fallback when both mirror copies are lost
+    record: bool = False
 
     @property
     def any_source(self) -> bool:
@@ -539,6 +542,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
 
 MIRROR_KEYS = (
     "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
+    "record",
 )  # fmt: skip
 
 
@@ -616,6 +620,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
             ),
         ),
         synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
+        record=_bool(err, "mirror.record", d.get("record"), dflt.record),
     )  # fmt: skip
 
 
@@ -959,6 +964,11 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
                     f"vips[{at[i]}].mode",
                     "kernel needs backend linux (EOS learns flows from mirrors)",
                 )
+    if cfg.mirror.record and "mirror" in modes:
+        if cfg.backend.type == "eos":
+            err.add("mirror.record", "needs backend linux (the record is a Linux router's)")
+        elif cfg.linux.one_direction:
+            err.add("mirror.record", "needs both directions (not with linux.one_direction)")
     for i, v in enumerate(cfg.vips):
         if "udp" not in v.protocols:
             continue
@@ -1096,6 +1106,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "pin_map_size": cfg.mirror.pin_map_size,
             "batch": dataclasses.asdict(cfg.mirror.batch),
             "synack": cfg.mirror.synack,
+            "record": cfg.mirror.record,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)

@@ -225,3 +225,20 @@ def test_a_config_reload_turns_the_second_chance_on_and_off() -> None:
     for on in (True, False):
         path.apply(parse({"vips": vips, "mirror": {"sources": ["5.5.5.5"], "synack": on}}))
         assert rx.synack is on and path.feed.egress.second_chance is on
+
+
+def test_config_mirror_record_is_the_linux_datapaths_record_rule() -> None:
+    from dfagent.agent.run import datapath_config
+
+    vips = [{"prefix": "1.1.1.1/32", "mode": "mirror"}]
+    mirror = {"sources": ["5.5.5.5"]}
+    plain = datapath_config(parse({"vips": vips, "mirror": mirror}))
+    assert plain.pin_maps and not plain.record
+    both = datapath_config(parse({"vips": vips, "mirror": {**mirror, "record": True}}))
+    assert both.pin_maps and both.record
+    with pytest.raises(ConfigError, match=r"mirror\.record.*needs both directions"):
+        parse({"vips": vips, "mirror": {**mirror, "record": True},
+               "linux": {"one_direction": True}})  # fmt: skip
+    eos = {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}}
+    with pytest.raises(ConfigError, match=r"mirror\.record.*needs backend linux"):
+        parse({"vips": vips, "mirror": {**mirror, "record": True}, "backend": eos})
