@@ -105,6 +105,11 @@ def mirror_sessions(cfg: Config) -> dict[int, str]:
     return {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
 
 
+def session_families(cfg: Config) -> dict[int, dict[int, str]]:
+    """Sessions naming a server with a v4 and a v6 address (one session per member)."""
+    return {sid: f for sid in cfg.mirror.sessions if (f := cfg.session_families(sid))}
+
+
 @dataclass
 class MirrorPath:
     """The mirror path's parts for `dfagent run` (both backends): receiver and feed, with
@@ -128,6 +133,7 @@ class MirrorPath:
         """A reloaded config: sources, sessions and batch limits take effect at once."""
         self.receiver.set_sources(None if cfg.mirror.any_source else list(cfg.mirror.sources))
         self.feed.egress.sessions = mirror_sessions(cfg)
+        self.feed.egress.by_family = session_families(cfg)
         self.feed.set_batch(cfg.mirror.batch.max_items, cfg.mirror.batch.max_delay_ms / 1000)
 
     def close(self) -> None:
@@ -145,6 +151,7 @@ def open_mirror(
     vips = tuple(v.prefix for v in cfg.vips)
     egress = EgressResolver(
         mirror_sessions(cfg),
+        by_family=session_families(cfg),
         vips=vips,
         counters=agent.metrics.mirror,
         default="" if query else None,
