@@ -52,6 +52,14 @@ from dfagent.lab.eapi import DEFAULT_CAPACITY, EapiSwitch
     metavar="CERT KEY",
     help="Serve https with this certificate and key.",
 )
+@click.option(
+    "--datapath",
+    type=click.Choice(["none", "linux"]),
+    default="none",
+    show_default=True,
+    help="linux: DirectFlow flows steer this host's forwarding (nft map + policy routing; "
+    "run it on a lab's router, as root).",
+)
 def eapi_switch(
     host: str,
     port: int,
@@ -62,11 +70,13 @@ def eapi_switch(
     directflow_enabled: bool,
     unix_socket: str | None,
     tls: tuple[str, str] | None,
+    datapath: str,
 ) -> None:
     """An Arista EOS stand-in speaking eAPI (POST /command-api) until Ctrl-C.
 
     DirectFlow, the drain's prefix-lists/route-maps/BGP neighbours, and the show commands
-    dfagent's EOS backend uses; state lives in memory. Not a switch: nothing is forwarded.
+    dfagent's EOS backend uses; state lives in memory. Nothing is forwarded unless
+    --datapath linux makes its DirectFlow flows steer this host's traffic.
     """
     switch = EapiSwitch(
         host,
@@ -79,9 +89,20 @@ def eapi_switch(
         unix_socket=unix_socket,
         tls=tls or None,
     )
+    dp = None
+    if datapath == "linux":
+        from dfagent.lab.eapi.linux_datapath import attach
+
+        try:
+            dp = attach(switch.state)
+        except (RuntimeError, OSError, ImportError) as exc:
+            click.echo(f"error: the linux datapath cannot start: {exc}", err=True)
+            sys.exit(2)
     try:
         switch.start()
     except OSError as exc:
+        if dp is not None:
+            dp.close()
         click.echo(f"error: cannot listen on {host} port {port}: {exc.strerror or exc}", err=True)
         sys.exit(2)
     click.echo(f"eAPI test switch {hostname}: {switch.url} (user {username})", nl=False)
@@ -95,4 +116,6 @@ def eapi_switch(
         pass
     finally:
         switch.close()
+        if dp is not None:
+            dp.close()
     click.echo("stopped")
