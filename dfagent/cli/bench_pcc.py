@@ -21,7 +21,9 @@ from dfagent.lab.errors import LabError
     default=",".join(MODES),
     show_default=True,
     help="Comma-separated: ecmp, resilient, kernel, map; kernel-ct and map-ct keep pins in "
-    "conntrack on the asymmetric topology too (to measure what --one-direction fixes).",
+    "conntrack on the asymmetric topology too (to measure what --one-direction fixes); eos: "
+    "lb plays an Arista switch (the eAPI test switch driving its datapath), agents with the "
+    "EOS backend pin over eAPI.",
 )
 @click.option(
     "--topology",
@@ -41,6 +43,13 @@ from dfagent.lab.errors import LabError
     show_default=True,
     help="egress-ecmp: hosts behind two NAT gateways (modes ecmp, kernel; see bench/egress.py).",
 )
+@click.option(
+    "--eos-agents",
+    type=click.Choice(["servers", "lb"]),
+    default="servers",
+    show_default=True,
+    help="Mode eos: an agent on each server with the VIP as mirror destination, or one on lb.",
+)
 def pcc(
     connections: int,
     modes: str,
@@ -49,6 +58,7 @@ def pcc(
     chart: str | None,
     as_json: bool,
     lab: str,
+    eos_agents: str,
 ) -> None:
     """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
     how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
@@ -65,7 +75,10 @@ def pcc(
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     try:
         root_required()
-        result = PccBench(connections, fresh=fresh, log=log, topology=topology).run(wanted)
+        bench = PccBench(
+            connections, fresh=fresh, log=log, topology=topology, eos_agents=eos_agents
+        )
+        result = bench.run(wanted)
     except LabError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
