@@ -103,11 +103,14 @@ class DatapathStats:
 class LinuxDatapath(FlowObserver):
     """A FlowObserver and CounterSource over nftables and policy routing (module doc)."""
 
-    def __init__(self, run_ip: RunIp = _run_ip) -> None:
-        import nftables  # the lab flavour only: the plain test switch needs no nftables
+    def __init__(self, run_ip: RunIp = _run_ip, nft: Any = None) -> None:
+        """``nft``: a libnftables handle (``cmd``, ``set_json_output``); unit tests fake it."""
+        if nft is None:
+            import nftables  # the lab flavour only: the plain test switch needs no nftables
 
-        self._nft = nftables.Nftables()
-        self._nft.set_handle_output(False)
+            nft = nftables.Nftables()
+            nft.set_handle_output(False)
+        self._nft = nft
         self._run_ip = run_ip
         self.marks: dict[str, int] = {}  # next-hop address → mark
         self._owners: dict[Key, list[_Owner]] = {}
