@@ -390,6 +390,8 @@ class PccBench:
                 self.eos.start()
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
             res.opened, res.open_failed = opened["opened"], opened["failed"]
+            if self.eos is not None:
+                self.eos.wait_pins(res.opened)
             base = holder.ask("check")
             self.log(f"{mode}: {res.opened} connections open {base['by_server']}")
             broken_before = base["broken"]

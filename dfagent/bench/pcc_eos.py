@@ -177,6 +177,14 @@ class EosLab:
             time.sleep(0.2)
         return last
 
+    def wait_pins(self, n: int, timeout: float = 20.0) -> int:
+        """Until ``n`` flows steer lb (the held connections' pins are in before the first
+        event) or ``timeout``; a pin still missing then shows as a broken connection."""
+        end = time.monotonic() + timeout
+        while (got := self._elements()) < n and time.monotonic() < end:
+            time.sleep(0.1)
+        return got
+
     def _elements(self) -> int:
         total = 0
         for name in ("flows4", "flows6"):
