@@ -385,7 +385,7 @@ class PccBench:
                 self._measure_rates(holder)
             if _base(mode) in ("kernel", "map"):
                 self._start_agent(mode)
-            elif mode == "eos":
+            elif mode in EOS_MODES:
                 self.eos = EosLab(self.state, SERVERS, (VIP4, VIP6), self.eos_agents)
                 self.eos.start()
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)

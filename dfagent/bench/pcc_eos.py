@@ -92,8 +92,10 @@ class EosLab:
 
     def _start_switch(self) -> None:
         host = "0.0.0.0" if self.where == "servers" else "127.0.0.1"
+        vtysh = f"vtysh --vty_socket {runner.frr_dir_of(self.state, 'lb')}"
         argv = _dfagent("lab", "eapi-switch", "--host", host, "--port", str(EAPI_PORT),
-                        "--user", USER, "--hostname", "lb", "--datapath", "linux")  # fmt: skip
+                        "--user", USER, "--hostname", "lb", "--datapath", "linux",
+                        "--vtysh", vtysh)  # fmt: skip
         proc = self._spawn("lb", "eapi-switch", argv)
         log = self.run_dir / "eapi-switch.log"
 

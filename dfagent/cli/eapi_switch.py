@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -57,8 +58,15 @@ from dfagent.lab.eapi import DEFAULT_CAPACITY, EapiSwitch
     type=click.Choice(["none", "linux"]),
     default="none",
     show_default=True,
-    help="linux: DirectFlow flows steer this host's forwarding (nft map + policy routing; "
-    "run it on a lab's router, as root).",
+    help="linux: DirectFlow flows steer this host's forwarding (nft map + policy routing) and "
+    "`show ip route` / `show load-balance destination` answer from its kernel (run it on a "
+    "lab's router, as root).",
+)
+@click.option(
+    "--vtysh",
+    default="vtysh",
+    show_default=True,
+    help="With --datapath linux: how to reach this host's FRR (IPv6 next hops of BGP routes).",
 )
 def eapi_switch(
     host: str,
@@ -71,6 +79,7 @@ def eapi_switch(
     unix_socket: str | None,
     tls: tuple[str, str] | None,
     datapath: str,
+    vtysh: str,
 ) -> None:
     """An Arista EOS stand-in speaking eAPI (POST /command-api) until Ctrl-C.
 
@@ -94,7 +103,7 @@ def eapi_switch(
         from dfagent.lab.eapi.linux_datapath import attach
 
         try:
-            dp = attach(switch.state)
+            dp = attach(switch.state, shlex.split(vtysh))
         except (RuntimeError, OSError, ImportError) as exc:
             click.echo(f"error: the linux datapath cannot start: {exc}", err=True)
             sys.exit(2)

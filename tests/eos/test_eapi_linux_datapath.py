@@ -3,7 +3,10 @@
 Unix socket) really steer lb's forwarding: flows pinned to s4, which announces nothing and so
 never gets a connection by ECMP, are answered by s4 (v4 and v6); their nft counters are the
 flows' matchPackets; deleting a flow or its hard timeout gives the flow back to ECMP; SIGTERM
-removes the table and the ip rules; after a SIGKILL the next start clears the leftovers."""
+removes the table and the ip rules; after a SIGKILL the next start clears the leftovers.
+`show ip|ipv6 route` answer from lb's kernel (IPv6 BGP next hops by their global address,
+from FRR) and `show load-balance destination` from its hash: for IPv4 it names the member
+that really answers each connection."""
 
 from __future__ import annotations
 
@@ -81,8 +84,9 @@ class Switch:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        vtysh = f"vtysh --vty_socket {runner.frr_dir_of(self.state, 'lb')}"
         argv = [sys.executable, "-m", "dfagent.cli.main", "lab", "eapi-switch", "--datapath",
-                "linux", "--unix-socket", self.sock]  # fmt: skip
+                "linux", "--unix-socket", self.sock, "--vtysh", vtysh]  # fmt: skip
         env = {**os.environ, "DFAGENT_EAPI_SWITCH_PASSWORD": PASSWORD}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -200,3 +204,31 @@ def test_a_restart_after_a_crash_clears_the_leftovers(lab: LabState, switch: Swi
     assert ask(lab, [(4, 23000)])["4:23000"] != "s4"
     switch.stop()
     assert not table_exists(lab)
+
+
+def vias(result: dict) -> set[tuple[str | None, str]]:
+    routes = result["vrfs"]["default"]["routes"]
+    (route,) = routes.values()
+    return {(v.get("nexthopAddr"), v["interface"]) for v in route["vias"]}
+
+
+def test_routes_and_the_hash_come_from_lb(lab: LabState, switch: Switch) -> None:
+    switch.start()
+    node = switch.node()
+    v4, v6, client = (r["result"] for r in node.enable(
+        ["show ip route 1.1.1.1", "show ipv6 route 2001:db8::1", "show ip route 10.1.0.10"]
+    ))  # fmt: skip
+    assert vias(v4) == {(f"10.2.{n}.2", f"Ethernet{n + 1}") for n in (1, 2, 3)}
+    assert vias(v6) == {(f"fd00:2:{n}::2", f"Ethernet{n + 1}") for n in (1, 2, 3)}
+    assert vias(client) == {(None, "Ethernet1")}
+    assert client["vrfs"]["default"]["routes"]["10.1.0.0/24"]["directlyConnected"]
+
+    ports = list(range(24000, 24030))
+    cmds = [f"show load-balance destination ip ingress-interface Ethernet1 src-ipv4-address "
+            f"{CLIENT[4]} dst-ipv4-address {VIP[4]} ip-protocol 6 src-l4-port {p} "
+            f"dst-l4-port 80" for p in ports]  # fmt: skip
+    by_intf = {f"Ethernet{n + 1}": f"s{n}" for n in (1, 2, 3, 4)}
+    predicted = [by_intf[r["result"]["outputIntf"]] for r in node.enable(cmds)]
+    got = ask(lab, [(4, p) for p in ports])
+    assert predicted == [got[f"4:{p}"] for p in ports]
+    assert len(set(predicted)) == 3  # the ports spread: a constant answer would not pass

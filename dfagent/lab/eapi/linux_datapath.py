@@ -309,9 +309,13 @@ def _elem(key: Key) -> str:
     return f"{src} . {dst} . {proto} . {sport} . {dport}"
 
 
-def attach(state: SwitchState) -> LinuxDatapath:
-    """A started datapath following ``state``'s flow table and feeding its counters."""
+def attach(state: SwitchState, vtysh: Sequence[str] | None = None) -> LinuxDatapath:
+    """The lab flavour on ``state``: a started datapath following its flow table and feeding
+    its counters, and routing answers from this host (``vtysh``: FRR, for IPv6 next hops)."""
+    from dfagent.lab.eapi.lab_providers import LinuxProviders
+
     dp = LinuxDatapath().start()
     state.add_observer(dp)
     state.set_counter_source(dp)
+    state.set_providers(LinuxProviders(state.static, vtysh))
     return dp
