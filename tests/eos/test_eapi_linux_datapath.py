@@ -180,8 +180,13 @@ def test_directflow_flows_steer_lb_and_go_with_the_switch(lab: LabState, switch:
     unpinned = {got[f"{f}:{p}"] for f, p in free}
     assert "s4" not in unpinned and unpinned <= {"s1", "s2", "s3"}
 
-    flows = node.enable(["show directflow flows"])[0]["result"]["flows"]
-    assert len(flows) == 20 and all(f["matchPackets"] >= 3 for f in flows), flows
+    def counted() -> list[dict]:  # the switch reads the nft counters every 0.5 s at most
+        return list(node.enable(["show directflow flows"])[0]["result"]["flows"])
+
+    def all_counted(fl: list[dict]) -> bool:
+        return len(fl) == 20 and all(f["matchPackets"] >= 3 for f in fl)
+
+    wait_until(counted, 5, 0.2, "every flow's packets counted", until=all_counted)
 
     # `no flow` and a hard timeout hand the flow back to ECMP
     node.config(["directflow", "no flow t4_21000"])

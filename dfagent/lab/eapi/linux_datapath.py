@@ -15,9 +15,10 @@ element: the higher priority, then the older flow, steers it (*assumed*; EOS doc
 that priority orders overlapping flows).
 
 Counters are real: each map element carries an nft counter, read back as the flow's
-``matchPackets``/``matchBytes`` (so idle timeouts follow the traffic). A flow the datapath
-cannot express (prefixes, missing ports, `action output interface`, `drop`) is programmed on
-the switch as before but steers nothing; it is counted in ``unsupported``.
+``matchPackets``/``matchBytes`` (so idle timeouts follow the traffic), read at most every
+0.5 s. A flow the datapath cannot express (prefixes, missing ports, `action output
+interface`, `drop`) is programmed on the switch as before but steers nothing; it is counted
+in ``unsupported``.
 
 The table, rules and routing tables are removed by :meth:`close`; :meth:`start` first removes
 what a crashed run left. A lab's `down` deletes the router's namespace with all of it.
@@ -29,6 +30,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,7 @@ MARK_MASK = 0x00FF0000  # 255 next hops; the low 16 bits stay free for anything 
 TABLE_BASE = 47100  # routing table of next hop n: TABLE_BASE + n
 PREF_BASE = 4700  # its ip rule's preference: PREF_BASE + n
 MAX_NEXTHOPS = MARK_MASK >> MARK_SHIFT
+COUNTER_MAX_AGE = 0.5  # seconds a counter reading is reused (idle timeouts are seconds)
 
 Key = tuple[int, str, str, int, int, int]  # family, src, dst, proto, sport, dport
 RunIp = Callable[[list[str]], subprocess.CompletedProcess[str]]
@@ -117,6 +120,7 @@ class LinuxDatapath(FlowObserver):
         self._by_name: dict[str, Key] = {}
         self._elements: dict[Key, int] = {}  # what the maps hold now: key → mark
         self._dirty: set[Key] = set()
+        self._counters: tuple[float, dict[Key, tuple[int, int]]] | None = None
         self.stats = DatapathStats()
 
     # ── life ────────────────────────────────────────────────────────────────────────
@@ -282,7 +286,13 @@ class LinuxDatapath(FlowObserver):
         return items
 
     def _read_counters(self) -> dict[Key, tuple[int, int]]:
-        return {key: pkts for key, _, pkts in self._map_items()}
+        """At most one read per ``COUNTER_MAX_AGE``: the switch syncs counters before every
+        show command, and an eAPI request of 200 `show load-balance` commands would otherwise
+        list the maps 200 times (seconds under the switch's lock, the clients timing out)."""
+        now = time.monotonic()
+        if self._counters is None or now - self._counters[0] >= COUNTER_MAX_AGE:
+            self._counters = (now, {key: pkts for key, _, pkts in self._map_items()})
+        return self._counters[1]
 
     def _read_elements(self) -> dict[Key, int]:
         return {key: mark for key, mark, _ in self._map_items()}
