@@ -164,17 +164,17 @@ class EosLab:
         return {h: int(self._status(h).get("pinned", -1)) for h in hosts}
 
     # ── figures ─────────────────────────────────────────────────────────────────────
-    def pins(self, settle: float = 1.0, timeout: float = 15.0) -> int:
-        """Flows steering lb's datapath (elements of the switch's nft maps), once the count
-        has stood still for ``settle`` seconds: the last fresh connections' SYNs may still
-        be on their way through a micro-batch and an eAPI request."""
+    def pins(self, want: int, quiet: float = 3.0, timeout: float = 30.0) -> int:
+        """Flows steering lb's datapath (elements of the switch's nft maps) once the agents
+        have caught up: ``want`` of them, or no change for ``quiet`` seconds (the last fresh
+        connections' SYNs may still be in a micro-batch or an eAPI request)."""
         last, since = -1, time.monotonic()
         deadline = since + timeout
         while time.monotonic() < deadline:
             now = self._elements()
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= settle:
+            if now >= want or time.monotonic() - since >= quiet:
                 break
             time.sleep(0.2)
         return last
