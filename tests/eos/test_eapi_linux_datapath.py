@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def switch(lab: LabState) -> Iterator[Switch]:
         yield sw
     finally:
         sw.kill()
+        shutil.rmtree(sw.tmp, ignore_errors=True)
 
 
 def on(state: LabState, node: str, argv: list[str]) -> str:
