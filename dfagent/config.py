@@ -249,6 +249,17 @@ class Config:
         nh = self.mirror.sessions.get(session)
         return self.nexthops.get(nh, nh) if nh is not None else None
 
+    def session_families(self, session: int) -> dict[int, str]:
+        """A session naming a next hop with several addresses: family → its first address
+        of that family ({} for an address or a name with one address)."""
+        addrs = self.nexthop_addresses.get(self.mirror.sessions.get(session, ""), ())
+        out: dict[int, str] = {}
+        for a in addrs:
+            head = a.partition("%")[0]
+            if head:
+                out.setdefault(ipaddress.ip_address(head).version, a)
+        return out if len(out) > 1 else {}
+
 
 # ── reading ──────────────────────────────────────────────────────────────────────────────
 class _Errors:

@@ -107,6 +107,11 @@ def mirror_sessions(cfg: Config) -> dict[int, str]:
     return {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
 
 
+def session_families(cfg: Config) -> dict[int, dict[int, str]]:
+    """Sessions naming a server with a v4 and a v6 address (one session per member)."""
+    return {sid: f for sid in cfg.mirror.sessions if (f := cfg.session_families(sid))}
+
+
 @dataclass
 class MirrorPath:
     """The mirror path's parts for `dfagent run` (both backends): receiver and feed, with
@@ -131,6 +136,7 @@ class MirrorPath:
         self.receiver.set_sources(None if cfg.mirror.any_source else list(cfg.mirror.sources))
         self.receiver.synack = self.feed.egress.second_chance = cfg.mirror.synack
         self.feed.egress.sessions = mirror_sessions(cfg)
+        self.feed.egress.by_family = session_families(cfg)
         self.feed.set_batch(cfg.mirror.batch.max_items, cfg.mirror.batch.max_delay_ms / 1000)
 
     def close(self) -> None:
@@ -148,6 +154,7 @@ def open_mirror(
     vips = tuple(v.prefix for v in cfg.vips)
     egress = EgressResolver(
         mirror_sessions(cfg),
+        by_family=session_families(cfg),
         vips=vips,
         counters=agent.metrics.mirror,
         default="" if query else None,

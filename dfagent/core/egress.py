@@ -119,6 +119,9 @@ class EgressResolver:
     by_session: dict[int, int] = field(default_factory=dict)
     # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
     default: str | None = None
+    # a session naming a server that has a v4 and a v6 address: the flow's family picks
+    # (``sessions`` holds the first one, which a flow of the other family cannot use)
+    by_family: Mapping[int, Mapping[int, str]] = field(default_factory=dict)
     # second chance: the flows of the last `recent_max` SYNs, so the SYN-ACK of a flow its
     # SYN already pinned costs no second write (an evicted one is written again: harmless)
     second_chance: bool = False
@@ -145,6 +148,9 @@ class EgressResolver:
             self.counters[UNKNOWN_SESSION] = self.counters.get(UNKNOWN_SESSION, 0) + 1
             return None
         self.by_session[sid] = self.by_session.get(sid, 0) + 1
+        fams = self.by_family.get(sid)
+        if fams:
+            return fams.get(ipaddress.ip_address(ev.dst).version, nh)
         return nh
 
     def pin_items(self, events: Iterable[MirroredSyn]) -> list[tuple[str, str, int, int, str]]:
