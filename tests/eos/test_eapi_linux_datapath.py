@@ -23,13 +23,14 @@ from pathlib import Path
 import pyeapi
 import pytest
 
-from dfagent.lab import checks, runner, spec
+from dfagent.lab import runner
 from dfagent.lab.eapi.linux_datapath import TABLE
 from dfagent.lab.retry import wait_until
-from dfagent.lab.state import LabState, load_state
+from dfagent.lab.state import LabState
+from tests.lab.lb_agent import lab_up
 
 pytestmark = pytest.mark.lab
-LAB = "resilient-ecmp"
+__all__ = ["lab_up"]  # the fixture (the resilient-ecmp lab), used by name
 CLIENT = {4: "10.1.0.10", 6: "fd00:1::10"}
 VIP = {4: "1.1.1.1", 6: "2001:db8::1"}
 S4 = {4: "10.2.4.2", 6: "fd00:2:4::2"}
@@ -61,17 +62,8 @@ print(json.dumps(out))
 
 
 @pytest.fixture
-def lab() -> Iterator[LabState]:
-    the_lab = spec.load(LAB)
-    runner.down(LAB)
-    state = runner.up(the_lab, log=False)
-    try:
-        results = checks.run_checks(state, the_lab)
-        assert all(r.ok for r in results), [r for r in results if not r.ok]
-        yield state
-    finally:
-        runner.down(LAB)
-    assert load_state(LAB) is None
+def lab(lab_up: LabState) -> LabState:
+    return lab_up
 
 
 class Switch:
