@@ -22,4 +22,5 @@ from dfagent.cli import (  # noqa: E402
     bench_pinrate,  # noqa: F401
     bench_reload,  # noqa: F401
     bench_scale,  # noqa: F401
+    bench_synflood,  # noqa: F401
 )

@@ -1,0 +1,80 @@
+"""`dfagent bench synflood` and `dfagent bench untrack`: conntrack as an attack surface."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from dfagent.bench.pcc import root_required
+from dfagent.bench.synflood import MODES, SynFloodBench, format_table
+from dfagent.cli.bench import bench
+from dfagent.lab.errors import LabError
+
+
+@bench.command("synflood")
+@click.option(
+    "--connections",
+    "-n",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Pinned connections held through the flood.",
+)
+@click.option(
+    "--established",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2_000_000),
+    help="Assured entries put in lb's table first (a busy router's connections; the "
+    "kernel never evicts them for a new flow).",
+)
+@click.option(
+    "--flood-rate",
+    default=20000.0,
+    show_default=True,
+    type=click.FloatRange(min=100, max=200_000),
+    help="Spoofed SYNs per second.",
+)
+@click.option(
+    "--new-rate",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=1, max=1000),
+    help="Legitimate new connections per second during the flood.",
+)
+@click.option(
+    "--seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=1, max=300),
+    help="How long new connections are attempted once the table is full.",
+)
+@click.option("--modes", default=",".join(MODES), show_default=True,
+              help="Comma-separated: ecmp (no dfagent), kernel (kernel mode, SYNs tracked), "
+              "kernel-guard (--syn-untracked). Each runs on a fresh lab.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+def synflood_cmd(
+    connections: int,
+    established: int,
+    flood_rate: float,
+    new_rate: float,
+    seconds: float,
+    modes: str,
+    as_json: bool,
+) -> None:
+    """A spoofed SYN flood fills lb's conntrack table (resilient-ecmp lab) while pinned
+    connections carry a request every 100 ms and new connections are attempted at a steady
+    rate: broken pinned connections and the new connections' success rate per mode."""
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        root_required()
+        b = SynFloodBench(connections, established, flood_rate, new_rate, seconds, log=log)
+        result = b.run(wanted)
+    except (LabError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(result) if as_json else format_table(result))
