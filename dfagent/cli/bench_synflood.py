@@ -32,6 +32,12 @@ from dfagent.lab.errors import LabError
     "kernel never evicts them for a new flow).",
 )
 @click.option(
+    "--leave-free",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Instead of --established: preload until this many slots are left.",
+)
+@click.option(
     "--flood-rate",
     default=20000.0,
     show_default=True,
@@ -59,6 +65,7 @@ from dfagent.lab.errors import LabError
 def synflood_cmd(
     connections: int,
     established: int,
+    leave_free: int | None,
     flood_rate: float,
     new_rate: float,
     seconds: float,
@@ -72,7 +79,9 @@ def synflood_cmd(
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     try:
         root_required()
-        b = SynFloodBench(connections, established, flood_rate, new_rate, seconds, log=log)
+        b = SynFloodBench(
+            connections, established, flood_rate, new_rate, seconds, log=log, leave_free=leave_free
+        )
         result = b.run(wanted)
     except (LabError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         click.echo(f"error: {exc}", err=True)
