@@ -10,6 +10,8 @@ import click
 
 from dfagent.bench.pcc import root_required
 from dfagent.bench.synflood import MODES, SynFloodBench, format_table
+from dfagent.bench.untrack import UntrackBench
+from dfagent.bench.untrack import format_table as format_untrack
 from dfagent.cli.bench import bench
 from dfagent.lab.errors import LabError
 
@@ -87,3 +89,40 @@ def synflood_cmd(
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(json.dumps(result) if as_json else format_table(result))
+
+
+@bench.command("untrack")
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="Interleaved rounds of the three modes.",
+)
+@click.option(
+    "--seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 30),
+    help="Seconds of traffic per round and mode.",
+)
+@click.option(
+    "--flows",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="UDP source ports (flows) of the load.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+def untrack_cmd(rounds: int, seconds: float, flows: int, as_json: bool) -> None:
+    """Traffic that is not for a VIP through lb (resilient-ecmp lab): no conntrack entry with
+    dfagent, and its forwarding rate without dfagent, with it, and with it tracking
+    everything (--track-others), in one run."""
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    try:
+        root_required()
+        result = UntrackBench(rounds, seconds, flows, log=log).run()
+    except (LabError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(result) if as_json else format_untrack(result))
