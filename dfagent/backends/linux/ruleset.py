@@ -77,6 +77,14 @@ class RulesetConfig:
         return self.ct_copy and self.record and not self.one_direction and not self.pin_maps
 
     @property
+    def skips_untracked(self) -> bool:
+        """Kernel mode over conntrack: an untracked packet (non-VIP, or a guarded SYN) can
+        leave the hooked chains at once. Not map mode (a SYN's pin lookup needs no entry)
+        nor one direction (its pins are looked up on untracked packets)."""
+        untracks = self.untrack_others or self.syn_untracked
+        return untracks and self.record and not self.pin_maps and not self.one_direction
+
+    @property
     def pin_chains(self) -> bool:
         """Slots have ``pin_<slot>`` chains (map mode's pins, or the conntrack copy's)."""
         return self.pin_maps or self.copies
@@ -165,6 +173,12 @@ def render_base(cfg: RulesetConfig) -> str:
         f"add chain {T} postrouting"
         " { type filter hook postrouting priority mangle; policy accept; }",
         *(f"flush chain {T} {c}" for c in BASE_CHAINS),
+        *(
+            # what the untrack chains let pass untracked has nothing for these chains to do
+            # (every rule needs an entry): one cheap test instead of each rule's lookups
+            f"add rule {T} {c} ct state untracked accept"
+            for c in (BASE_CHAINS if cfg.skips_untracked else ())
+        ),
         f"flush set {T} vip4",
         f"flush set {T} vip6",
         f"flush set {T} vipp4",
