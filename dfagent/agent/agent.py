@@ -127,7 +127,15 @@ class Agent:
     # ── the loop ────────────────────────────────────────────────────────────────
     def run(self) -> None:
         try:
+            t0 = time.monotonic()
             self._pass(periodic=True)
+            # where a start's time goes: the process (interpreter, imports, build) and the
+            # first pass (check and repair, observe, apply); the API answers after it
+            log.info(
+                "ready first_pass_ms=%.1f since_process_start_ms=%s",
+                (time.monotonic() - t0) * 1000,
+                _process_age_ms(),
+            )
             next_periodic = self.clock() + self.opt.reconcile_interval
             more = False
             while not self._stop.is_set():
@@ -251,3 +259,14 @@ class Agent:
         if close is not None:
             close()
         self.dp.close()
+
+
+def _process_age_ms() -> str:
+    """Milliseconds since this process started (exec), from /proc; '-' where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time, ticks
+        return f"{(time.clock_gettime(time.CLOCK_BOOTTIME) - started) * 1000:.0f}"
+    except (OSError, ValueError, IndexError):
+        return "-"

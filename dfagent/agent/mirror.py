@@ -83,6 +83,7 @@ class MirrorFeed:
                 next_report = now + REPORT_EVERY
                 self.report()
         self.batcher.flush()
+        self.report()  # the final figures, at stop
 
     def report(self) -> None:
         m = self.agent.metrics

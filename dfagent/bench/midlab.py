@@ -104,8 +104,4 @@ class MidBench(PccBench):
         raise NotImplementedError
 
 
-def unknown_modes(wanted: list[str], known: tuple[str, ...]) -> list[str]:
-    return [m for m in wanted if m not in known]
-
-
 __all__ = ["CLIENT4", "CLIENT6", "MID_LAB", "LineProc", "MidBench"]

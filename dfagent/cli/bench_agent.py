@@ -3,16 +3,10 @@ latency, restart to reconciled."""
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
-
 import click
 
 from dfagent.bench.agent import AgentBench, format_table
-from dfagent.bench.pcc import root_required
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, bench, run_lab_bench
 
 
 @bench.command("agent")
@@ -44,19 +38,12 @@ from dfagent.lab.errors import LabError
     type=click.Choice(["mirror,kernel", "mirror", "kernel"]),
     help="Modes of the restart phase (mirror = map mode).",
 )
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def agent_cmd(pins: int, restart_pins: int, calls: int, modes: str, as_json: bool) -> None:
     """`dfagent run` in a router namespace: RSS with 0 and PINS map-mode pins (written
     through the mirror path), `dfagent flows --limit 100` latency at 1,000 and PINS pins,
     and restart-to-ready after SIGKILL with RESTART_PINS pins (0 lost); one run."""
-    # a stopped run still removes its namespaces and restores nf_conntrack_max
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
-        result = AgentBench(pins, restart_pins, calls, modes.split(","), log=log).run()
-    except LabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(result) if as_json else format_table(result))
+    run_lab_bench(
+        lambda log: AgentBench(pins, restart_pins, calls, modes.split(","), log=log).run(),
+        as_json, format_table, stoppable=True,
+    )  # fmt: skip

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import click
 
 from dfagent.bench import ctcost
 from dfagent.bench.ctflush import MODES, CtFlushBench, format_cost, format_table
-from dfagent.bench.pcc import root_required
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, Log, Result, bench, modes_list, run_lab_bench
 
 
 @bench.command("ctflush")
@@ -26,24 +20,21 @@ from dfagent.lab.errors import LabError
 @click.option("--cost-flows", default=0, show_default=True, type=click.IntRange(min=0),
               help="Also measure what the copy costs per census at this many pins (own "
               "namespace): tuple parsing, map writes, kernel and agent memory.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def ctflush_cmd(connections: int, late: int, modes: str, cost_flows: int, as_json: bool) -> None:
     """Hold N connections through lb of the resilient-ecmp lab with a request on each every
     100 ms, drain s1 and flush lb's conntrack table; count broken connections per mode."""
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
+    wanted = modes_list(modes, MODES) if modes else []
+
+    def work(log: Log) -> Result:
         result = CtFlushBench(connections, late=late, log=log).run(wanted) if wanted else {}
         if cost_flows:
             result["cost"] = ctcost.measure(cost_flows)
-    except (LabError, subprocess.CalledProcessError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    if "modes" in result:
-        click.echo(format_table(result))
-    if "cost" in result:
-        click.echo(format_cost(result["cost"]))
+        return result
+
+    run_lab_bench(work, as_json, _table)
+
+
+def _table(result: Result) -> str:
+    parts = [format_table(result)] if "modes" in result else []
+    return "\n".join(parts + ([format_cost(result["cost"])] if "cost" in result else []))

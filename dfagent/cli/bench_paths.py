@@ -3,8 +3,6 @@ errors, IPv6 flow labels) and UDP sessions, dfagent against plain ECMP in the sa
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,28 +12,13 @@ from dfagent.bench import flowlabel as fl_bench
 from dfagent.bench import icmp as icmp_bench
 from dfagent.bench import udp as udp_bench
 from dfagent.bench.midlab import MidBench
-from dfagent.bench.pcc import root_required
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, Log, Result, bench, modes_list, run_lab_bench
 
 
-def _run(make: Callable[[Callable[[str], None]], MidBench], modes: str, as_json: bool,
-         table: Callable[[dict[str, Any]], str]) -> None:  # fmt: skip
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    b = make(log)
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in b.modes]
-    if unknown or not wanted:
-        raise click.UsageError(
-            f"unknown mode(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(b.modes)}"
-        )
-    try:
-        root_required()
-        result = b.run(wanted)
-    except LabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(result) if as_json else table(result))
+def _run(make: Callable[[Log], MidBench], modes: str, as_json: bool,
+         table: Callable[[Result], str]) -> None:  # fmt: skip
+    wanted = modes_list(modes, make(print).modes)
+    run_lab_bench(lambda log: make(log).run(wanted), as_json, table)
 
 
 def _modes(known: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -43,13 +26,10 @@ def _modes(known: tuple[str, ...]) -> Callable[[Any], Any]:
                         help="Comma-separated; each runs on a fresh lab.")  # fmt: skip
 
 
-JSON = click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
-
-
 @bench.command("icmp")
 @click.option("--connections", "-n", default=300, show_default=True, help="Connections.")
 @_modes(icmp_bench.IcmpBench.modes)
-@JSON
+@JSON_OPTION
 def icmp(connections: int, modes: str, as_json: bool) -> None:
     """ICMP errors about pinned flows (PMTU, RFC 7690): where they land, and path MTU
     discovery after a drain, with plain ECMP and dfagent's kernel and map modes."""
@@ -62,7 +42,7 @@ def icmp(connections: int, modes: str, as_json: bool) -> None:
 @click.option("--rounds", default=3, show_default=True, help="Loss rounds.")
 @click.option("--loss", default=1.0, show_default=True, help="Seconds of loss per round.")
 @_modes(fl_bench.FlowLabelBench.modes)
-@JSON
+@JSON_OPTION
 def flowlabel(connections: int, rounds: int, loss: float, modes: str, as_json: bool) -> None:
     """lb hashes IPv6 on the flow label; retransmission timeouts re-label the client's
     connections. Moved connections with plain ECMP and dfagent's kernel and map modes."""
@@ -75,7 +55,7 @@ def flowlabel(connections: int, rounds: int, loss: float, modes: str, as_json: b
 @bench.command("udp")
 @click.option("--connections", "-n", default=300, show_default=True, help="UDP sessions.")
 @_modes(udp_bench.UdpBench.modes)
-@JSON
+@JSON_OPTION
 def udp(connections: int, modes: str, as_json: bool) -> None:
     """Long-lived UDP sessions (QUIC-like) through drain, add and BGP-down: lost sessions
     with plain ECMP, kernel mode pinning UDP, and kernel mode with TCP only."""

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
-from dfagent.bench.pcc import ALL_MODES, MODES, TOPOLOGIES, PccBench, root_required
+from dfagent.bench.pcc import ALL_MODES, MODES, TOPOLOGIES, PccBench
 from dfagent.bench.pcc_chart import write_chart
 from dfagent.cli import bench_egress as egress_cmd
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, bench, modes_list, run_lab_bench
 
 
 @bench.command("pcc")
@@ -33,7 +29,7 @@ from dfagent.lab.errors import LabError
 )
 @click.option("--fresh", default=60, show_default=True, help="New connections after each event.")
 @click.option("--chart", type=click.Path(dir_okay=False), help="Write a PNG chart here.")
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 @click.option(
     "--lab",
     type=click.Choice(["resilient-ecmp", "egress-ecmp"]),
@@ -56,25 +52,16 @@ def pcc(
     modes. With --lab egress-ecmp: from a host through two NAT gateways, per gateway policy."""
     if lab == "egress-ecmp":
         default_modes = modes == ",".join(MODES)
-        sys.exit(egress_cmd.run(connections, modes, fresh, as_json, default_modes))
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in wanted if m not in ALL_MODES]
-    if unknown:
-        known = ", ".join(ALL_MODES)
-        raise click.UsageError(f"unknown mode(s) {', '.join(unknown)}; known: {known}")
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
-        result = PccBench(connections, fresh=fresh, log=log, topology=topology).run(wanted)
-    except LabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    if chart:
-        log(write_chart(result, chart))
-    if as_json:
-        click.echo(json.dumps(result))
+        egress_cmd.run(connections, modes, fresh, as_json, default_modes)
         return
-    click.echo(format_table(result))
+    wanted = modes_list(modes, ALL_MODES)
+    result = run_lab_bench(
+        lambda log: PccBench(connections, fresh=fresh, log=log, topology=topology).run(wanted),
+        as_json,
+        format_table,
+    )
+    if chart:
+        click.echo(write_chart(result, chart), err=as_json)
 
 
 def format_table(result: dict) -> str:

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
-
 import click
 
-from dfagent.bench.pcc import root_required
 from dfagent.bench.scale import ScaleBench, format_table
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, bench, run_lab_bench
 
 
 def _cases(text: str) -> list[tuple[int, int]]:
@@ -66,20 +60,13 @@ def _counts(text: str) -> list[int]:
     type=click.IntRange(min=0),
     help="New routes announced per case to time change → table.",
 )
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def scale_cmd(cases: str, pinned: str, window: float, changes: int, as_json: bool) -> None:
     """Kernel mode on a router namespace: one VIP prefix covering V routes of N next hops
     each. Install time, idle CPU (agent + children), change-to-table latency per case, then
     idle CPU with P pinned conntrack entries; all in one run, against the first case."""
     parsed, counts = _cases(cases), _counts(pinned)
-    # a stopped run still removes its namespaces and restores nf_conntrack_max
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
-        result = ScaleBench(parsed, counts, window=window, changes=changes, log=log).run()
-    except LabError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(result) if as_json else format_table(result))
+    run_lab_bench(
+        lambda log: ScaleBench(parsed, counts, window=window, changes=changes, log=log).run(),
+        as_json, format_table, stoppable=True,
+    )  # fmt: skip

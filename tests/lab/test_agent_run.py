@@ -11,146 +11,43 @@ held traffic and a restart break nothing and keep every mark.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dfagent.bench.pcc import Holder
-from dfagent.lab import checks, mirror_shim, runner, spec
+from dfagent.lab import runner
 from dfagent.lab.retry import wait_until
-from dfagent.lab.state import LabState, load_state
+from dfagent.lab.state import LabState
+from tests.lab.lb_agent import VIP4, VIP6, LbAgent, lab_up, tmp, wait_for
 
 pytestmark = pytest.mark.lab
-LAB = "resilient-ecmp"
-VIP4, VIP6 = "1.1.1.1", "2001:db8::1"
-SERVERS = {f"s{n}": [f"10.2.{n}.2", f"fd00:2:{n}::2"] for n in (1, 2, 3, 4)}
-
-
-@pytest.fixture
-def lab_up() -> Iterator[LabState]:
-    the_lab = spec.load(LAB)
-    runner.down(LAB)
-    state = runner.up(the_lab, log=False)
-    try:
-        results = checks.run_checks(state, the_lab)
-        assert all(r.ok for r in results), [r for r in results if not r.ok]
-        yield state
-    finally:
-        runner.down(LAB)
-    assert load_state(LAB) is None
-
-
-class Agent:
-    """`dfagent run` on lb; in mode "mirror" (map mode) a mirror shim on lb stands in for the
-    switch's egress mirror sessions: one ERSPAN session per ECMP member interface."""
-
-    def __init__(self, state: LabState, mode: str = "kernel") -> None:
-        self.state = state
-        self.mode = mode
-        self.tmp = Path(tempfile.mkdtemp(prefix="dfagent-run-"))
-        os.chmod(self.tmp, 0o755)
-        self.sock = str(self.tmp / "dfagent.sock")
-        cfg: dict[str, Any] = {
-            "vips": [
-                {"prefix": f"{VIP4}/32", "mode": mode},
-                {"prefix": f"{VIP6}/128", "mode": mode},
-            ],
-            "linux": {"state_dir": str(self.tmp / "state"), "reconcile_interval": 1},
-            "nexthops": SERVERS,
-            "drain": {"actuator": "frr", "vtysh": runner.exec_argv(state, "lb", ["vtysh"])},
-            "api": {"socket": self.sock},
-            "metrics": None,
-        }
-        if mode == "mirror":
-            cfg["mirror"] = {
-                "sources": ["127.0.0.1"],
-                "sessions": {n: f"%eth{n + 1}" for n in (1, 2, 3, 4)},
-            }
-        self.config = self.tmp / "dfagent.yaml"
-        self.config.write_text(yaml.safe_dump(cfg))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.shim: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        if self.mode == "mirror" and self.shim is None:
-            state = self.state
-            self.shim = mirror_shim.spawn(
-                lambda argv: runner.exec_argv(state, "lb", argv),
-                {f"eth{n + 1}": n for n in (1, 2, 3, 4)},
-                self.tmp / "shim.log",
-            )
-        argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", str(self.config)]
-        with open(self.tmp / "agent.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
-            )
-
-        def ready() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
-            nh = self.cli("nexthops", "--json", check=False)
-            return nh.returncode == 0 and (
-                sum(n["state"] == "active" for n in json.loads(nh.stdout)) == 6
-            )
-
-        wait_until(ready, 30, 0.2, "the agent's six next hops active")
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> Any:
-        p = subprocess.run(
-            [sys.executable, "-m", "dfagent.cli.main", *args, "--socket", self.sock],
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
-        if check:
-            assert p.returncode == 0, (args, p.stdout, p.stderr)
-        return p
-
-    def log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(15)
-        self.proc = None
-
-    def stop_shim(self) -> None:
-        if self.shim is not None and self.shim.poll() is None:
-            self.shim.terminate()
-            self.shim.wait(15)
-        self.shim = None
+__all__ = ["lab_up", "tmp"]  # the fixtures, used by name
 
 
 @pytest.fixture(params=["kernel", "mirror"])
-def agent(request: pytest.FixtureRequest, lab_up: LabState) -> Iterator[Agent]:
-    a = Agent(lab_up, request.param)
+def agent(request: pytest.FixtureRequest, lab_up: LabState, tmp: Path) -> Iterator[LbAgent]:
+    drain = {"actuator": "frr", "vtysh": runner.exec_argv(lab_up, "lb", ["vtysh"])}
+    a = LbAgent(lab_up, tmp, request.param, drain=drain)
     try:
         yield a
     finally:
-        a.stop()
-        a.stop_shim()
-        subprocess.run(
-            runner.exec_argv(lab_up, "lb", [sys.executable, "-m", "dfagent.cli.main", "linux",
-                             "cleanup", "--state-dir", str(a.tmp / "state")]),
-            capture_output=True, check=False,
-        )  # fmt: skip
-        subprocess.run(["rm", "-rf", str(a.tmp)], check=False)
+        a.close()
 
 
-def pinned(agent: Agent, name: str) -> int | None:
+def pinned(agent: LbAgent, name: str) -> int | None:
     rows = json.loads(agent.cli("nexthops", "--json").stdout)
     counts = [n["pinned"] for n in rows if n["name"] == name]
     return None if None in counts else sum(counts)
 
 
-def test_drain_wait_through_cli_grpc_agent_frr(agent: Agent, lab_up: LabState) -> None:
+def test_drain_wait_through_cli_grpc_agent_frr(agent: LbAgent, lab_up: LabState) -> None:
     agent.start()
     holder = Holder(lab_up)
     try:
@@ -214,9 +111,5 @@ def pin_map_size(state: LabState) -> int:
     return total
 
 
-def nexthops(agent: Agent) -> list[dict[str, Any]]:
+def nexthops(agent: LbAgent) -> list[dict[str, Any]]:
     return list(json.loads(agent.cli("nexthops", "--json").stdout))
-
-
-def wait_for(pred: Any, what: str, timeout: float = 30) -> None:
-    wait_until(pred, timeout, 0.3, what)

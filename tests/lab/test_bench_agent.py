@@ -33,6 +33,9 @@ def test_bench_agent_small() -> None:
     for r in res["restart"]:
         assert r["pins_before"] == r["pins_after"] == 5_000 and r["lost"] == 0, r
         assert 0 < r["ready_s"] <= r["counted_s"] < 30, r
+        # the agent logged its ready line: the process and the first pass within ready_s
+        assert r["first_pass_ms"] > 0 and r["before_first_pass_ms"] > 0, r
+        assert (r["first_pass_ms"] + r["before_first_pass_ms"]) / 1000 < r["ready_s"] + 0.05, r
     (m,) = [r for r in res["restart"] if r["mode"] == "map"]
     assert m["map_elements_before"] == m["map_elements_after"] == 5_000, m
 

@@ -17,13 +17,11 @@ Prometheus stores:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,125 +29,32 @@ import pytest
 import yaml
 
 from dfagent.bench.pcc import Holder
-from dfagent.lab import checks, mirror_shim, runner, spec
-from dfagent.lab.retry import wait_until
-from dfagent.lab.state import LabState, load_state
+from dfagent.lab import runner
+from dfagent.lab.state import LabState
+from tests.lab.lb_agent import (
+    SERVERS,
+    VIP4,
+    VIP6,
+    LbAgent,
+    free_port,
+    http_get,
+    in_lb,
+    lab_up,
+    tmp,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
-LAB = "resilient-ecmp"
-VIP4, VIP6 = "1.1.1.1", "2001:db8::1"
-SERVERS = {f"s{n}": [f"10.2.{n}.2", f"fd00:2:{n}::2"] for n in (1, 2, 3, 4)}
+__all__ = ["lab_up", "tmp"]  # the fixtures, used by name
 PROMETHEUS = "/usr/bin/prometheus"
 
 
-@pytest.fixture
-def lab_up() -> Iterator[LabState]:
-    the_lab = spec.load(LAB)
-    runner.down(LAB)
-    state = runner.up(the_lab, log=False)
-    try:
-        results = checks.run_checks(state, the_lab)
-        assert all(r.ok for r in results), [r for r in results if not r.ok]
-        yield state
-    finally:
-        runner.down(LAB)
-    assert load_state(LAB) is None
+class Agent(LbAgent):
+    """The agent with its metrics endpoint on a free port of lb's loopback."""
 
-
-def in_lb(state: LabState, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        runner.exec_argv(state, "lb", argv), capture_output=True, text=True, check=False, **kw
-    )
-
-
-def free_port(state: LabState) -> int:
-    """A loopback port nobody listens on in lb's namespace (the kernel picks it)."""
-    code = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
-    return int(in_lb(state, [sys.executable, "-c", code]).stdout)
-
-
-def http_get(state: LabState, url: str) -> tuple[int, str]:
-    """GET from inside lb's namespace (where both servers listen)."""
-    code = (
-        "import sys, urllib.request, urllib.error\n"
-        "try:\n"
-        "    r = urllib.request.urlopen(sys.argv[1], timeout=5)\n"
-        "    print(r.status); print(r.read().decode())\n"
-        "except urllib.error.HTTPError as e:\n"
-        "    print(e.code); print(e.read().decode())\n"
-        "except OSError as e:\n"
-        "    print(0); print(e)\n"
-    )
-    out = in_lb(state, [sys.executable, "-c", code, url], timeout=30).stdout
-    status, _, body = out.partition("\n")
-    return int(status or 0), body
-
-
-class Agent:
     def __init__(self, state: LabState, tmp: Path, mode: str) -> None:
-        self.state, self.tmp, self.mode = state, tmp, mode
-        self.sock = str(tmp / "dfagent.sock")
         self.port = free_port(state)
-        self.cfg: dict[str, Any] = {
-            "vips": [{"prefix": f"{VIP4}/32", "mode": mode},
-                     {"prefix": f"{VIP6}/128", "mode": mode}],
-            "linux": {"state_dir": str(tmp / "state"), "reconcile_interval": 1},
-            "nexthops": SERVERS,
-            "drain": {"actuator": "none"},
-            "api": {"socket": self.sock},
-            "metrics": {"address": f"127.0.0.1:{self.port}"},
-        }  # fmt: skip
-        if mode == "mirror":  # one ERSPAN session per ECMP member interface (eth2..eth5)
-            self.cfg["mirror"] = {
-                "sources": ["127.0.0.1"],
-                "sessions": {n: f"%eth{n + 1}" for n in (1, 2, 3, 4)},
-            }
-        self.config = tmp / "dfagent.yaml"
-        self.write(self.cfg)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.shim: subprocess.Popen[bytes] | None = None
-
-    def write(self, cfg: Any) -> None:
-        self.config.write_text(yaml.safe_dump(cfg) if not isinstance(cfg, str) else cfg)
-
-    def start(self) -> None:
-        if self.mode == "mirror":
-            state = self.state
-            self.shim = mirror_shim.spawn(
-                lambda argv: runner.exec_argv(state, "lb", argv),
-                {f"eth{n + 1}": n for n in (1, 2, 3, 4)},
-                self.tmp / "shim.log",
-            )
-        argv = [sys.executable, "-m", "dfagent.cli.main", "run", "--config", str(self.config)]
-        with open(self.tmp / "agent.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                runner.exec_argv(self.state, "lb", argv), stdout=log, stderr=subprocess.STDOUT
-            )
-
-        def ready() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log()  # died
-            p = self.cli("nexthops", "--json")
-            return p.returncode == 0 and (
-                sum(n["state"] == "active" for n in json.loads(p.stdout)) == 6
-            )
-
-        wait_until(ready, 30, 0.2, "the agent's six next hops active")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dfagent.cli.main", *args, "--socket", self.sock],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-
-    def log(self) -> str:
-        return (self.tmp / "agent.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        for p in (self.proc, self.shim):
-            if p is not None and p.poll() is None:
-                p.terminate()
-                p.wait(15)
-        self.proc = self.shim = None
+        super().__init__(state, tmp, mode, metrics={"address": f"127.0.0.1:{self.port}"})
 
 
 class Prometheus:
@@ -211,35 +116,6 @@ class Prometheus:
             self.proc.wait(15)
 
 
-def wait_for(
-    pred: Callable[[], Any],
-    what: str,
-    timeout: float = 40,
-    check: Callable[[], str | None] = lambda: None,
-    show: Callable[[], Any] = lambda: "",
-) -> None:
-    """Until ``pred()``; ``check()`` returns why waiting is pointless (a process died),
-    ``show()`` what there is instead (for the message)."""
-
-    def holds() -> Any:
-        err = check()
-        assert err is None, f"{what}: {err}"  # no point waiting
-        return True if pred() else show()  # what there is instead: the timeout's "last"
-
-    wait_until(holds, timeout, 0.3, what, until=lambda v: v is True)
-
-
-@pytest.fixture
-def tmp() -> Iterator[Path]:
-    # readable by the namespaced processes (pytest's tmp_path is 0700 under /tmp/pytest-of-root)
-    d = Path(tempfile.mkdtemp(prefix="dfagent-metrics-"))
-    os.chmod(d, 0o755)
-    try:
-        yield d
-    finally:
-        subprocess.run(["rm", "-rf", str(d)], check=False)
-
-
 @pytest.fixture(params=["kernel", "mirror"])
 def running(
     request: pytest.FixtureRequest, lab_up: LabState, tmp: Path
@@ -254,9 +130,7 @@ def running(
     finally:
         if prom is not None:
             prom.stop()
-        agent.stop()
-        in_lb(lab_up, [sys.executable, "-m", "dfagent.cli.main", "linux", "cleanup",
-                       "--state-dir", str(tmp / "state")])  # fmt: skip
+        agent.close()
     assert in_lb(lab_up, ["pgrep", "-f", str(tmp)]).stdout == ""  # nothing of ours left
 
 

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,21 +26,10 @@ import yaml
 
 from dfagent.lab.state import LabState
 from tests.dockerfile import copy_context, parse
-from tests.lab.test_metrics_prometheus import free_port, http_get, in_lb, lab_up, wait_for
+from tests.lab.lb_agent import free_port, http_get, in_lb, lab_up, tmp, wait_for
 
 pytestmark = pytest.mark.lab
-__all__ = ["lab_up"]  # the fixture, used by name
-
-
-@pytest.fixture
-def image_env() -> Iterator[Path]:
-    """/work of the "image": src (context), wheels, venv, etc (the /etc/dfagent volume)."""
-    d = Path(tempfile.mkdtemp(prefix="dfagent-image-"))
-    os.chmod(d, 0o755)
-    try:
-        yield d
-    finally:
-        subprocess.run(["rm", "-rf", str(d)], check=False)
+__all__ = ["lab_up", "tmp"]  # the fixtures, used by name (tmp: /work of the "image")
 
 
 def run(
@@ -55,7 +41,7 @@ def run(
 
 
 def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
-    image_env: Path, lab_up: LabState
+    tmp: Path, lab_up: LabState
 ) -> None:
     df = parse()
     base = df.final.base
@@ -71,7 +57,7 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
     assert missing == [], f"the image's Debian packages, missing here: {missing}"
 
     # COPY . /src; pip wheel … /src (build stage); pip install /wheels/dfagent-*.whl (final)
-    paths = {"/src": str(image_env / "src"), "/wheels": str(image_env / "wheels")}
+    paths = {"/src": str(tmp / "src"), "/wheels": str(tmp / "wheels")}
     assert [".", "/src"] in df.copies and ["--from=build", "/wheels", "/wheels"] in df.copies
 
     def here(argv: list[str]) -> list[str]:
@@ -83,11 +69,11 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
             out.append(w)
         return out
 
-    copy_context(image_env / "src")
-    assert not (image_env / "src" / ".venv").exists()
-    assert not glob.glob(str(image_env / "src" / "dfagent" / "wire" / "*.so"))
-    run([sys.executable, "-m", "venv", str(image_env / "venv")])
-    venv_bin = image_env / "venv" / "bin"
+    copy_context(tmp / "src")
+    assert not (tmp / "src" / ".venv").exists()
+    assert not glob.glob(str(tmp / "src" / "dfagent" / "wire" / "*.so"))
+    run([sys.executable, "-m", "venv", str(tmp / "venv")])
+    venv_bin = tmp / "venv" / "bin"
     pip = [str(venv_bin / "python"), "-m", "pip"]
     wheel = here(df.stage("build").pip("wheel"))
     run([*pip, *wheel[1:]], timeout=600)
@@ -96,23 +82,23 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
     run([*pip, *install[1:]], timeout=900)
     py = str(venv_bin / "python")
     # from the image's folder: `python -c` puts the working directory first on sys.path
-    where = run([py, "-c", "import dfagent.wire._fastsyn as f; print(f.__file__)"], cwd=image_env)
-    assert str(image_env / "venv") in where.stdout, where.stdout  # the wheel, not this tree
+    where = run([py, "-c", "import dfagent.wire._fastsyn as f; print(f.__file__)"], cwd=tmp)
+    assert str(tmp / "venv") in where.stdout, where.stdout  # the wheel, not this tree
     # only what the code imports: scapy is no dependency of the image
     scapy = run([py, "-c", "import importlib.util as u; print(u.find_spec('scapy'))"])
     assert scapy.stdout == "None\n", scapy.stdout
 
     # the /etc/dfagent volume, the state and run volumes in the image's folder too
-    etc = image_env / "etc"
+    etc = tmp / "etc"
     etc.mkdir()
-    sock = str(image_env / "run" / "dfagent.sock")
+    sock = str(tmp / "run" / "dfagent.sock")
     port = free_port(lab_up)
     (etc / "dfagent.yaml").write_text(
         yaml.safe_dump(
             {
                 "vips": [{"prefix": "1.1.1.1/32", "mode": "kernel"},
                          {"prefix": "2001:db8::1/128", "mode": "kernel"}],
-                "linux": {"state_dir": str(image_env / "state")},
+                "linux": {"state_dir": str(tmp / "state")},
                 "nexthops": {f"s{n}": [f"10.2.{n}.2", f"fd00:2:{n}::2"] for n in (1, 2, 3)},
                 "drain": {"actuator": "none"},
                 "api": {"socket": sock},
@@ -124,13 +110,13 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
     volume = "/etc/dfagent"
     entry = [w.replace(volume, str(etc), 1) if w.startswith(volume) else w for w in df.entrypoint]
     assert entry[0] == "dfagent" and entry != df.entrypoint
-    env = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(image_env)}
+    env = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp)}
     argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *entry]
-    log_path = image_env / "agent.log"
+    log_path = tmp / "agent.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", lab_up.namespaces["lb"], *argv],
-            stdout=log, stderr=subprocess.STDOUT, cwd=image_env,
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
         )  # fmt: skip
     dfagent = str(venv_bin / "dfagent")
     try:
@@ -165,4 +151,4 @@ def test_the_image_environment_runs_the_entrypoint_on_a_lab_router(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        in_lb(lab_up, [dfagent, "linux", "cleanup", "--state-dir", str(image_env / "state")])
+        in_lb(lab_up, [dfagent, "linux", "cleanup", "--state-dir", str(tmp / "state")])

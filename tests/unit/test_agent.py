@@ -162,6 +162,20 @@ def test_stop_ends_the_loop_and_pending_operations_still_run() -> None:
     agent.close()
 
 
+def test_ready_line_says_where_the_start_went(caplog: pytest.LogCaptureFixture) -> None:
+    dp = FakeDatapath()
+    agent = Agent(dp, options=AgentOptions(reconcile_interval=3600))
+    agent.stop()
+    with caplog.at_level("INFO", logger="dfagent.agent"):
+        agent.run()
+    agent.close()
+    ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ready ")]
+    assert len(ready) == 1, caplog.text
+    fields = dict(kv.split("=") for kv in ready[0].split()[1:])
+    # this test process started before the pass: its age exceeds the pass
+    assert 0 <= float(fields["first_pass_ms"]) < float(fields["since_process_start_ms"])
+
+
 def test_a_stream_of_operations_does_not_starve_route_changes(running: Any) -> None:
     """Pin batches keep arriving (each op re-queues another, as a busy mirror path does): a
     route change still gets its pass within a few loop rounds, not after the stream ends."""
