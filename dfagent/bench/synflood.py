@@ -142,7 +142,10 @@ class SynFloodBench(PccBench):
             attempts = new.reply("attempts")
             after = self._ct_stats()
             out["ct_count_end"] = self._count()
-            flooded, _ = flood.communicate(timeout=total_s + 30)
+            try:
+                flooded, _ = flood.communicate(timeout=total_s + 30)
+            except subprocess.TimeoutExpired:
+                raise LabError(f"the flood did not end {total_s + 30:.0f} s after it began") from None
             out["flood"] = json.loads(flooded.strip().splitlines()[-1])
             flood = None
             traffic = held.reply("traffic")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import click
 
-from dfagent.bench.pcc import root_required
 from dfagent.bench.synflood import MODES, SynFloodBench, format_table
 from dfagent.bench.untrack import UntrackBench
 from dfagent.bench.untrack import format_table as format_untrack
-from dfagent.cli.bench import bench
-from dfagent.lab.errors import LabError
+from dfagent.cli.bench import JSON_OPTION, Log, Result, bench, modes_list, run_lab_bench
 
 
 @bench.command("synflood")
@@ -63,7 +57,7 @@ from dfagent.lab.errors import LabError
 @click.option("--modes", default=",".join(MODES), show_default=True,
               help="Comma-separated: ecmp (no dfagent), kernel (kernel mode, SYNs tracked), "
               "kernel-guard (--syn-untracked). Each runs on a fresh lab.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def synflood_cmd(
     connections: int,
     established: int,
@@ -77,18 +71,15 @@ def synflood_cmd(
     """A spoofed SYN flood fills lb's conntrack table (resilient-ecmp lab) while pinned
     connections carry a request every 100 ms and new connections are attempted at a steady
     rate: broken pinned connections and the new connections' success rate per mode."""
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
+    wanted = modes_list(modes, MODES)
+
+    def work(log: Log) -> Result:
         b = SynFloodBench(
             connections, established, flood_rate, new_rate, seconds, log=log, leave_free=leave_free
         )
-        result = b.run(wanted)
-    except (LabError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(result) if as_json else format_table(result))
+        return b.run(wanted)
+
+    run_lab_bench(work, as_json, format_table)
 
 
 @bench.command("untrack")
@@ -113,16 +104,11 @@ def synflood_cmd(
     type=click.IntRange(1, 4096),
     help="UDP source ports (flows) of the load.",
 )
-@click.option("--json", "as_json", is_flag=True, help="JSON result on stdout.")
+@JSON_OPTION
 def untrack_cmd(rounds: int, seconds: float, flows: int, as_json: bool) -> None:
     """Traffic that is not for a VIP through lb (resilient-ecmp lab): no conntrack entry with
     dfagent, and its forwarding rate without dfagent, with it, and with it tracking
     everything (--track-others), in one run."""
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    try:
-        root_required()
-        result = UntrackBench(rounds, seconds, flows, log=log).run()
-    except (LabError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(json.dumps(result) if as_json else format_untrack(result))
+    run_lab_bench(
+        lambda log: UntrackBench(rounds, seconds, flows, log=log).run(), as_json, format_untrack
+    )
