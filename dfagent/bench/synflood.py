@@ -145,7 +145,7 @@ class SynFloodBench(PccBench):
             try:
                 flooded, _ = flood.communicate(timeout=total_s + 30)
             except subprocess.TimeoutExpired:
-                raise LabError(f"the flood did not end {total_s + 30:.0f} s after it began") from None
+                raise LabError(f"the flood did not end in {total_s + 30:.0f} s") from None
             out["flood"] = json.loads(flooded.strip().splitlines()[-1])
             flood = None
             traffic = held.reply("traffic")
