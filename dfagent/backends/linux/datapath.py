@@ -956,6 +956,10 @@ class LinuxDatapath:
             "mark_mask": hexmark(self.space.mask),
             "one_direction": self.cfg.one_direction,
             "ct_copy": self.cfg.ruleset().copies,
+            # what the agent untracks, and why not (the other conntrack users it found)
+            "untrack_others": self.cfg.untrack_others,
+            "syn_untracked": self.cfg.syn_untracked,
+            "conntrack_users": self.ct_users[:20],
             "direction": self.direction.verdict.to_json(),
             "marks": self.planner.marks.to_json(),
             "quarantine": sorted(self.planner.marks.quarantine),
