@@ -4,13 +4,14 @@ tests/lab/test_synflood.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dfagent.backends.linux import ctusers
 
 
-def rule(table: str, expr: list[object], chain: str = "c") -> dict[str, object]:
+def rule(table: str, expr: list[Any], chain: str = "c") -> dict[str, Any]:
     return {"rule": {"family": "inet", "table": table, "chain": chain, "handle": 4, "expr": expr}}
 
 
@@ -31,13 +32,13 @@ COUNTER = {"counter": None}
         ([rule("fw", [{"mangle": {"key": {"ct": {"key": "mark"}}, "value": 1}}])], "uses ct mark"),
     ],
 )  # fmt: skip
-def test_conntrack_users_are_named(items: list[dict[str, object]], found: str) -> None:
+def test_conntrack_users_are_named(items: list[dict[str, Any]], found: str) -> None:
     got = ctusers.from_ruleset(items)
     assert len(got) == 1 and found in got[0], got
 
 
 def test_dfagent_and_stateless_rules_are_not_users() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         rule("dfagent", [CT_STATE]),  # its own table
         rule("fw", [COUNTER, {"xt": {"type": "target", "name": "LOG"}}]),
         {"chain": {"family": "inet", "table": "fw", "name": "in", "type": "filter"}},
