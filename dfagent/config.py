@@ -140,6 +140,11 @@ class MirrorConfig:
     pin_timeout: int = DEFAULT_PIN_TIMEOUT
     pin_map_size: int = DEFAULT_PIN_MAP_SIZE
     batch: BatchConfig = BatchConfig()
+    # second chance: SYN-ACKs mirrored where the servers' answers enter pin too
+    synack: bool = False
+    # Linux, both directions: a flow without a pin from a mirror is recorded where the route
+    # sent it (kernel mode's record rule), the fallback when both mirror copies are lost
+    record: bool = False
 
     @property
     def any_source(self) -> bool:
@@ -246,6 +251,17 @@ class Config:
         """The next-hop text of a mirror session, with a name resolved to its address."""
         nh = self.mirror.sessions.get(session)
         return self.nexthops.get(nh, nh) if nh is not None else None
+
+    def session_families(self, session: int) -> dict[int, str]:
+        """A session naming a next hop with several addresses: family → its first address
+        of that family ({} for an address or a name with one address)."""
+        addrs = self.nexthop_addresses.get(self.mirror.sessions.get(session, ""), ())
+        out: dict[int, str] = {}
+        for a in addrs:
+            head = a.partition("%")[0]
+            if head:
+                out.setdefault(ipaddress.ip_address(head).version, a)
+        return out if len(out) > 1 else {}
 
 
 # ── reading ──────────────────────────────────────────────────────────────────────────────
@@ -542,7 +558,10 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
     )
 
 
-MIRROR_KEYS = ("listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch")
+MIRROR_KEYS = (
+    "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
+    "record",
+)  # fmt: skip
 
 
 def _addresses(err: _Errors, path: str, value: Any, allow_any: bool) -> tuple[str, ...]:
@@ -618,6 +637,8 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
                 DEFAULT_BATCH_MAX_DELAY_MS, "milliseconds",
             ),
         ),
+        synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
+        record=_bool(err, "mirror.record", d.get("record"), dflt.record),
     )  # fmt: skip
 
 
@@ -961,6 +982,11 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
                     f"vips[{at[i]}].mode",
                     "kernel needs backend linux (EOS learns flows from mirrors)",
                 )
+    if cfg.mirror.record and "mirror" in modes:
+        if cfg.backend.type == "eos":
+            err.add("mirror.record", "needs backend linux (the record is a Linux router's)")
+        elif cfg.linux.one_direction:
+            err.add("mirror.record", "needs both directions (not with linux.one_direction)")
     for i, v in enumerate(cfg.vips):
         if "udp" not in v.protocols:
             continue
@@ -1097,6 +1123,8 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "pin_timeout": cfg.mirror.pin_timeout,
             "pin_map_size": cfg.mirror.pin_map_size,
             "batch": dataclasses.asdict(cfg.mirror.batch),
+            "synack": cfg.mirror.synack,
+            "record": cfg.mirror.record,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)

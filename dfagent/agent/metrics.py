@@ -213,7 +213,9 @@ class Metrics:
             "dfagent_mirror_packets",
             "Mirror packets by outcome: syn (a SYN decoded), skipped (not a TCP SYN), error "
             "(malformed), dropped (not-allowed: source not listed; queue-full, not-vip, "
-            "unknown-session: a decoded SYN not handed to the pin path).",
+            "unknown-session: a decoded SYN not handed to the pin path), synack (the second "
+            "chance: decoded SYN-ACKs; pinned: of flows whose SYN was not seen; seen: of "
+            "flows their SYN pinned).",
             labels=["outcome", "reason"],
         )
         for key, n in sorted(m.items()):
@@ -275,7 +277,11 @@ def mirror_outcome(key: str) -> tuple[str, str] | None:
     """(outcome, reason) of a mirror counter key; None for the totals (packets, bytes)."""
     if key == "syn":
         return ("syn", "")
+    if key == "synack":  # the second chance: decoded; then pinned or seen (its SYN pinned)
+        return ("synack", "decoded")
     kind, sep, reason = key.partition(":")
+    if kind == "synack":
+        return ("synack", reason)
     if not sep:
         return ("error", "socket") if key == "socket-errors" else None
     if kind == "skip":

@@ -90,7 +90,7 @@ class MirrorFeed:
         mirror = m.mirror.copy()
         log.info(
             "map-pins pinned=%d replaced=%d unknown_nexthop=%d failed=%d batches=%d "
-            "unknown_session=%d not_vip=%d mirror=%s",
+            "unknown_session=%d not_vip=%d synack_pinned=%d mirror=%s",
             m.pins["pinned"] + m.pins["replaced"],
             m.pins["replaced"],
             m.pins["unknown_nexthop"],
@@ -98,12 +98,18 @@ class MirrorFeed:
             m.pin_batches,
             mirror.get("drop:unknown-session", 0),
             mirror.get("drop:not-vip", 0),
+            mirror.get("synack:pinned", 0),
             json.dumps(mirror, sort_keys=True),
         )
 
 
 def mirror_sessions(cfg: Config) -> dict[int, str]:
     return {sid: cfg.session_nexthop(sid) or "" for sid in cfg.mirror.sessions}
+
+
+def session_families(cfg: Config) -> dict[int, dict[int, str]]:
+    """Sessions naming a server with a v4 and a v6 address (one session per member)."""
+    return {sid: f for sid in cfg.mirror.sessions if (f := cfg.session_families(sid))}
 
 
 @dataclass
@@ -128,7 +134,9 @@ class MirrorPath:
     def apply(self, cfg: Config) -> None:
         """A reloaded config: sources, sessions and batch limits take effect at once."""
         self.receiver.set_sources(None if cfg.mirror.any_source else list(cfg.mirror.sources))
+        self.receiver.synack = self.feed.egress.second_chance = cfg.mirror.synack
         self.feed.egress.sessions = mirror_sessions(cfg)
+        self.feed.egress.by_family = session_families(cfg)
         self.feed.set_batch(cfg.mirror.batch.max_items, cfg.mirror.batch.max_delay_ms / 1000)
 
     def close(self) -> None:
@@ -146,9 +154,11 @@ def open_mirror(
     vips = tuple(v.prefix for v in cfg.vips)
     egress = EgressResolver(
         mirror_sessions(cfg),
+        by_family=session_families(cfg),
         vips=vips,
         counters=agent.metrics.mirror,
         default="" if query else None,
+        second_chance=cfg.mirror.synack,
     )
     sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)
     batch = cfg.mirror.batch
@@ -166,7 +176,8 @@ def open_path(
     """Bind the receiver (``sources`` None: any) and build the feed into ``agent``."""
     from dfagent.mirror.receiver import MirrorReceiver
 
-    receiver = MirrorReceiver(sources, counters=agent.metrics.mirror)
+    # the second chance is the egress resolver's setting: the receiver decodes SYN-ACKs for it
+    receiver = MirrorReceiver(sources, counters=agent.metrics.mirror, synack=egress.second_chance)
     receiver.open()
     feed = MirrorFeed(agent, receiver, egress, max_items, max_delay)
     return MirrorPath(receiver, feed, stop)

@@ -44,7 +44,7 @@ def datapath_config(cfg: Config) -> DatapathConfig:
         reconcile_interval=lx.reconcile_interval,
         gc_grace=lx.gc_grace,
         dead_hold=lx.dead_hold,
-        record=not mirror,
+        record=not mirror or cfg.mirror.record,  # the record: map mode's fallback too
         pin_maps=mirror,
         pin_map_size=cfg.mirror.pin_map_size,
         pin_timeout=cfg.mirror.pin_timeout,

@@ -8,7 +8,9 @@ to see where new flows go.
 
 Modes: `ecmp` (plain Linux multipath, no dfagent), `resilient` (a Linux resilient nexthop
 group, the events applied to its members), `kernel` (dfagent kernel mode on lb), `map`
-(dfagent map mode fed by a mirror shim on lb).
+(dfagent map mode fed by a mirror shim on lb), `eos` (lb plays an Arista switch: the eAPI
+test switch's DirectFlow flows steer its forwarding, agents with the EOS backend pin over
+eAPI from mirrored SYNs; see bench/pcc_eos.py).
 
 Topologies: `symmetric` (the resilient-ecmp lab: lb sees both directions) and `asymmetric`
 (the resilient-ecmp-dsr lab: the servers answer the client directly, lb sees only the
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.backends.frr.drain import FrrDrain
+from dfagent.bench.pcc_eos import EosLab
 from dfagent.lab import checks, mirror_shim, runner, spec
 from dfagent.lab.errors import LabError
 from dfagent.lab.retry import wait_until
@@ -50,7 +53,9 @@ MODES = ("ecmp", "resilient", "kernel", "map")
 # kernel / map mode with pins in conntrack even on the asymmetric topology (the failure the
 # --one-direction option fixes, kept measurable); on the symmetric one they equal kernel / map
 CONNTRACK_MODES = ("kernel-ct", "map-ct")
-ALL_MODES = MODES + CONNTRACK_MODES
+# the EOS backend against the eAPI test switch's lab flavour (symmetric topology only)
+EOS_MODES = ("eos",)
+ALL_MODES = MODES + CONNTRACK_MODES + EOS_MODES
 # (event, servers in the ECMP set afterwards)
 EVENTS: tuple[tuple[str, frozenset[str]], ...] = (
     ("drain s1", frozenset({"s2", "s3"})),
@@ -78,6 +83,7 @@ class ModeResult:
     open_failed: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     pins: int | None = None  # map mode: flows in the pin maps at the end
+    pinned_by_agent: dict[str, int] | None = None  # eos: each agent's pins at the end
 
     @property
     def broken_total(self) -> int:
@@ -90,6 +96,7 @@ class ModeResult:
             "events": self.events,
             "broken_total": self.broken_total,
             **({"pins": self.pins} if self.pins is not None else {}),
+            **({"pinned_by_agent": self.pinned_by_agent} if self.pinned_by_agent else {}),
         }
 
 
@@ -136,6 +143,7 @@ class PccBench:
         log: Log = print,
         topology: str = "symmetric",
         rates: bool | None = None,
+        eos_agents: str = "servers",
     ):
         self.topology = topology
         self.lab_name, self.agent_opts = TOPOLOGIES[topology]
@@ -148,6 +156,8 @@ class PccBench:
         self.lab: spec.Lab | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self.shim: subprocess.Popen[bytes] | None = None
+        self.eos_agents = eos_agents
+        self.eos: EosLab | None = None
         self.rates: dict[str, float] = {}
 
     # --- lab plumbing -------------------------------------------------------------------
@@ -184,6 +194,9 @@ class PccBench:
             )
 
     def _lab_down(self) -> None:
+        if self.eos is not None:
+            self.eos.stop()
+            self.eos = None
         for proc in (self.agent, self.shim):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -372,8 +385,13 @@ class PccBench:
                 self._measure_rates(holder)
             if _base(mode) in ("kernel", "map"):
                 self._start_agent(mode)
+            elif mode in EOS_MODES:
+                self.eos = EosLab(self.state, SERVERS, (VIP4, VIP6), self.eos_agents)
+                self.eos.start()
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=PORT, count=self.n)
             res.opened, res.open_failed = opened["opened"], opened["failed"]
+            if self.eos is not None:
+                self.eos.wait_pins(res.opened)
             base = holder.ask("check")
             self.log(f"{mode}: {res.opened} connections open {base['by_server']}")
             broken_before = base["broken"]
@@ -382,6 +400,8 @@ class PccBench:
                 if mode != "resilient":
                     self._wait_servers(members)
                 self._wait_agent(members)
+                if self.eos is not None:
+                    self.eos.agents_alive()
                 time.sleep(1.0)  # let the drain/withdraw settle on every path
                 chk = holder.ask("check")
                 fresh = holder.ask("fresh", count=self.fresh)
@@ -399,10 +419,15 @@ class PccBench:
                     f"{mode}: {event:14} alive {ev['alive']:6}  broken {ev['broken']:6}  "
                     f"fresh {ev['fresh']}"
                 )
+            made = res.opened + sum(sum(e["fresh"].values()) for e in res.events)
             if mode == "map" or (mode == "kernel" and "--one-direction" in self.agent_opts):
-                made = res.opened + sum(sum(e["fresh"].values()) for e in res.events)
                 res.pins = self._settled_pins(mode, made)
                 self.log(f"{mode}: {res.pins} flows in the pin maps ({made} connections made)")
+            elif self.eos is not None:
+                res.pins = self.eos.pins(made)
+                res.pinned_by_agent = self.eos.pinned_by_agent()
+                self.log(f"{mode}: {res.pins} DirectFlow flows steering lb ({made} connections "
+                         f"made), pinned by agent {res.pinned_by_agent}")  # fmt: skip
         finally:
             holder.close()
             self._lab_down()
@@ -436,6 +461,8 @@ class PccBench:
         return total
 
     def run(self, modes: list[str]) -> dict[str, Any]:
+        if self.topology != "symmetric" and set(modes) & set(EOS_MODES):
+            raise LabError("mode eos runs on the symmetric topology only")
         results = {}
         for mode in modes:
             results[mode] = self.run_mode(mode).as_dict()

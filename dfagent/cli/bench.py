@@ -70,6 +70,7 @@ from dfagent.cli import (  # noqa: E402
     bench_decode,  # noqa: F401
     bench_eapi,  # noqa: F401
     bench_mirror,  # noqa: F401
+    bench_mirrorloss,  # noqa: F401
     bench_paths,  # noqa: F401
     bench_pcc,  # noqa: F401
     bench_pinrate,  # noqa: F401

@@ -17,7 +17,9 @@ from dfagent.cli.bench import JSON_OPTION, bench, modes_list, run_lab_bench
     default=",".join(MODES),
     show_default=True,
     help="Comma-separated: ecmp, resilient, kernel, map; kernel-ct and map-ct keep pins in "
-    "conntrack on the asymmetric topology too (to measure what --one-direction fixes).",
+    "conntrack on the asymmetric topology too (to measure what --one-direction fixes); eos: "
+    "lb plays an Arista switch (the eAPI test switch driving its datapath), agents with the "
+    "EOS backend pin over eAPI.",
 )
 @click.option(
     "--topology",
@@ -37,6 +39,13 @@ from dfagent.cli.bench import JSON_OPTION, bench, modes_list, run_lab_bench
     show_default=True,
     help="egress-ecmp: hosts behind two NAT gateways (modes ecmp, kernel; see bench/egress.py).",
 )
+@click.option(
+    "--eos-agents",
+    type=click.Choice(["servers", "lb"]),
+    default="servers",
+    show_default=True,
+    help="Mode eos: an agent on each server with the VIP as mirror destination, or one on lb.",
+)
 def pcc(
     connections: int,
     modes: str,
@@ -45,6 +54,7 @@ def pcc(
     chart: str | None,
     as_json: bool,
     lab: str,
+    eos_agents: str,
 ) -> None:
     """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
     how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
@@ -56,7 +66,9 @@ def pcc(
         return
     wanted = modes_list(modes, ALL_MODES)
     result = run_lab_bench(
-        lambda log: PccBench(connections, fresh=fresh, log=log, topology=topology).run(wanted),
+        lambda log: PccBench(
+            connections, fresh=fresh, log=log, topology=topology, eos_agents=eos_agents
+        ).run(wanted),
         as_json,
         format_table,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -52,6 +53,21 @@ from dfagent.lab.eapi import DEFAULT_CAPACITY, EapiSwitch
     metavar="CERT KEY",
     help="Serve https with this certificate and key.",
 )
+@click.option(
+    "--datapath",
+    type=click.Choice(["none", "linux"]),
+    default="none",
+    show_default=True,
+    help="linux: DirectFlow flows steer this host's forwarding (nft map + policy routing) and "
+    "`show ip route` / `show load-balance destination` answer from its kernel (run it on a "
+    "lab's router, as root).",
+)
+@click.option(
+    "--vtysh",
+    default="vtysh",
+    show_default=True,
+    help="With --datapath linux: how to reach this host's FRR (IPv6 next hops of BGP routes).",
+)
 def eapi_switch(
     host: str,
     port: int,
@@ -62,11 +78,14 @@ def eapi_switch(
     directflow_enabled: bool,
     unix_socket: str | None,
     tls: tuple[str, str] | None,
+    datapath: str,
+    vtysh: str,
 ) -> None:
     """An Arista EOS stand-in speaking eAPI (POST /command-api) until Ctrl-C.
 
     DirectFlow, the drain's prefix-lists/route-maps/BGP neighbours, and the show commands
-    dfagent's EOS backend uses; state lives in memory. Not a switch: nothing is forwarded.
+    dfagent's EOS backend uses; state lives in memory. Nothing is forwarded unless
+    --datapath linux makes its DirectFlow flows steer this host's traffic.
     """
     switch = EapiSwitch(
         host,
@@ -79,9 +98,20 @@ def eapi_switch(
         unix_socket=unix_socket,
         tls=tls or None,
     )
+    dp = None
+    if datapath == "linux":
+        from dfagent.lab.eapi.linux_datapath import attach
+
+        try:
+            dp = attach(switch.state, shlex.split(vtysh))
+        except (RuntimeError, OSError, ImportError) as exc:
+            click.echo(f"error: the linux datapath cannot start: {exc}", err=True)
+            sys.exit(2)
     try:
         switch.start()
     except OSError as exc:
+        if dp is not None:
+            dp.close()
         click.echo(f"error: cannot listen on {host} port {port}: {exc.strerror or exc}", err=True)
         sys.exit(2)
     click.echo(f"eAPI test switch {hostname}: {switch.url} (user {username})", nl=False)
@@ -95,4 +125,6 @@ def eapi_switch(
         pass
     finally:
         switch.close()
+        if dp is not None:
+            dp.close()
     click.echo("stopped")

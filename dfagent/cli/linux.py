@@ -336,6 +336,20 @@ def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
     help="Accept mirrored packets only from this address (repeatable; required with "
     "--nexthop-map; `any` accepts every source).",
 )
+@click.option(
+    "--synack",
+    is_flag=True,
+    help="Second chance: also pin from mirrored SYN-ACKs (the servers' answers, mirrored where "
+    "they enter from each member; the session names the member), for flows whose SYN mirror "
+    "was lost.",
+)
+@click.option(
+    "--record",
+    "record_fallback",
+    is_flag=True,
+    help="Fallback on a router that sees both directions: a flow without a pin from a mirror "
+    "is recorded where the route sent it, as kernel mode does (its conntrack mark).",
+)
 @click.option("--size", "map_size", default=DEFAULT_PIN_MAP_SIZE, show_default=True, type=int,
               help="Capacity of each pin map (flows).")  # fmt: skip
 @click.option("--timeout", "pin_timeout", default=DEFAULT_PIN_TIMEOUT, show_default=True,
@@ -350,6 +364,8 @@ def map_cmd(
     verbose: bool,
     nexthop_map: tuple[str, ...],
     mirror_sources: tuple[str, ...],
+    synack: bool,
+    record_fallback: bool,
     map_size: int,
     pin_timeout: int,
     max_items: int,
@@ -368,13 +384,21 @@ def map_cmd(
         sessions = parse_session_map(nexthop_map)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--nexthop-map") from exc
+    if synack and not sessions:
+        raise click.UsageError("--synack needs --nexthop-map (the sessions name the members)")
     sources = _mirror_sources(mirror_sources) if sessions else None
     for name, value in (("--size", map_size), ("--timeout", pin_timeout),
                         ("--max-items", max_items)):  # fmt: skip
         if value <= 0:
             raise click.BadParameter("must be more than 0", param_hint=name)
+    if record_fallback and opts.get("one_direction"):
+        raise click.UsageError("--record needs both directions (not with --one-direction)")
     cfg = _config(
-        record=False, pin_maps=True, pin_map_size=map_size, pin_timeout=pin_timeout, **opts
+        record=record_fallback,
+        pin_maps=True,
+        pin_map_size=map_size,
+        pin_timeout=pin_timeout,
+        **opts,
     )
     _need_root("map")
     _setup_logging(verbose)
@@ -385,7 +409,9 @@ def map_cmd(
             _on_signals(agent.stop)
             agent.run()
             return
-        egress = EgressResolver(sessions, vips=cfg.vips, counters=agent.metrics.mirror)
+        egress = EgressResolver(
+            sessions, vips=cfg.vips, counters=agent.metrics.mirror, second_chance=synack
+        )
         _serve_mirrors(agent, egress, sources, max_items, max_delay_ms, log)
 
 
@@ -413,9 +439,10 @@ def _serve_mirrors(
         _fail(f"mirror receiver: {exc}")
     path.start()
     log.info(
-        "map-mode receiver=on sessions=%s sources=%s",
+        "map-mode receiver=on sessions=%s sources=%s synack=%s",
         json.dumps({str(k): v for k, v in egress.sessions.items()}),
         ",".join(sources) if sources else "any",
+        "on" if egress.second_chance else "off",
     )
     if sources is None:
         log.warning("mirror-source-any: mirrored SYNs are accepted from every host")

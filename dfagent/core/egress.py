@@ -9,6 +9,7 @@ Pure; events are anything with ``session``, ``gre_key``, ``src``, ``dst``, ``spo
 from __future__ import annotations
 
 import ipaddress
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -99,6 +100,9 @@ def parse_session_map(items: Iterable[str]) -> dict[int, str]:
 
 UNKNOWN_SESSION = "drop:unknown-session"
 NOT_VIP = "drop:not-vip"
+SYNACK_PINNED = "synack:pinned"  # a SYN-ACK pinned a flow whose SYN the agent never saw
+SYNACK_SEEN = "synack:seen"  # a SYN-ACK of a flow its SYN had pinned: nothing to write
+RECENT_SYNS = 1 << 16
 
 
 @dataclass
@@ -115,6 +119,14 @@ class EgressResolver:
     by_session: dict[int, int] = field(default_factory=dict)
     # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
     default: str | None = None
+    # a session naming a server that has a v4 and a v6 address: the flow's family picks
+    # (``sessions`` holds the first one, which a flow of the other family cannot use)
+    by_family: Mapping[int, Mapping[int, str]] = field(default_factory=dict)
+    # second chance: the flows of the last `recent_max` SYNs, so the SYN-ACK of a flow its
+    # SYN already pinned costs no second write (an evicted one is written again: harmless)
+    second_chance: bool = False
+    recent_max: int = RECENT_SYNS
+    recent: OrderedDict[tuple[str, str, int, int], None] = field(default_factory=OrderedDict)
 
     @property
     def unknown(self) -> int:
@@ -136,15 +148,35 @@ class EgressResolver:
             self.counters[UNKNOWN_SESSION] = self.counters.get(UNKNOWN_SESSION, 0) + 1
             return None
         self.by_session[sid] = self.by_session.get(sid, 0) + 1
+        fams = self.by_family.get(sid)
+        if fams:
+            return fams.get(ipaddress.ip_address(ev.dst).version, nh)
         return nh
 
     def pin_items(self, events: Iterable[MirroredSyn]) -> list[tuple[str, str, int, int, str]]:
+        """(client, VIP, client port, VIP port, next hop) of each event to pin. A SYN-ACK
+        (an event with ``flow()``, mirrored where the server's answer entered) pins the
+        reversed tuple, its session naming the member that leads to that server."""
         out = []
+        recent = self.recent if self.second_chance else None
         for ev in events:
-            if not self.for_vip(ev.dst):
+            of_synack = getattr(ev, "flow", None)
+            synack = of_synack is not None
+            flow = of_synack() if of_synack is not None else (ev.src, ev.dst, ev.sport, ev.dport)
+            if not self.for_vip(flow[1]):
                 self.counters[NOT_VIP] = self.counters.get(NOT_VIP, 0) + 1
                 continue
+            if synack and recent is not None and flow in recent:
+                self.counters[SYNACK_SEEN] = self.counters.get(SYNACK_SEEN, 0) + 1
+                continue
             nh = self.nexthop(ev)
-            if nh is not None:
-                out.append((ev.src, ev.dst, ev.sport, ev.dport, nh))
+            if nh is None:
+                continue
+            if synack:
+                self.counters[SYNACK_PINNED] = self.counters.get(SYNACK_PINNED, 0) + 1
+            elif recent is not None:  # a SYN that pins: its SYN-ACK will have nothing to do
+                recent[flow] = None
+                if len(recent) > self.recent_max:  # OrderedDict: O(1) from the front (a
+                    recent.popitem(last=False)  # dict's first key slows as deletions pile)
+            out.append((*flow, nh))
         return out

@@ -25,8 +25,12 @@ Queue: bounded (`queue_size` events). When it is full the policy is "newest" (dr
 arriving events: the default, it never touches what the consumer is about to read) or
 "oldest" (drop from the head); either way "drop:queue-full" counts them.
 
+Second chance (`synack=True`): a packet the SYN decoder skips as not-syn is decoded again
+for a SYN-ACK (pure Python; only such packets pay for it), queued as a `SynAckEvent` and
+counted "synack"; the agent pins the client's flow to the session's next hop.
+
 Counters (all ints, in `counters`: the agent's metrics dict when it passes one): packets,
-bytes, syn, skip:<reason>, error:<layer>: <reason>, drop:not-allowed, drop:queue-full,
+bytes, syn, synack, skip:<reason>, error:<layer>: <reason>, drop:not-allowed, drop:queue-full,
 socket-errors, error:internal. Nothing a packet contains can raise out of `drain`/`run`:
 decode errors are counted, and any other exception too (as "error:internal", which would be
 a bug in dfagent.wire).
@@ -45,7 +49,16 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
-from dfagent.wire import DecodeError, SynEvent, decode_gre, decode_mirror
+from dfagent.wire import (
+    SKIP_NOT_SYN,
+    DecodeError,
+    SynAckEvent,
+    SynEvent,
+    decode_gre,
+    decode_mirror,
+    decode_synack,
+    decode_synack_gre,
+)
 
 RECV_SIZE = 2048
 DEFAULT_RCVBUF = 32 << 20
@@ -65,6 +78,21 @@ class RawSocket(Protocol):
     def close(self) -> None: ...
 
 
+def _synack(decoder: Any, args: tuple[Any, ...], append: Any) -> str:
+    """Decode a packet the SYN decoder skipped as not-syn with a SYN-ACK decoder; append the
+    SynAckEvent, and return the counter it falls under. Never raises for packet content."""
+    try:
+        r = decoder(*args)
+    except DecodeError as err:  # the SYN decoder read it: only a bug gets here
+        return "error:" + err.label
+    except Exception:
+        return "error:internal"
+    if r.__class__ is SynAckEvent:
+        append(r)
+        return "synack"
+    return "skip:" + r.reason
+
+
 def _packed(addr: str) -> bytes:
     return ipaddress.ip_address(addr.split("%", 1)[0]).packed
 
@@ -80,6 +108,7 @@ class MirrorReceiver:
         batch: int = DEFAULT_BATCH,
         drop: DropPolicy = "newest",
         counters: dict[str, int] | None = None,
+        synack: bool = False,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -95,6 +124,9 @@ class MirrorReceiver:
         self.rcvbuf = rcvbuf
         self.batch = batch
         self.drop_policy = drop
+        # second chance: a packet the SYN decoder skips as not-syn is decoded again, and a
+        # SYN-ACK becomes a SynAckEvent (counted "synack") instead of skip:not-syn
+        self.synack = synack
         # the agent passes its metrics' dict: the receiver counts straight into it
         self.counters: dict[str, int] = counters if counters is not None else {}
         for key in ("packets", "bytes", "syn", "drop:not-allowed", "drop:queue-full"):
@@ -237,9 +269,12 @@ class MirrorReceiver:
                 if r.__class__ is SynEvent:
                     append(r)
                     syn += 1
+                    continue
+                if r is SKIP_NOT_SYN and self.synack:
+                    k = _synack(decode_synack, (buf,), append)
                 else:
                     k = "skip:" + r.reason  # type: ignore[union-attr]
-                    others[k] = others.get(k, 0) + 1
+                others[k] = others.get(k, 0) + 1
         finally:
             self._flush_counts(n, nbytes, syn, denied, others)
 
@@ -284,9 +319,12 @@ class MirrorReceiver:
                 if r.__class__ is SynEvent:
                     append(r)
                     syn += 1
+                    continue
+                if r is SKIP_NOT_SYN and self.synack:
+                    k = _synack(decode_synack_gre, (buf, mirror), append)
                 else:
                     k = "skip:" + r.reason  # type: ignore[union-attr]
-                    others[k] = others.get(k, 0) + 1
+                others[k] = others.get(k, 0) + 1
         finally:
             self._flush_counts(n, nbytes, syn, denied, others)
 

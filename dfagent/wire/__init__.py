@@ -4,6 +4,7 @@ No I/O, no clock, no logging, and no import of the rest of dfagent. The entry po
 
     decode_mirror(buf) -> SynEvent | Skip      raises DecodeError
     decode_gre(buf, mirror) -> SynEvent | Skip raises DecodeError
+    decode_synack(buf) / decode_synack_gre(buf, mirror) -> SynAckEvent | Skip (second chance)
 
 `IMPLEMENTATION` says whether those two are the C accelerator (_fastsyn.c, "c") or the
 pure-Python decoders ("python"); `decode_mirror_py` / `decode_gre_py` are always the latter.
@@ -23,6 +24,7 @@ from dfagent.wire.errors import (
 from dfagent.wire.syn import (
     ENCAPS,
     IMPLEMENTATION,
+    SynAckEvent,
     SynEvent,
     decode_gre,
     decode_gre_py,
@@ -30,6 +32,8 @@ from dfagent.wire.syn import (
     decode_mirror,
     decode_mirror_py,
     decode_slow,
+    decode_synack,
+    decode_synack_gre,
     format_addr,
 )
 
@@ -42,6 +46,7 @@ __all__ = [
     "SKIP_NOT_TCP",
     "DecodeError",
     "Skip",
+    "SynAckEvent",
     "SynEvent",
     "decode_gre",
     "decode_gre_py",
@@ -49,5 +54,7 @@ __all__ = [
     "decode_mirror",
     "decode_mirror_py",
     "decode_slow",
+    "decode_synack",
+    "decode_synack_gre",
     "format_addr",
 ]

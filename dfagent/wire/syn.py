@@ -66,7 +66,7 @@ from dfagent.wire.ip import (
     parse_ipv4,
     parse_ipv6,
 )
-from dfagent.wire.tcp import SYN_MASK, TCP_SYN, parse_tcp
+from dfagent.wire.tcp import SYN_MASK, TCP_ACK, TCP_SYN, parse_tcp
 
 ENCAP_ERSPAN1 = "erspan1"
 ENCAP_ERSPAN2 = "erspan2"
@@ -137,15 +137,30 @@ class SynEvent(NamedTuple):
         return d
 
 
+class SynAckEvent(SynEvent):
+    """A mirrored SYN-ACK (SYN and ACK set): the server's answer, the second chance of map
+    mode. The fields are the SYN-ACK's own (``src`` is the VIP the server answered from,
+    ``dst`` the client); :meth:`flow` turns them into the client's flow. Only the SYN-ACK
+    decoders (`decode_synack`, `decode_synack_gre`) return it."""
+
+    __slots__ = ()
+
+    def flow(self) -> tuple[str, str, int, int]:
+        """The connection as its SYN carried it: (client, VIP, client port, VIP port)."""
+        return self.dst, self.src, self.dport, self.sport
+
+
 Decoded = SynEvent | Skip
+TCP_SYNACK = TCP_SYN | TCP_ACK
 
 
 # ---------------------------------------------------------------------------------------------
 # Reference path: one parser per layer.
 
 
-def decode_slow(buf: bytes) -> Decoded:
-    """Decode a whole outer IP packet, layer by layer (the reference for the fast path)."""
+def decode_slow(buf: bytes, want: int = TCP_SYN) -> Decoded:
+    """Decode a whole outer IP packet, layer by layer (the reference for the fast path).
+    ``want``: the TCP flags (of SYN and ACK) that make an event (`decode_synack`)."""
     end = len(buf)
     if end < 1:
         raise DecodeError("outer-ip", 0, "empty packet")
@@ -162,7 +177,7 @@ def decode_slow(buf: bytes) -> Decoded:
         return SKIP_FRAGMENT
     if proto != PROTO_GRE:
         raise DecodeError(layer, 0, "not GRE", f"protocol {proto}")
-    return _decode_gre_slow(buf, off, end, mirror)
+    return _decode_gre_slow(buf, off, end, mirror, want)
 
 
 def decode_gre_slow(buf: bytes, mirror: bytes) -> Decoded:
@@ -170,7 +185,20 @@ def decode_gre_slow(buf: bytes, mirror: bytes) -> Decoded:
     return _decode_gre_slow(buf, 0, len(buf), mirror)
 
 
-def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes) -> Decoded:
+def decode_synack(buf: bytes) -> Decoded:
+    """Like `decode_mirror`, but a SYN-ACK is the event (a `SynAckEvent`) and anything else
+    TCP, a SYN included, is `SKIP_NOT_SYN`. Pure Python (the fast path, then the reference
+    one): the receiver calls it only for packets the SYN decoder skipped as not-syn, and only
+    when the second chance is on."""
+    return decode_mirror_py(buf, want=TCP_SYNACK)
+
+
+def decode_synack_gre(buf: bytes, mirror: bytes) -> Decoded:
+    """`decode_synack` for a buffer that starts at GRE (see `decode_gre`)."""
+    return decode_gre_py(buf, mirror, want=TCP_SYNACK)
+
+
+def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes, want: int = TCP_SYN) -> Decoded:
     flags, proto, key, _seq, p = parse_gre(buf, off, end)
     session: int | None = None
     if proto == PROTO_ERSPAN:
@@ -218,9 +246,10 @@ def _decode_gre_slow(buf: bytes, off: int, end: int, mirror: bytes) -> Decoded:
     if proto != PROTO_TCP:
         return SKIP_NOT_TCP
     sport, dport, tflags = parse_tcp(buf, p, end)
-    if tflags & SYN_MASK != TCP_SYN:
+    if tflags & SYN_MASK != want:
         return SKIP_NOT_SYN
-    return SynEvent(
+    cls = SynEvent if want == TCP_SYN else SynAckEvent
+    return cls(
         mirror, encap, key, session, vlans, family, src, dst, sport, dport, frag == FRAG_FIRST
     )
 
@@ -245,31 +274,33 @@ _ERSPAN_FT_MASK = 0x7C00  # p(1) ft(5) ...: ft must be 0 (Ethernet) on the fast 
 
 def _fast_ip4(
     buf: bytes, o: int, mirror: bytes, encap: str, key: int | None, session: int | None,
-    vlans: tuple[int, ...],
+    vlans: tuple[int, ...], want: int = TCP_SYN,
 ) -> Decoded | None:  # fmt: skip
     vihl, total, frag, proto, src, dst, sport, dport, doff, flags = _IP4TCP(buf, o)
     if vihl != 0x45 or frag & 0x3FFF or proto != 6 or total < 34 or doff < 0x50:
         return None
-    if flags & 0x12 != 0x02:
+    if flags & 0x12 != want:
         return SKIP_NOT_SYN
     ev = (mirror, encap, key, session, vlans, 4, src, dst, sport, dport, False)
-    return _new(SynEvent, ev)
+    return _new(SynEvent if want == TCP_SYN else SynAckEvent, ev)
 
 
 def _fast_ip6(
     buf: bytes, o: int, mirror: bytes, encap: str, key: int | None, session: int | None,
-    vlans: tuple[int, ...],
+    vlans: tuple[int, ...], want: int = TCP_SYN,
 ) -> Decoded | None:  # fmt: skip
     v, plen, nh, src, dst, sport, dport, doff, flags = _IP6TCP(buf, o)
     if v >> 4 != 6 or nh != 6 or plen < 14 or doff < 0x50:
         return None
-    if flags & 0x12 != 0x02:
+    if flags & 0x12 != want:
         return SKIP_NOT_SYN
     ev = (mirror, encap, key, session, vlans, 6, src, dst, sport, dport, False)
-    return _new(SynEvent, ev)
+    return _new(SynEvent if want == TCP_SYN else SynAckEvent, ev)
 
 
-def _fast_gre(buf: bytes, o: int, mirror: bytes, gf: int, gp: int) -> Decoded | None:
+def _fast_gre(
+    buf: bytes, o: int, mirror: bytes, gf: int, gp: int, want: int = TCP_SYN
+) -> Decoded | None:
     """`o` points just past the 4-byte GRE base header whose flags are `gf`, protocol `gp`."""
     key = None
     if gf & 0x8000:
@@ -302,22 +333,22 @@ def _fast_gre(buf: bytes, o: int, mirror: bytes, gf: int, gp: int) -> Decoded | 
         o += 20 if h5 & 1 else 12
         encap = ENCAP_ERSPAN3
     elif gp == 0x0800:
-        return _fast_ip4(buf, o, mirror, ENCAP_IP, key, session, _NO_VLANS)
+        return _fast_ip4(buf, o, mirror, ENCAP_IP, key, session, _NO_VLANS, want)
     elif gp == 0x86DD:
-        return _fast_ip6(buf, o, mirror, ENCAP_IP, key, session, _NO_VLANS)
+        return _fast_ip6(buf, o, mirror, ENCAP_IP, key, session, _NO_VLANS, want)
     else:
         return None
     et = _U16(buf, o + 12)[0]
     if et == 0x0800:
-        return _fast_ip4(buf, o + 14, mirror, encap, key, session, _NO_VLANS)
+        return _fast_ip4(buf, o + 14, mirror, encap, key, session, _NO_VLANS, want)
     if et == 0x86DD:
-        return _fast_ip6(buf, o + 14, mirror, encap, key, session, _NO_VLANS)
+        return _fast_ip6(buf, o + 14, mirror, encap, key, session, _NO_VLANS, want)
     if et == 0x8100:
         tci, et = _E2(buf, o + 14)
         if et == 0x0800:
-            return _fast_ip4(buf, o + 18, mirror, encap, key, session, (tci & 0xFFF,))
+            return _fast_ip4(buf, o + 18, mirror, encap, key, session, (tci & 0xFFF,), want)
         if et == 0x86DD:
-            return _fast_ip6(buf, o + 18, mirror, encap, key, session, (tci & 0xFFF,))
+            return _fast_ip6(buf, o + 18, mirror, encap, key, session, (tci & 0xFFF,), want)
     return None
 
 
@@ -356,10 +387,11 @@ _OUT6 = Struct("!IHBx16s16xHH").unpack_from  # ver/tc/flow plen nh src | gre fla
 _ETHER_LOOK = frozenset((0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100))  # as in erspan.py
 
 
-def decode_mirror_py(buf: bytes) -> Decoded:
+def decode_mirror_py(buf: bytes, *, want: int = TCP_SYN) -> Decoded:
     """Decode a whole outer IP packet (IPv4 or IPv6) carrying a GRE mirror (pure Python).
 
-    `buf` may be bytes, bytearray or a memoryview of either.
+    `buf` may be bytes, bytearray or a memoryview of either. ``want`` (keyword only: the C
+    decoder hands its own positional arguments to this one): as in `decode_slow`.
     """
     try:
         vihl, total, frag, proto, mirror, gf, gp = _OUT4(buf, 0)
@@ -439,45 +471,45 @@ def decode_mirror_py(buf: bytes) -> Decoded:
                     and total >= 34
                     and doff >= 0x50
                 ):
-                    if flags & 0x12 != 0x02:
+                    if flags & 0x12 != want:
                         return SKIP_NOT_SYN
                     ev = (mirror, encap, key, session, vlans, 4, src, dst, sport, dport, False)
-                    return _new(SynEvent, ev)
+                    return _new(SynEvent if want == TCP_SYN else SynAckEvent, ev)
                 if et == 0x86DD:
                     r = _fast_ip6(
-                        buf, o + (18 if vlans else 14), mirror, encap, key, session, vlans
+                        buf, o + (18 if vlans else 14), mirror, encap, key, session, vlans, want
                     )
                     if r is not None:
                         return r
-            r = _fast_gre(buf, _OUT4_LEN, mirror, gf, gp)
+            r = _fast_gre(buf, _OUT4_LEN, mirror, gf, gp, want)
             if r is not None:
                 return r
         elif vihl >> 4 == 6:
             vtf, plen, nh, mirror6, gf, gp = _OUT6(buf, 0)
             if nh == 47 and plen + 40 >= len(buf) and not gf & 0x4C07:
-                r = _fast_gre(buf, 44, mirror6, gf, gp)
+                r = _fast_gre(buf, 44, mirror6, gf, gp, want)
                 if r is not None:
                     return r
     except (StructError, IndexError):
         pass
-    return decode_slow(buf)
+    return decode_slow(buf, want)
 
 
 _GRE_BASE = Struct("!HH").unpack_from
 
 
-def decode_gre_py(buf: bytes, mirror: bytes) -> Decoded:
+def decode_gre_py(buf: bytes, mirror: bytes, *, want: int = TCP_SYN) -> Decoded:
     """Decode a buffer that starts at the GRE header; `mirror` is the packed outer source
-    (pure Python)."""
+    (pure Python). ``want``: as in `decode_slow`."""
     try:
         gf, gp = _GRE_BASE(buf, 0)
         if not gf & 0x4C07:
-            r = _fast_gre(buf, 4, mirror, gf, gp)
+            r = _fast_gre(buf, 4, mirror, gf, gp, want)
             if r is not None:
                 return r
     except (StructError, IndexError):
         pass
-    return decode_gre_slow(buf, mirror)
+    return _decode_gre_slow(buf, 0, len(buf), mirror, want)
 
 
 # ---------------------------------------------------------------------------------------------

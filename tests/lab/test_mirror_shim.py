@@ -92,3 +92,64 @@ def test_shim_mirrors_each_outgoing_syn_once_and_nothing_else(ns: str, tmp_path:
     # the kernel queued exactly those three frames, each an outgoing SYN
     assert got["queued"] == [[4, True]] * 3
     assert "mirror shim: {'lo': 7} -> 127.0.0.1" in log.read_text()
+
+
+# The second chance's mirror and the loss: 20 connections to a local server with --synack and
+# half the SYN copies dropped; prints the SYNs and SYN-ACKs that reached the collector.
+SYNACK_SCRIPT = r"""
+import json, socket, sys
+from pathlib import Path
+from dfagent.lab import mirror_shim
+from dfagent.wire import SynAckEvent, decode_mirror, decode_synack
+
+gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+log = Path(sys.argv[1])
+proc = mirror_shim.spawn(lambda argv: argv, {"lo": 5}, log, synack=True, loss=0.5, seed=7)
+srv = socket.create_server(("127.0.0.1", 0))
+ports = []
+for _ in range(20):
+    c = socket.create_connection(srv.getsockname())
+    srv.accept()[0].close()
+    ports.append(c.getsockname()[1])
+    c.close()
+gre.settimeout(1.0)
+syns, synacks = [], []
+try:
+    while True:
+        buf = gre.recv(65535)
+        ev = decode_mirror(buf)
+        if ev.__class__ is not SynAckEvent and hasattr(ev, "sport"):
+            syns.append(ev.sport)
+            continue
+        ev = decode_synack(buf)
+        synacks.append([ev.session, *ev.flow()[2:]])
+except TimeoutError:
+    pass
+proc.terminate()
+proc.wait(10)
+print(json.dumps({"syns": syns, "synacks": synacks, "ports": ports,
+                  "stats": mirror_shim.read_stats(log), "port": srv.getsockname()[1]}))
+"""
+
+
+def test_shim_mirrors_incoming_synacks_and_drops_a_counted_share(ns: str, tmp_path: Path) -> None:
+    log = tmp_path / "shim.log"
+    argv = netns.ns_argv(ns, [sys.executable, "-c", SYNACK_SCRIPT, str(log)])
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + log.read_text()
+    got = json.loads(out.stdout)
+    # every server answer mirrored once (as it arrived: packet type HOST), as the client's flow
+    assert sorted(got["synacks"]) == sorted([5, p, got["port"]] for p in got["ports"])
+    # about half the SYNs lost, counted; the rest reached the collector
+    stats = got["stats"]
+    assert stats["syn"] + stats["syn_dropped"] == 20 and 3 <= stats["syn_dropped"] <= 17
+    assert len(got["syns"]) == stats["syn"] and set(got["syns"]) <= set(got["ports"])
+    assert stats["synack"] == 20 and stats["synack_dropped"] == 0
+
+
+def test_shim_rejects_a_loss_out_of_range(ns: str) -> None:
+    argv = [sys.executable, "-m", "dfagent.lab.mirror_shim", "--collector", "127.0.0.1",
+            "--member", "lo=1", "--loss", "1.5"]  # fmt: skip
+    out = subprocess.run(netns.ns_argv(ns, argv), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "'1.5' is not a share between 0 and 1" in out.stderr
+    assert "Traceback" not in out.stderr

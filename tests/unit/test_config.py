@@ -328,6 +328,16 @@ def test_names_resolve_in_sessions_and_any_is_explicit() -> None:
     ]  # fmt: skip
 
 
+def test_a_session_naming_a_server_with_v4_and_v6_gives_both_families() -> None:
+    cfg = parse({
+        "vips": [MIRROR_VIP],
+        "nexthops": {"s1": ["10.98.1.2", "fd00:98:1::2"], "s2": "10.98.2.2"},
+        "mirror": {"sources": ["any"], "sessions": {1: "s1", 2: "s2", 3: "10.98.3.2"}},
+    })  # fmt: skip
+    assert cfg.session_families(1) == {4: "10.98.1.2", 6: "fd00:98:1::2"}
+    assert cfg.session_families(2) == cfg.session_families(3) == cfg.session_families(9) == {}
+
+
 def test_vtysh_as_text_is_split_like_a_shell() -> None:
     cfg = parse(with_("drain", {"vtysh": "ip netns exec lb vtysh --vty_socket '/run/a b'"}))
     assert cfg.drain.vtysh == ("ip", "netns", "exec", "lb", "vtysh", "--vty_socket", "/run/a b")

@@ -62,6 +62,13 @@ def test_resolve_by_session_then_gre_key() -> None:
     assert r.unknown == 2 and r.by_session == {1: 1, 7: 1}
 
 
+def test_a_session_naming_a_server_of_both_families_picks_the_flows_family() -> None:
+    fams = {1: {4: "10.0.1.2", 6: "fd00:1::2"}}
+    r = EgressResolver({1: "10.0.1.2", 2: "10.0.2.2"}, by_family=fams)
+    items = r.pin_items([Ev(1, None), Ev(1, None, dst="2001:db8::1"), Ev(2, None, dst="::1")])
+    assert [i[4] for i in items] == ["10.0.1.2", "fd00:1::2", "10.0.2.2"]
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [("7", None), (" 7 ", None), ("4294967295", None), ("x", "not a session id"),

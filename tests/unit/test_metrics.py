@@ -61,6 +61,9 @@ def _version() -> str:
 
 def test_mirror_outcomes_and_reasons() -> None:
     assert mirror_outcome("syn") == ("syn", "")
+    assert mirror_outcome("synack") == ("synack", "decoded")
+    assert mirror_outcome("synack:pinned") == ("synack", "pinned")
+    assert mirror_outcome("synack:seen") == ("synack", "seen")
     assert mirror_outcome("skip:not-syn") == ("skipped", "not-syn")
     assert mirror_outcome("drop:not-allowed") == ("dropped", "not-allowed")
     assert mirror_outcome("error:gre: truncated") == ("error", "gre: truncated")

@@ -131,6 +131,10 @@ class FlowObserver:
         """A timeout removed the flow from the TCAM: reason 'idle' or 'hard'. It stays
         configured, status 'Flow not programmed'."""
 
+    def flows_done(self) -> None:
+        """The calls since the last one are complete (an eAPI request, a timeout pass): a
+        datapath may apply what it collected in one transaction."""
+
 
 class CounterSource(Protocol):
     """Where a datapath's per-flow counters come from (nft rule counters in a lab).
@@ -316,6 +320,11 @@ class FlowTable:
         for entry in self.entries():
             if entry.status == STATUS_REJECTED:
                 self._program(entry)
+
+    def done(self) -> None:
+        """Tell the observers a request or timeout pass is over (see flows_done)."""
+        for observer in self.observers:
+            observer.flows_done()
 
     def _notify(self, call: Callable[[FlowObserver], None]) -> None:
         for observer in self.observers:

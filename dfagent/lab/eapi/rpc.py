@@ -160,6 +160,7 @@ def handle(
                     break
         finally:
             session.close()
+            state.flows.done()
     if record is not None:
         record(
             RequestRecord(

@@ -267,16 +267,22 @@ def _directflow(s: Session, detail: bool) -> Result:
 
 
 def _route_json(route: Route) -> Result:
+    connected = route.route_type == "connected"  # EOS: an interface, no next-hop address
     return {
         "routeType": route.route_type,
         "kernelProgrammed": True,
         "hardwareProgrammed": True,
-        "directlyConnected": False,
+        "directlyConnected": connected,
         "routeAction": "forward",
         "routeLeaked": False,
         "preference": route.preference,
         "metric": route.metric,
-        "vias": [{"nexthopAddr": str(v.nexthop), "interface": v.interface} for v in route.vias],
+        "vias": [
+            {"interface": v.interface}
+            if connected
+            else {"nexthopAddr": str(v.nexthop), "interface": v.interface}
+            for v in route.vias
+        ],
     }
 
 
@@ -297,7 +303,10 @@ def _routes(s: Session, version: int, target: Any) -> Result:
             head = f" {code:<8} {r.prefix} [{r.preference}/{r.metric}]"
             for i, via in enumerate(r.vias):
                 pad = head if i == 0 else " " * len(head)
-                lines.append(f"{pad} via {via.nexthop}, {via.interface}")
+                if r.route_type == "connected":
+                    lines.append(f"{pad} is directly connected, {via.interface}")
+                else:
+                    lines.append(f"{pad} via {via.nexthop}, {via.interface}")
         return {"output": "\n".join(lines) + "\n"}
     return {
         "vrfs": {

@@ -77,7 +77,10 @@ class SwitchState:
     def tick(self) -> list[FlowEntry]:
         """Apply DirectFlow timeouts as of the clock's now (every request does this too)."""
         with self.lock:
-            return self.flows.expire()
+            try:
+                return self.flows.expire()
+            finally:
+                self.flows.done()
 
     def count(self, name: str, packets: int = 1, nbytes: int = 64) -> None:
         """Traffic matched flow NAME: bumps matchPackets/matchBytes, restarts its idle timer."""
