@@ -99,8 +99,9 @@ class DatapathConfig:
     # kernel mode: each census copies the pins into nft maps that outlive the conntrack
     # table (`conntrack -F`); see ruleset.render_ct_copy
     ct_copy: bool = False
-    # no conntrack for traffic neither to nor from a VIP (unless other rules need it:
-    # checked at start and by every full pass), and the SYN-flood guard (ruleset.render_untrack)
+    # no conntrack for traffic neither to nor from a VIP (unless other rules need it: checked
+    # at start, by every periodic check and on nftables hints), and the SYN-flood guard
+    # (ruleset.render_untrack)
     untrack_others: bool = True
     syn_untracked: bool = False
 
@@ -917,6 +918,10 @@ class LinuxDatapath:
 
     def check_and_repair(self) -> bool:
         """True if something had to be repaired."""
+        # a firewall reload (the hint) may bring rules that need conntrack (NAT, ct state):
+        # stop untracking other traffic now, not at the next full pass
+        if self.check_ct_users():
+            return self.repair("conntrack users changed")
         missing = self.check()
         if not missing:
             return False
