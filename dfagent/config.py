@@ -121,6 +121,9 @@ class LinuxConfig:
     notrack: bool = False
     fin_timeout: int = DEFAULT_FIN_TIMEOUT
     ct_copy: bool = False  # kernel mode: pins outlive a conntrack flush (a copy in nft maps)
+    # traffic not for a VIP is not tracked because of dfagent (unless others use conntrack)
+    untrack_others: bool = True
+    syn_untracked: bool = False  # SYN-flood guard: VIP entries made by the first ACK
 
 
 @dataclass(frozen=True)
@@ -524,6 +527,8 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
     notrack = _bool(err, "linux.notrack", d.get("notrack"), False)
     if notrack and not one_direction:
         err.add("linux.notrack", "needs one_direction: true (otherwise the pins live in conntrack)")
+    if d.get("syn_untracked") is True and one_direction:
+        err.add("linux.syn_untracked", "one-direction pins do not use conntrack")
     secs = "seconds"
     return LinuxConfig(
         state_dir=_path(err, "linux.state_dir", d.get("state_dir"), None),
@@ -545,6 +550,8 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
         one_direction=one_direction,
         notrack=notrack,
         ct_copy=_bool(err, "linux.ct_copy", d.get("ct_copy"), False),
+        untrack_others=_bool(err, "linux.untrack_others", d.get("untrack_others"), True),
+        syn_untracked=_bool(err, "linux.syn_untracked", d.get("syn_untracked"), False),
         fin_timeout=_number(
             err, "linux.fin_timeout", d.get("fin_timeout"), dflt.fin_timeout, secs, integer=True
         ),

@@ -56,6 +56,8 @@ def datapath_config(cfg: Config) -> DatapathConfig:
         notrack=lx.notrack,
         fin_timeout=lx.fin_timeout,
         ct_copy=lx.ct_copy,
+        untrack_others=lx.untrack_others,
+        syn_untracked=lx.syn_untracked,
         protocols=tuple((v.prefix, v.protocols) for v in cfg.vips if v.protocols != ("tcp",)),
     )
 

@@ -77,4 +77,5 @@ from dfagent.cli import (  # noqa: E402
     bench_reload,  # noqa: F401
     bench_restart,  # noqa: F401
     bench_scale,  # noqa: F401
+    bench_synflood,  # noqa: F401
 )

@@ -132,6 +132,13 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="With --one-direction: no conntrack at all for VIP traffic."),
         click.option("--fin-timeout", default=DEFAULT_FIN_TIMEOUT, show_default=True, type=int,
                      help="With --one-direction: seconds a pin lives after a FIN or RST."),
+        click.option("--track-others", is_flag=True,
+                     help="Leave traffic that is neither to nor from a VIP in conntrack (by "
+                     "default dfagent untracks it, unless other rules here use conntrack)."),
+        click.option("--syn-untracked", is_flag=True,
+                     help="SYN-flood guard: track VIP connections from the client's first ACK, "
+                     "not the SYN, so spoofed SYNs take no conntrack entry (docs/kernel-mode.md, "
+                     "'SYN floods')."),
         click.option("--no-repair", is_flag=True,
                      help="Do not watch nftables nor reinstall dfagent's table when a firewall "
                      "reload deletes it (pinning then stops until the agent restarts)."),
@@ -154,6 +161,8 @@ def _config(
     one_direction: bool,
     notrack: bool,
     fin_timeout: int,
+    track_others: bool,
+    syn_untracked: bool,
     **kw: Any,
 ) -> DatapathConfig:
     from dfagent.backends.linux.datapath import DatapathConfig
@@ -169,6 +178,10 @@ def _config(
             raise click.BadParameter("must be more than 0 seconds", param_hint=name)
     if notrack and not one_direction:
         raise click.UsageError("--notrack needs --one-direction (the pins live in conntrack)")
+    if syn_untracked and one_direction:
+        raise click.UsageError(
+            "--syn-untracked with --one-direction: one-direction pins do not use conntrack"
+        )
     return DatapathConfig(
         _parse_vips(vips),
         state_dir=sd,
@@ -181,6 +194,8 @@ def _config(
         one_direction=one_direction,
         notrack=notrack,
         fin_timeout=fin_timeout,
+        untrack_others=not track_others,
+        syn_untracked=syn_untracked,
         **kw,
     )
 

@@ -15,6 +15,10 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
                                 "flows": [[local address, local port], …]}: one request on
                                 every held connection, in the order opened, none dropped (for
                                 tests that follow each connection, not the totals)
+    {"cmd": "attempts", "rate": 20, "seconds": 10, "timeout": 3}  → new connections at a
+                                steady rate (connect, one request, close), each given
+                                `timeout`: {"attempted", "ok", "failed", "slow"} (slow: took
+                                over 0.9 s, i.e. needed a SYN retransmission)
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -239,6 +243,66 @@ class Holder:
             c.sock.close()
         got = Counter(a for a in answers.values() if a)
         return {"answers": dict(sorted(got.items())), "errors": count - sum(got.values())}
+
+    def attempts(self, rate: float, seconds: float, timeout: float = 3.0) -> dict[str, Any]:
+        """New connections to the held ones' target at ``rate`` per second, whatever happens
+        to earlier ones (non-blocking: a slow handshake does not delay the next attempt).
+        Each must connect and answer within ``timeout``; it is then closed."""
+        addrs, port = self.target
+        sel = selectors.DefaultSelector()
+        started: dict[socket.socket, float] = {}
+        ok = failed = slow = attempted = 0
+        t0 = time.monotonic()
+        cycle = itertools.cycle(addrs)
+
+        def done(s: socket.socket, good: bool) -> None:
+            nonlocal ok, failed, slow
+            took = time.monotonic() - started.pop(s)
+            sel.unregister(s)
+            s.close()
+            if good:
+                ok += 1
+                slow += took > 0.9
+            else:
+                failed += 1
+
+        while True:
+            now = time.monotonic()
+            if now - t0 < seconds and attempted < int((now - t0) * rate) + 1:
+                addr = next(cycle)
+                s = socket.socket(_family(addr), socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex((addr, port))
+                started[s] = now
+                sel.register(s, selectors.EVENT_WRITE)
+                attempted += 1
+                continue
+            if not started and now - t0 >= seconds:
+                break
+            for key, ev in sel.select(timeout=0.005):
+                fo = key.fileobj
+                assert isinstance(fo, socket.socket)  # only sockets are registered
+                s = fo
+                if ev & selectors.EVENT_WRITE:
+                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        done(s, False)
+                        continue
+                    try:
+                        s.send(REQUEST)
+                    except OSError:
+                        done(s, False)
+                        continue
+                    sel.modify(s, selectors.EVENT_READ)
+                else:
+                    try:
+                        data = s.recv(64)
+                    except OSError:
+                        data = b""
+                    done(s, bool(data))
+            for s in [s for s, t in started.items() if time.monotonic() - t > timeout]:
+                done(s, False)
+        sel.close()
+        return {"attempted": attempted, "ok": ok, "failed": failed, "slow": slow}
 
     def rate(self, addrs: list[str], port: int, seconds: float) -> dict[str, Any]:
         """Sequential new connections (connect, one request, close) per second. Closed

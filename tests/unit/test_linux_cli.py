@@ -36,6 +36,8 @@ def run(*args: str) -> tuple[int, str]:
         (("kernel", "--vip", "1.1.1.1/32", "--one-direction", "--protocols", "udp"),
          "udp with --one-direction"),
         (("map", "--vip", "1.1.1.1/32", "--protocols", "udp"), "No such option '--protocols'"),
+        (("kernel", "--vip", "1.1.1.1/32", "--one-direction", "--syn-untracked"),
+         "--syn-untracked with --one-direction"),
     ],
 )  # fmt: skip
 def test_bad_arguments_are_one_clear_line(args: tuple[str, ...], message: str) -> None:

@@ -556,3 +556,41 @@ def test_idle_passes_write_nothing_and_unchanged_tables_are_skipped(tmp_path: Pa
     dp.reconcile()
     assert (M1, "1.1.1.2/32") in {(r.table, r.dst) for r in k.nl.routes}
     assert dp.route_repairs == 1
+
+
+def test_untrack_waits_for_other_conntrack_users(tmp_path: Path) -> None:
+    """Another table's `ct state` rule: nothing untracked (the rendered script has no
+    non-VIP notrack); once it is gone, the next full pass untracks and reinstalls."""
+    k = Kernel(tmp_path)
+    k.nl.ecmp = {str(VIP4): {S1, S2}}
+    ct_state = {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established"]}}
+    k.nft.ruleset = [{"rule": {"family": "inet", "table": "fw", "chain": "in", "handle": 2,
+                               "expr": [ct_state, {"accept": None}]}}]  # fmt: skip
+    dp = k.agent()
+    assert not dp.cfg.untrack_others and "inet fw chain in" in dp.ct_users[0]
+    assert "saddr != @vip4 notrack" not in dp.include_script()
+    dp.reconcile()
+    assert not dp.cfg.untrack_others and dp.repairs == 0
+    k.nft.ruleset = []
+    k.t += 61  # the next full pass (every 60 intervals)
+    dp.reconcile()
+    assert dp.cfg.untrack_others and dp.repairs == 1
+    assert "ip daddr != @vip4 ip saddr != @vip4 notrack" in dp.include_script()
+    k.t += 1
+    dp.reconcile()  # not a full pass: not checked again
+    assert dp.repairs == 1
+    assert k.agent(untrack_others=False).cfg.untrack_others is False  # --track-others
+
+
+def test_syn_guard_refuses_without_loose_tracking(tmp_path: Path) -> None:
+    from dfagent.backends.linux.datapath import MarkConflict
+
+    k = Kernel(tmp_path)
+    dp = k.agent(syn_untracked=True)
+    loose = tmp_path / "loose"
+    loose.write_text("0\n")
+    with pytest.raises(MarkConflict, match="nf_conntrack_tcp_loose=1"):
+        dp.check_syn_guard(str(loose))
+    loose.write_text("1\n")
+    dp.check_syn_guard(str(loose))
+    dp.check_syn_guard(str(tmp_path / "absent"))  # conntrack not loaded: its default applies

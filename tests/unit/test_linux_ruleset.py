@@ -35,6 +35,8 @@ CASES = {
     "kernel-udp.nft": RulesetConfig(VIPS, protocols=((VIPS[0], ("tcp", "udp")),)),
     # the router sees one direction only: per-flow maps instead of conntrack
     "kernel-one-direction.nft": RulesetConfig(VIPS, one_direction=True),
+    # non-VIP traffic untracked, and the SYN-flood guard (VIP entries from the first ACK)
+    "kernel-untrack.nft": RulesetConfig(VIPS, untrack_others=True, syn_untracked=True),
     "map-one-direction-notrack.nft": RulesetConfig(
         VIPS, record=False, pin_maps=True, one_direction=True, notrack=True
     ),

@@ -20,11 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from dfagent import config
-from dfagent.backends.linux import conntrack, markusers, state
+from dfagent.backends.linux import conntrack, ctusers, markusers, state
 from dfagent.backends.linux.ctcopy import CtCopy, SyncResult
 from dfagent.backends.linux.netlink import Netlink, NetlinkHandle, OwnedRule
 from dfagent.backends.linux.nft import Nft, NftError, NftHandle
@@ -62,6 +63,13 @@ class MarkConflict(RuntimeError):
     pass
 
 
+class NeedsLooseTracking(MarkConflict):  # a start refused for the same kind of reason
+    pass
+
+
+TCP_LOOSE = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose"
+
+
 @dataclass
 class DatapathConfig:
     vips: tuple[IPNetwork, ...]
@@ -91,6 +99,11 @@ class DatapathConfig:
     # kernel mode: each census copies the pins into nft maps that outlive the conntrack
     # table (`conntrack -F`); see ruleset.render_ct_copy
     ct_copy: bool = False
+    # no conntrack for traffic neither to nor from a VIP (unless other rules need it: checked
+    # at start, by every periodic check and on nftables hints), and the SYN-flood guard
+    # (ruleset.render_untrack)
+    untrack_others: bool = True
+    syn_untracked: bool = False
 
     def ruleset(self) -> RulesetConfig:
         return RulesetConfig(
@@ -105,6 +118,8 @@ class DatapathConfig:
             fin_timeout=self.fin_timeout,
             protocols=self.protocols,
             ct_copy=self.ct_copy,
+            untrack_others=self.untrack_others,
+            syn_untracked=self.syn_untracked,
         )
 
     @property
@@ -145,6 +160,8 @@ class LinuxDatapath:
         ``count_pins`` counts every slot (a census), ``count_slots`` only the given ones
         (without it, every count is a census)."""
         self.cfg = cfg
+        self.untrack_asked = cfg.untrack_others  # the effective flag lives in self.cfg
+        self.ct_users: list[str] = []  # other conntrack users (untrack_others only without)
         self.space = cfg.space
         self.nft: NftHandle = nft or Nft()
         self.nl: NetlinkHandle = nl or Netlink()
@@ -216,8 +233,52 @@ class LinuxDatapath:
                 " or pass --allow-mark-overlap if those rules never see VIP traffic"
             )
 
+    def check_syn_guard(self, path: str = TCP_LOOSE) -> None:
+        """The SYN-flood guard makes a VIP flow's entry from its first ACK: conntrack does
+        that only with ``nf_conntrack_tcp_loose`` on (its default)."""
+        if not self.cfg.syn_untracked or self.cfg.one_direction:
+            return
+        try:
+            loose = Path(path).read_text().strip()
+        except OSError:
+            return  # conntrack not loaded yet: its default (1) applies once it is
+        if loose == "0":
+            raise NeedsLooseTracking(
+                "--syn-untracked needs net.netfilter.nf_conntrack_tcp_loose=1 (connections "
+                "are tracked from their first ACK); it is 0 here"
+            )
+
+    def check_ct_users(self, at_start: bool = False) -> bool:
+        """Untrack non-VIP traffic only while no other rule needs conntrack (ctusers); True
+        when the verdict changed since the last check (the base chains must be
+        re-rendered)."""
+        if not self.untrack_asked:
+            return False
+        try:
+            users = ctusers.find(self.nft)
+        except NftError as exc:
+            _log("ct-users-unknown", logging.WARNING, error=repr(str(exc)))
+            return False
+        want = not users
+        changed = want != self.cfg.untrack_others
+        if users and (changed or at_start or users != self.ct_users):
+            _log(
+                "untrack-skipped",
+                logging.WARNING,
+                why=repr("other rules use conntrack: " + "; ".join(users[:5])),
+                users=len(users),
+            )
+        elif want and (changed or at_start):
+            _log("untrack-others", why=repr("no other conntrack user: non-VIP traffic untracked"))
+        self.ct_users = users
+        if changed:
+            self.cfg = replace(self.cfg, untrack_others=want)
+        return changed
+
     def start(self) -> None:
         self.check_mark_users()
+        self.check_syn_guard()
+        self.check_ct_users(at_start=True)
         had_table = self.nft.table_exists()
         try:
             self.nft.run(render_base(self.cfg.ruleset()))
@@ -236,6 +297,8 @@ class LinuxDatapath:
             adopted_nexthops=adopted,
             mode=self.cfg.mode,
             mark_mask=hexmark(self.space.mask),
+            untrack_others=self.cfg.untrack_others,
+            syn_untracked=self.cfg.syn_untracked,
             one_direction=self.cfg.one_direction,
         )
 
@@ -373,6 +436,8 @@ class LinuxDatapath:
             if full:
                 self._last_full = now
             touched = bool(getattr(self.routes, "tables_touched", False))
+            if full and self.check_ct_users():
+                self.repair("conntrack users changed")
             if full and hasattr(self.routes, "refresh"):
                 self.routes.refresh()  # the safety net: notifications may have been missed
             view = self.routes.observe(self.cfg.vips)
@@ -853,6 +918,10 @@ class LinuxDatapath:
 
     def check_and_repair(self) -> bool:
         """True if something had to be repaired."""
+        # a firewall reload (the hint) may bring rules that need conntrack (NAT, ct state):
+        # stop untracking other traffic now, not at the next full pass
+        if self.check_ct_users():
+            return self.repair("conntrack users changed")
         missing = self.check()
         if not missing:
             return False
@@ -892,6 +961,10 @@ class LinuxDatapath:
             "mark_mask": hexmark(self.space.mask),
             "one_direction": self.cfg.one_direction,
             "ct_copy": self.cfg.ruleset().copies,
+            # what the agent untracks, and why not (the other conntrack users it found)
+            "untrack_others": self.cfg.untrack_others,
+            "syn_untracked": self.cfg.syn_untracked,
+            "conntrack_users": self.ct_users[:20],
             "direction": self.direction.verdict.to_json(),
             "marks": self.planner.marks.to_json(),
             "quarantine": sorted(self.planner.marks.quarantine),

@@ -38,6 +38,8 @@ FAMILY = "inet"
 T = f"{FAMILY} {TABLE}"
 NH_MAP_SIZE = 65536
 BASE_CHAINS = ("prerouting", "output", "postrouting")
+# raw-priority chains (ahead of conntrack): what dfagent keeps out of the conntrack table
+UNTRACK_CHAINS = ("untrack", "untrack_out")
 SLOT_CHAIN_KINDS = ("rec", "res", "pin")
 SMALL_MAPS = ("nh4", "nh6", "restore", "released", "vip4", "vip6", "vipp4", "vipp6")
 DEFAULT_PROTOCOLS = ("tcp",)
@@ -62,11 +64,25 @@ class RulesetConfig:
     protocols: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
     # kernel mode: a copy of the pins in nft maps, so they outlive the conntrack table
     ct_copy: bool = False
+    # traffic neither to nor from a VIP is not tracked (raw priority): conntrack is on in
+    # this namespace only because of dfagent's ct rules (the agent checks for other users)
+    untrack_others: bool = False
+    # SYN-flood guard: a VIP flow's entry is made by the client's first ACK, not its SYN
+    # (SYNs to and SYN-ACKs from VIPs are not tracked), so spoofed SYNs hold no entry
+    syn_untracked: bool = False
 
     @property
     def copies(self) -> bool:
         """The conntrack copy is in use (kernel mode over conntrack only)."""
         return self.ct_copy and self.record and not self.one_direction and not self.pin_maps
+
+    @property
+    def skips_untracked(self) -> bool:
+        """Kernel mode over conntrack: an untracked packet (non-VIP, or a guarded SYN) can
+        leave the hooked chains at once. Not map mode (a SYN's pin lookup needs no entry)
+        nor one direction (its pins are looked up on untracked packets)."""
+        untracks = self.untrack_others or self.syn_untracked
+        return untracks and self.record and not self.pin_maps and not self.one_direction
 
     @property
     def pin_chains(self) -> bool:
@@ -83,7 +99,8 @@ class RulesetConfig:
 
     @property
     def base_chains(self) -> tuple[str, ...]:
-        return (*BASE_CHAINS, "raw") if self.one_direction else BASE_CHAINS
+        chains = (*BASE_CHAINS, *UNTRACK_CHAINS)
+        return (*chains, "raw") if self.one_direction else chains
 
     @property
     def maps(self) -> set[str]:
@@ -156,6 +173,12 @@ def render_base(cfg: RulesetConfig) -> str:
         f"add chain {T} postrouting"
         " { type filter hook postrouting priority mangle; policy accept; }",
         *(f"flush chain {T} {c}" for c in BASE_CHAINS),
+        *(
+            # what the untrack chains let pass untracked has nothing for these chains to do
+            # (every rule needs an entry): one cheap test instead of each rule's lookups
+            f"add rule {T} {c} ct state untracked accept"
+            for c in (BASE_CHAINS if cfg.skips_untracked else ())
+        ),
         f"flush set {T} vip4",
         f"flush set {T} vip6",
         f"flush set {T} vipp4",
@@ -207,7 +230,51 @@ def render_base(cfg: RulesetConfig) -> str:
         lines += render_one_direction(cfg)
     else:
         lines += render_direction_probe()
+    lines += render_untrack(cfg)
     return "\n".join(lines) + "\n"
+
+
+def render_untrack(cfg: RulesetConfig) -> list[str]:
+    """Raw-priority chains (before conntrack) for what dfagent keeps out of the table.
+
+    ``untrack_others``: dfagent's ``ct`` rules switch conntrack on for the whole namespace;
+    a router forwarding statelessly before would now pay an entry per flow (and a full
+    table would drop its new flows) for traffic dfagent never pins. Packets neither to
+    nor from a VIP are not tracked. Both directions of VIP flows stay tracked: the
+    server's answers (source VIP) move the entry to ESTABLISHED.
+
+    ``syn_untracked`` (the SYN-flood guard): a pure SYN to a VIP and a SYN-ACK from one are
+    not tracked, so the entry (and the pin) is made by the client's first ACK, which
+    conntrack picks up mid-stream (``nf_conntrack_tcp_loose``, checked at start). A spoofed
+    source never sends that ACK: a SYN flood holds no entry at all. Cost: the pin is
+    taken one round trip later (a next-hop change between SYN and ACK moves that one
+    connection, as with plain ECMP).
+
+    Both chains always exist (empty when neither is asked for), so turning either on or
+    off is the usual atomic chain replace.
+    """
+    lines = [
+        f"add chain {T} untrack {{ type filter hook prerouting priority raw; policy accept; }}",
+        f"add chain {T} untrack_out {{ type filter hook output priority raw; policy accept; }}",
+        *(f"flush chain {T} {c}" for c in UNTRACK_CHAINS),
+    ]
+    for chain in UNTRACK_CHAINS:
+        for ipf, fam in _FAMS:
+            if cfg.syn_untracked:
+                lines.append(
+                    f"add rule {T} {chain} {ipf} daddr @vip{fam}"
+                    f" tcp flags & (syn|ack) == syn notrack"
+                )
+                lines.append(
+                    f"add rule {T} {chain} {ipf} saddr @vip{fam}"
+                    f" tcp flags & (syn|ack) == syn|ack notrack"
+                )
+            if cfg.untrack_others:
+                lines.append(
+                    f"add rule {T} {chain} {ipf} daddr != @vip{fam} {ipf} saddr != @vip{fam}"
+                    " notrack"
+                )
+    return lines
 
 
 _FAMS = (("ip", "4"), ("ip6", "6"))
