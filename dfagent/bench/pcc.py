@@ -183,15 +183,20 @@ class PccBench:
             raise LabError(f"{node}: vtysh {commands}: {out.strip()}")
 
     def _lab_up(self) -> None:
+        """The lab, converged; on any failure (a stop included) it is taken down again."""
         self.lab = spec.load(self.lab_name)
         runner.down(self.lab_name)
-        self.state = runner.up(self.lab, log=False)
-        results = checks.run_checks(self.state, self.lab)
-        failed = [r for r in results if not r.ok]
-        if failed or len(results) != len(self.lab.checks):
-            raise LabError(
-                f"{self.lab_name} did not converge: {failed[0].name}: {failed[0].detail}"
-            )
+        try:
+            self.state = runner.up(self.lab, log=False)
+            results = checks.run_checks(self.state, self.lab)
+            failed = [r for r in results if not r.ok]
+            if failed or len(results) != len(self.lab.checks):
+                raise LabError(
+                    f"{self.lab_name} did not converge: {failed[0].name}: {failed[0].detail}"
+                )
+        except BaseException:
+            self._lab_down()
+            raise
 
     def _lab_down(self) -> None:
         if self.eos is not None:
