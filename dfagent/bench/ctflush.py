@@ -102,13 +102,10 @@ class CtFlushBench(PccBench):
         return out
 
     def run(self, modes: list[str]) -> dict[str, Any]:
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise LabError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
         return {
             "connections": self.n,
             "late": self.late,
-            "modes": {m: self.run_mode(m) for m in modes},
+            "modes": self.per_mode(modes, MODES, self.run_mode),
         }
 
 

@@ -164,15 +164,12 @@ class MirrorLossBench(PccBench):
         self._wait_agent(INITIAL)
 
     def run(self, modes: list[str]) -> dict[str, Any]:
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise LabError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
         return {
             "connections": self.n,
             "seed": self.seed,
             "losses": list(self.losses),
             "events": [e for e, _ in EVENTS],
-            "modes": {m: self.run_mode(m) for m in modes},
+            "modes": self.per_mode(modes, MODES, self.run_mode),
         }
 
 

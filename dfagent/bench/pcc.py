@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -473,6 +473,15 @@ class PccBench:
             for obj in json.loads(out)["nftables"]:
                 total += len(obj.get("map", {}).get("elem", []))
         return total
+
+    def per_mode(
+        self, modes: list[str], known: Sequence[str], one: Callable[[str], Any]
+    ) -> dict[str, Any]:
+        """``one(mode)`` for each mode (each on a fresh lab), every name checked first."""
+        unknown = [m for m in modes if m not in known]
+        if unknown:
+            raise LabError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return {m: one(m) for m in modes}
 
     def run(self, modes: list[str]) -> dict[str, Any]:
         if self.topology != "symmetric" and set(modes) & set(EOS_MODES):

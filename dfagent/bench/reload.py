@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.bench.pcc import SERVERS, VIP4, VIP6, PccBench, _dfagent
-from dfagent.lab.errors import LabError
 
 MODES = ("repair", "include", "off")
 # the operator's own rules, reloaded with ours (a plain stateful firewall)
@@ -119,13 +118,10 @@ class ReloadBench(PccBench):
         return out
 
     def run(self, modes: list[str]) -> dict[str, Any]:
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise LabError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
         return {
             "connections": self.n,
             "rounds": self.rounds,
-            "modes": {m: self.reload_mode(m) for m in modes},
+            "modes": self.per_mode(modes, MODES, self.reload_mode),
         }
 
 

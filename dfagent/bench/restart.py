@@ -363,11 +363,8 @@ class RestartBench(PccBench):
         return out
 
     def run(self, modes: list[str]) -> dict[str, Any]:
-        unknown = [m for m in modes if m not in MODES]
-        if unknown:
-            raise LabError(f"unknown mode(s) {unknown}; known: {', '.join(MODES)}")
         with conntrack_max(int(self.pins * 1.2) + 20_000):
-            results = {m: self.run_mode(m) for m in modes}
+            results = self.per_mode(modes, MODES, self.run_mode)
         return {
             "connections": self.n,
             "pins": self.pins,
