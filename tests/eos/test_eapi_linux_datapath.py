@@ -124,8 +124,19 @@ def on(state: LabState, node: str, argv: list[str]) -> str:
 
 
 def ask(state: LabState, conns: list[tuple[int, int]]) -> dict[str, str | None]:
-    items = [(fam, CLIENT[fam], VIP[fam], sport) for fam, sport in conns]
-    return dict(json.loads(on(state, "client", [sys.executable, "-c", ASK, json.dumps(items)])))
+    """The server answering each connection. One with no answer (CI saw one of 20 on a
+    loaded machine) is asked once more: a wrong server fails a test at once, silence twice."""
+
+    def once(some: list[tuple[int, int]]) -> dict[str, str | None]:
+        items = [(fam, CLIENT[fam], VIP[fam], sport) for fam, sport in some]
+        argv = [sys.executable, "-c", ASK, json.dumps(items)]
+        return dict(json.loads(on(state, "client", argv)))
+
+    got = once(conns)
+    silent = [(fam, sport) for fam, sport in conns if got[f"{fam}:{sport}"] is None]
+    if silent:
+        got.update(once(silent))
+    return got
 
 
 def flow_cmds(fam: int, sport: int, extra: tuple[str, ...] = ()) -> list[str]:
