@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import struct
@@ -34,7 +35,8 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 RTM_NEWRULE, RTM_DELRULE = 32, 33
 RTM_NEWNEXTHOP, RTM_DELNEXTHOP = 104, 105
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 4, 5, 6
+RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 2, 3, 4, 5, 6
+RTA_IP_PROTO, RTA_SPORT, RTA_DPORT = 27, 28, 29
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 9, 15, 18, 30
 IFLA_IFNAME = 3
 NDA_DST = 1
@@ -327,6 +329,29 @@ def _route_msg(op: RouteOp, seq: int) -> bytes:
 def _attr(atype: int, value: bytes) -> bytes:
     raw = _RTA.pack(4 + len(value), atype) + value
     return raw + b"\0" * (-len(raw) % 4)
+
+
+def route_get_oif(src: str, dst: str, iif: int, proto: int, sport: int, dport: int) -> int | None:
+    """The output interface index the kernel picks for a packet of this 5-tuple arriving on
+    ``iif`` (RTM_GETROUTE as `ip route get DST from SRC iif I ipproto P sport p dport q`);
+    None when it has no route (or refuses the question)."""
+    s_ip, d_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    bits = 32 if d_ip.version == 4 else 128
+    body = _RTM.pack(AF[d_ip.version], bits, bits, 0, 0, 0, 0, 0, 0)
+    body += _attr(RTA_DST, d_ip.packed) + _attr(RTA_SRC, s_ip.packed)
+    body += _attr(RTA_IIF, _U32.pack(iif)) + _attr(RTA_IP_PROTO, bytes([proto]))
+    body += _attr(RTA_SPORT, struct.pack("!H", sport)) + _attr(RTA_DPORT, struct.pack("!H", dport))
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(2.0)
+        sock.send(_NLH.pack(_NLH.size + len(body), RTM_GETROUTE, NLM_F_REQUEST, 1, 0) + body)
+        data = sock.recv(65536)
+    for mtype, _seq, off, length in _messages(data):
+        if mtype != RTM_NEWROUTE:  # NLMSG_ERROR: no route (or a refused question)
+            return None
+        for atype, s, _e in _attrs(data, off + _NLH.size + _RTM.size, off + length):
+            if atype == RTA_OIF:
+                return int(_U32.unpack_from(data, s)[0])
+    return None
 
 
 def apply_routes(ops: Sequence[RouteOp], batch: int = 256) -> list[tuple[RouteOp, int]]:

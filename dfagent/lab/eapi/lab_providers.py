@@ -16,19 +16,14 @@ import ipaddress
 import json
 import re
 import socket
-import struct
 import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from dfagent.backends.linux.rtnl import route_get_oif
 from dfagent.lab.eapi.directflow import IPAddress, IPNetwork
 from dfagent.lab.eapi.providers import BgpEntry, FiveTuple, Route, StaticProviders, Via
 
-RTM_NEWROUTE, RTM_GETROUTE = 24, 26
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 1
-RTA_DST, RTA_SRC, RTA_IIF, RTA_OIF = 1, 2, 3, 4
-RTA_IP_PROTO, RTA_SPORT, RTA_DPORT = 27, 28, 29
 _LINUX_IF = re.compile(r"^eth(\d+)$")
 _EOS_IF = re.compile(r"^Ethernet(\d+)$")
 _ROUTE_TYPES = {"bgp": "eBGP", "static": "static", "kernel": "connected", "boot": "static"}
@@ -43,40 +38,6 @@ def eos_interface(ifname: str) -> str:
 def linux_interface(name: str) -> str:
     m = _EOS_IF.match(name)
     return f"eth{m.group(1)}" if m else name
-
-
-def _nla(kind: int, data: bytes) -> bytes:
-    head = struct.pack("HH", 4 + len(data), kind)
-    return head + data + b"\0" * (-len(data) % 4)
-
-
-def kernel_egress(src: str, dst: str, iif: int, proto: int, sport: int, dport: int) -> int | None:
-    """The output interface index the kernel picks for a packet of this 5-tuple arriving on
-    ``iif`` (RTM_GETROUTE as `ip route get DST from SRC iif I ipproto P sport p dport q`)."""
-    s_ip, d_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
-    fam = socket.AF_INET if d_ip.version == 4 else socket.AF_INET6
-    bits = 32 if fam == socket.AF_INET else 128
-    body = struct.pack("BBBBBBBBI", fam, bits, bits, 0, 0, 0, 0, 0, 0)
-    body += _nla(RTA_DST, d_ip.packed) + _nla(RTA_SRC, s_ip.packed)
-    body += _nla(RTA_IIF, struct.pack("I", iif)) + _nla(RTA_IP_PROTO, bytes([proto]))
-    body += _nla(RTA_SPORT, struct.pack("!H", sport)) + _nla(RTA_DPORT, struct.pack("!H", dport))
-    msg = struct.pack("IHHII", 16 + len(body), RTM_GETROUTE, NLM_F_REQUEST, 1, 0) + body
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
-        sock.settimeout(2.0)
-        sock.send(msg)
-        data = sock.recv(65536)
-    length, kind = struct.unpack_from("IH", data, 0)
-    if kind != RTM_NEWROUTE:  # NLMSG_ERROR: no route (or a refused question)
-        return None
-    off = 16 + 12  # nlmsghdr, rtmsg
-    while off + 4 <= length:
-        alen, atype = struct.unpack_from("HH", data, off)
-        if alen < 4:
-            break
-        if atype == RTA_OIF:
-            return int(struct.unpack_from("I", data, off + 4)[0])
-        off += (alen + 3) & ~3
-    return None
 
 
 class LinuxProviders:
@@ -147,7 +108,7 @@ class LinuxProviders:
     def egress(self, flow: FiveTuple) -> str | None:
         try:
             iif = socket.if_nametoindex(linux_interface(flow.ingress_interface))
-            oif = kernel_egress(str(flow.src), str(flow.dst), iif, flow.proto, flow.sport,
+            oif = route_get_oif(str(flow.src), str(flow.dst), iif, flow.proto, flow.sport,
                                 flow.dport)  # fmt: skip
             return None if oif is None else eos_interface(socket.if_indextoname(oif))
         except OSError:
