@@ -39,8 +39,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -417,13 +418,29 @@ def _restart_line(x: dict[str, Any]) -> str:
     )
 
 
-_READY = re.compile(r"ready first_pass_ms=([\d.]+) since_process_start_ms=(\d+)")
+_READY = re.compile(
+    r"ts=(\S+ \S+) \S+ \S+ event=ready first_pass_ms=([\d.]+) since_process_start_ms=(\d+)"
+)
+
+
+class ReadyLine(NamedTuple):
+    """The agent's ``ready`` log line (written after its first pass: dfagent.agent.agent)."""
+
+    at: float  # wall clock of the line
+    first_pass_ms: float
+    before_first_pass_ms: float  # the process before the first pass
+
+
+def ready_lines(log: str) -> list[ReadyLine]:
+    """Every ``ready`` line of an agent log, in order."""
+    out = []
+    for stamp, first, age in _READY.findall(log):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        out.append(ReadyLine(at, float(first), round(float(age) - float(first), 1)))
+    return out
 
 
 def _ready_parts(log: str) -> tuple[float | None, float | None]:
     """(first pass, process before it) in ms, from the agent's last 'ready' line."""
-    found = _READY.findall(log)
-    if not found:
-        return None, None
-    first, age = float(found[-1][0]), float(found[-1][1])
-    return first, round(age - first, 1)
+    lines = ready_lines(log)
+    return (lines[-1].first_pass_ms, lines[-1].before_first_pass_ms) if lines else (None, None)

@@ -40,11 +40,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dfagent.bench.agent import as_installed
+from dfagent.bench.agent import ReadyLine, as_installed, ready_lines
 from dfagent.bench.pcc import PORT, SERVERS, VIP4, VIP6, Holder, PccBench, _dfagent
 from dfagent.bench.scale import conntrack_max, load_conntrack
 from dfagent.lab import runner
@@ -56,9 +55,6 @@ AFTER = frozenset({"s3"})  # the ECMP set after drain s1 + s2 BGP down
 READY_TARGET_S = 1.0
 MAP_TIMEOUT = 3600  # map mode's element timeout: longer than a run, so lost means removed
 CHUNK = 5_000  # map elements per nft statement
-_READY = re.compile(
-    r"ts=(\S+ \S+) level=INFO \S+ event=ready first_pass_ms=([\d.]+) since_process_start_ms=(\d+)"
-)
 _MARK = re.compile(rb"\bmark=(\d+)")
 
 
@@ -260,23 +256,22 @@ class RestartBench(PccBench):
         self.agent = self._spawn(name, self._launch_argv(mode))
         agent = self.agent
         end = t_mono + 120
-        m = None
-        while m is None:
+        lines: list[ReadyLine] = []
+        while not lines:
             text = log_path.read_text(errors="replace") if log_path.exists() else ""
-            m = _READY.search(text)
-            if m is None:
+            lines = ready_lines(text)
+            if not lines:
                 if agent.poll() is not None:
                     raise LabError(f"the restarted agent exited ({agent.returncode}): {log_path}")
                 if time.monotonic() > end:
                     raise LabError(f"no ready line within 120 s: {log_path}")
                 time.sleep(0.01)
         busy1 = _cpu_times()
-        ready_at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        first, age = float(m.group(2)), float(m.group(3))
+        ready = lines[0]
         out: dict[str, Any] = {
-            "ready_s": round(ready_at - t_wall, 3),
-            "first_pass_ms": first,
-            "before_first_pass_ms": round(age - first, 1),
+            "ready_s": round(ready.at - t_wall, 3),
+            "first_pass_ms": ready.first_pass_ms,
+            "before_first_pass_ms": ready.before_first_pass_ms,
             # the whole machine (every session on it) from the launch to the ready line
             "machine_busy_pct": round(100 * (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1), 1),
         }

@@ -150,7 +150,7 @@ class EgressResolver:
         self.by_session[sid] = self.by_session.get(sid, 0) + 1
         fams = self.by_family.get(sid)
         if fams:
-            return fams.get(ipaddress.ip_address(ev.dst).version, nh)
+            return fams.get(6 if ":" in ev.dst else 4, nh)  # per SYN: no address parsing
         return nh
 
     def pin_items(self, events: Iterable[MirroredSyn]) -> list[tuple[str, str, int, int, str]]:
