@@ -91,14 +91,6 @@ class MirrorLossBench(PccBench):
             shim.wait()
         return mirror_shim.read_stats(self._shim_log())
 
-    def _s4(self, announce: bool) -> None:
-        no = "" if announce else "no "
-        self._vtysh(
-            "s4", "configure terminal", f"router bgp {SERVERS['s4'][3]}",
-            "address-family ipv4 unicast", f"{no}network {VIP4}/32", "exit-address-family",
-            "address-family ipv6 unicast", f"{no}network {VIP6}/128",
-        )  # fmt: skip
-
     def run_mode(self, mode: str) -> dict[str, Any]:  # type: ignore[override]
         if mode not in MODES:
             raise LabError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -140,7 +132,7 @@ class MirrorLossBench(PccBench):
             if event == "drain s1":
                 self._drain().drain(SERVERS["s1"][:2])
             else:
-                self._s4(True)
+                self._announce_s4(True)
             self._wait_servers(members)
             self._wait_agent(members)
             got = holder.reply("traffic")
@@ -159,7 +151,7 @@ class MirrorLossBench(PccBench):
 
     def _undo(self) -> None:
         self._drain().undrain(SERVERS["s1"][:2])
-        self._s4(False)
+        self._announce_s4(False)
         self._wait_servers(INITIAL)
         self._wait_agent(INITIAL)
 

@@ -251,11 +251,7 @@ class PccBench:
         elif event == "undrain s1":
             self._drain().undrain(SERVERS["s1"][:2])
         elif event == "s4 announces":
-            self._vtysh(
-                "s4", "configure terminal", f"router bgp {SERVERS['s4'][3]}",
-                "address-family ipv4 unicast", f"network {VIP4}/32", "exit-address-family",
-                "address-family ipv6 unicast", f"network {VIP6}/128",
-            )  # fmt: skip
+            self._announce_s4(True)
         elif event == "s2 BGP down":
             v4, v6, _, asn = SERVERS["s2"]
             self._vtysh(
@@ -264,6 +260,15 @@ class PccBench:
             )  # fmt: skip
         if mode == "resilient":
             self._resilient_members(members)
+
+    def _announce_s4(self, announce: bool) -> None:
+        """s4 announces the VIPs (joins the ECMP set), or withdraws them."""
+        no = "" if announce else "no "
+        self._vtysh(
+            "s4", "configure terminal", f"router bgp {SERVERS['s4'][3]}",
+            "address-family ipv4 unicast", f"{no}network {VIP4}/32", "exit-address-family",
+            "address-family ipv6 unicast", f"{no}network {VIP6}/128",
+        )  # fmt: skip
 
     # --- modes --------------------------------------------------------------------------
     def _resilient_setup(self) -> None:
