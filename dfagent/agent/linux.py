@@ -32,6 +32,7 @@ def build(cfg: DatapathConfig, metrics: Metrics | None = None) -> Agent:
             one_direction=cfg.one_direction,
             space=cfg.space,
             marker=None if cfg.one_direction else CtMarker(cfg.space.mask),
+            capacity=cfg.pin_map_size,  # a full map evicts its oldest pins (conntrack mode)
         )
     return Agent(
         dp,

@@ -142,6 +142,9 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-repair", is_flag=True,
                      help="Do not watch nftables nor reinstall dfagent's table when a firewall "
                      "reload deletes it (pinning then stops until the agent restarts)."),
+        click.option("--metrics", "metrics_address", default=None, metavar="HOST:PORT",
+                     help="Serve Prometheus metrics here (GET /metrics), as `dfagent run`'s "
+                     "metrics.address does."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -201,9 +204,11 @@ def _config(
 
 
 @contextmanager
-def _running(cfg: DatapathConfig) -> Iterator[Agent]:
-    """Lock the state dir, build and start the agent, close it; every failure is one line."""
+def _running(cfg: DatapathConfig, metrics_address: str | None = None) -> Iterator[Agent]:
+    """Lock the state dir, build and start the agent (and its metrics endpoint), close it;
+    every failure is one line."""
     from dfagent.agent.linux import build
+    from dfagent.agent.metrics import MetricsServer, serve_metrics
     from dfagent.backends.linux.datapath import MarkConflict
     from dfagent.backends.linux.nft import NftError
     from dfagent.backends.linux.state import AgentLock, AgentRunning
@@ -215,14 +220,22 @@ def _running(cfg: DatapathConfig) -> Iterator[Agent]:
     except (AgentRunning, OSError) as exc:
         _fail(str(exc))
     agent: Agent | None = None
+    server: MetricsServer | None = None
     try:
         try:
             agent = build(cfg)
         except (MarkConflict, NftError, MarksExhausted, OSError) as exc:
             _fail(str(exc))
         assert agent is not None
+        if metrics_address:
+            try:
+                server = serve_metrics(agent.metrics, metrics_address)
+            except (OSError, ValueError) as exc:
+                _fail(f"--metrics {metrics_address}: {exc}")
         yield agent
     finally:
+        if server is not None:
+            server.close()
         if agent is not None:
             agent.close()
         lock.release()
@@ -266,7 +279,12 @@ def linux() -> None:
     "flush').",
 )
 def kernel(
-    verbose: bool, dead_hold: float, protocols: tuple[str, ...], ct_copy: bool, **opts: Any
+    verbose: bool,
+    dead_hold: float,
+    protocols: tuple[str, ...],
+    ct_copy: bool,
+    metrics_address: str | None,
+    **opts: Any,
 ) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
@@ -287,7 +305,7 @@ def kernel(
     cfg = _config(dead_hold=dead_hold, protocols=chosen, ct_copy=ct_copy, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
-    with _running(cfg) as agent:
+    with _running(cfg, metrics_address) as agent:
         _on_signals(agent.stop)
         agent.run()
 
@@ -370,6 +388,7 @@ def map_cmd(
     pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
+    metrics_address: str | None,
     **opts: Any,
 ) -> None:
     """Map mode: per-flow pins (5-tuple → next hop) in nft maps, from mirrored SYNs.
@@ -403,7 +422,7 @@ def map_cmd(
     _need_root("map")
     _setup_logging(verbose)
     log = logging.getLogger("dfagent.linux")
-    with _running(cfg) as agent:
+    with _running(cfg, metrics_address) as agent:
         if not sessions:
             log.info("map-mode receiver=off (pins through the MapPinner API only)")
             _on_signals(agent.stop)
