@@ -232,7 +232,8 @@ class MapPinner:
             src, dst, sport, dport = it[0], it[1], it[2], it[3]
             mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)
             by_map.setdefault(mapname, []).append(key)
-            self._keys.get(mapname, {}).pop(key, None)
+            if mapname in self._keys:
+                self._keys[mapname].pop(key, None)
         removed = 0
         for mapname, keys in by_map.items():
             removed += self._delete(mapname, keys)
