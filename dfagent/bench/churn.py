@@ -19,7 +19,13 @@ second ``dfagent.lab.pinwatch`` samples on lb: the pin-table size (map mode: ele
 pin4/pin6; kernel mode: conntrack entries with dfagent's mark bits), evictions (the agent's
 ``dfagent_pins_evicted``; the kernel's conntrack early drops beside it), the agent's RSS.
 
-Modes: ``ecmp`` (plain multipath, no agent), ``kernel``, ``map``.
+Modes: ``ecmp`` (plain multipath, no agent), ``kernel``, ``map`` (pins from the mirrored
+SYNs alone), ``map-record`` (map mode with ``--record``: lb, which sees both directions,
+records the route's choice in the conntrack mark of a flow the mirror path has not pinned
+yet). Plain map mode has a window: from a SYN passing lb to its pin (the mirror path's
+latency, milliseconds, more on a loaded machine) the flow rides plain ECMP, and a change in
+that window moves it — once every few hundred new connections here, at one change a
+second. ``--record`` closes it.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dfagent.core.marks import DEFAULT_MARK_MASK
 from dfagent.lab import runner
 from dfagent.lab.errors import LabError
 
-MODES = ("ecmp", "kernel", "map")
+MODES = ("ecmp", "kernel", "map", "map-record")
 EVENTS = ("drain s1", "undrain s1", "s4 announces", "s4 withdraws")
 METRICS = "127.0.0.1:19642"  # in lb's namespace: no other lab's agent shares it
 CLIENT = "10.1.0.10"  # the spoofed sources' way back: lb sends their SYN-ACKs here
@@ -61,10 +67,13 @@ class ChurnBench(PccBench):
         self.hold = hold
         self.flood_rate = flood_rate
         self.capacity = capacity
+        self.mode = "map"
 
     def _agent_argv(self, mode: str) -> list[str]:
         argv = super()._agent_argv(mode) + ["--metrics", METRICS]
-        return argv + (["--size", str(self.capacity)] if mode == "map" else [])
+        if mode == "map":
+            argv += ["--size", str(self.capacity)]
+        return argv + (["--record"] if self.mode == "map-record" else [])
 
     def _event(self, name: str) -> None:
         if name == "drain s1":
@@ -84,13 +93,14 @@ class ChurnBench(PccBench):
         argv = [sys.executable, "-m", "dfagent.lab.pinwatch", "--seconds", str(self.seconds + 60)]
         if self.agent is not None:
             argv += ["--pid", str(self.agent.pid), "--metrics", f"http://{METRICS}/metrics"]
-        if mode == "map":
+        if mode.startswith("map"):
             argv += ["--maps", "pin4,pin6"]
         elif mode == "kernel":
             argv += ["--marked", hex(DEFAULT_MARK_MASK)]
         return self._bg("lb", argv)
 
     def run_mode(self, mode: str) -> dict[str, Any]:  # type: ignore[override]
+        self.mode = mode
         self._lab_up()
         assert self.state is not None
         holder = Holder(self.state)
@@ -98,7 +108,7 @@ class ChurnBench(PccBench):
         try:
             self._on("lb", ["ip", "route", "add", SPOOF_NET, "via", CLIENT])
             if mode != "ecmp":
-                self._start_agent(mode)
+                self._start_agent("map" if mode.startswith("map") else mode)
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=80, count=self.n)
             out: dict[str, Any] = {"held": opened["opened"], "held_failed": opened["failed"]}
             watch = self._watch(mode)
@@ -166,10 +176,11 @@ class ChurnBench(PccBench):
                 continue
             done = [p for p in progress if p["t"] <= t]
             last = done[-1] if done else {}
-            pins = s["pins"] if mode == "map" else s["marked"]
+            pins = s["pins"] if mode.startswith("map") else s["marked"]
             samples.append({
                 "t": t, "pins": pins, "ct": s["ct"], "evicted": s["evicted"],
-                "failed": s["failed"], "early_drop": s["early_drop"], "rss_kb": s["rss_kb"],
+                "failed": s["failed"], "slow_pins": s.get("slow_pins"),
+                "early_drop": s["early_drop"], "rss_kb": s["rss_kb"],
                 "broken": last.get("broken_held", 0) + last.get("broken_new", 0),
                 "made": last.get("made", 0),
             })  # fmt: skip
@@ -186,9 +197,11 @@ class ChurnBench(PccBench):
             "broken_new": totals["broken_new"],
             "broken": totals["broken_held"] + totals["broken_new"],
             "broken_by": totals.get("broken_by", {}),
+            "breaks": totals.get("breaks", []),  # the first 100: when, which, why
             "held_alive": totals["held_alive"],
             "peak_pins": max(pins) if pins else None,
             "evicted": evicted[-1] if evicted else None,
+            "slow_pins": samples[-1]["slow_pins"] if samples else None,  # SYN→pin > 100 ms
             "rss_kb_start": rss[0] if rss else None,
             "rss_kb_end": rss[-1] if rss else None,
             "event_times": events,
@@ -199,7 +212,8 @@ class ChurnBench(PccBench):
             f"{res['broken_new']} of {res['made']} new; by {res['broken_by']}), "
             f"{res['open_failed']} failed opens, "
             f"{res['events']} next-hop changes; peak pins {res['peak_pins']}, evicted "
-            f"{res['evicted']}, RSS {res['rss_kb_start']} → {res['rss_kb_end']} kB; "
+            f"{res['evicted']}, pins later than 100 ms {res['slow_pins']}, "
+            f"RSS {res['rss_kb_start']} → {res['rss_kb_end']} kB; "
             f"flood {self.flood_rate:g}/s"
         )
         return res

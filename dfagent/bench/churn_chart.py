@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-COLOURS = {"ecmp": "tab:grey", "kernel": "tab:blue", "map": "tab:orange"}
+COLOURS = {"ecmp": "tab:grey", "kernel": "tab:blue", "map": "tab:orange", "map-record": "tab:brown"}
 PANELS = (
     ("pins", "pin-table size", 1.0),
     ("evicted", "pins evicted (total)", 1.0),

@@ -25,8 +25,8 @@ from dfagent.cli.bench import JSON_OPTION, Log, Result, bench, modes_list, run_l
 @click.option("--capacity", default=1000, show_default=True, type=click.IntRange(10, 2_000_000),
               help="Map mode: each pin map's size (small: the flood fills it).")  # fmt: skip
 @click.option("--modes", default=",".join(MODES), show_default=True,
-              help="Comma-separated: ecmp (no dfagent), kernel, map. Each runs on a fresh "
-              "lab.")  # fmt: skip
+              help="Comma-separated: ecmp (no dfagent), kernel, map (pins from mirrored SYNs "
+              "alone), map-record (map mode with --record). Each runs on a fresh lab.")  # fmt: skip
 @click.option("--chart", type=click.Path(dir_okay=False),
               help="Write a PNG chart (pin-table size, evictions, RSS, broken) here.")  # fmt: skip
 @JSON_OPTION

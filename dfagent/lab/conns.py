@@ -352,8 +352,14 @@ class Holder:
         next_report = t0 + 1.0
 
         why = Counter[str]()  # broken by: reset, timeout, another server
+        breaks: list[dict[str, Any]] = []  # the first 100, for a look at when and which
 
         def drop(lv: Live, outcome: str, reason: str = "") -> None:
+            if outcome.startswith("broken") and len(breaks) < 100:
+                now = time.monotonic()
+                breaks.append({"t": round(now - t0, 2), "age": round(now - lv.started, 2),
+                               "kind": outcome[7:], "why": reason, "server": lv.conn.server,
+                               "flow": list(lv.conn.sock.getsockname()[:2])})  # fmt: skip
             sel.unregister(lv.conn.sock)
             lv.conn.sock.close()
             del live[lv.conn.sock]
@@ -442,7 +448,7 @@ class Holder:
         sel.close()
         self.alive = [lv.conn for lv in live.values()]
         self.broken += tally["broken_held"]
-        return {**totals(), "attempted": tally["attempted"]}
+        return {**totals(), "attempted": tally["attempted"], "breaks": breaks}
 
     def rate(self, addrs: list[str], port: int, seconds: float) -> dict[str, Any]:
         """Sequential new connections (connect, one request, close) per second. Closed

@@ -5,7 +5,8 @@
 One JSON line per sample: ``t`` (Unix time), ``ct`` (conntrack entries), ``pins`` (elements in
 the named nft maps of dfagent's table), ``marked`` (with ``--marked MASK``: conntrack entries
 carrying any of those mark bits: kernel mode's pins), ``evicted`` and ``failed`` (the agent's
-``dfagent_pins_evicted`` and failed-pin counters, from its metrics endpoint), ``early_drop``
+``dfagent_pins_evicted`` and failed-pin counters, from its metrics endpoint; ``slow_pins``:
+SYNs pinned more than 100 ms after the receiver read them, so far), ``early_drop``
 and ``drop`` (the kernel's conntrack evictions and refusals, summed over CPUs), ``rss_kb``
 (the agent's VmRSS). What cannot be read is null. Ends after ``--seconds`` (bounded) or on
 SIGTERM.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_SECONDS = 3600.0
+SCRAPED = ("evicted", "failed", "slow_pins")
 CT_COUNT = Path("/proc/sys/net/netfilter/nf_conntrack_count")
 _MARK = re.compile(rb"\bmark=(\d+)")
 
@@ -70,12 +72,18 @@ def scrape(url: str) -> dict[str, int | None]:
         with urllib.request.urlopen(url, timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
-        return {"evicted": None, "failed": None}
-    ev = re.search(r"^dfagent_pins_evicted_total (\S+)$", text, re.M)
-    fl = re.search(r'^dfagent_pins_total\{[^}]*result="failed"[^}]*\} (\S+)$', text, re.M)
+        return dict.fromkeys(SCRAPED)
+
+    def get(pattern: str) -> int | None:
+        m = re.search(pattern + r" (\S+)$", text, re.M)
+        return int(float(m.group(1))) if m else None
+
+    fast = get(r'^dfagent_syn_to_pin_seconds_bucket\{le="0\.1"\}')
+    total = get(r"^dfagent_syn_to_pin_seconds_count")
     return {
-        "evicted": int(float(ev.group(1))) if ev else None,
-        "failed": int(float(fl.group(1))) if fl else None,
+        "evicted": get(r"^dfagent_pins_evicted_total"),
+        "failed": get(r'^dfagent_pins_total\{[^}]*result="failed"[^}]*\}'),
+        "slow_pins": total - fast if total is not None and fast is not None else None,
     }
 
 
@@ -96,7 +104,7 @@ def sample(a: argparse.Namespace) -> dict[str, Any]:
         out["ct"] = None
     out["pins"] = map_elements(a.maps.split(",")) if a.maps else None
     out["marked"] = marked_entries(int(a.marked, 0)) if a.marked else None
-    out.update(scrape(a.metrics) if a.metrics else {"evicted": None, "failed": None})
+    out.update(scrape(a.metrics) if a.metrics else dict.fromkeys(SCRAPED))
     st = ct_stats()
     out["early_drop"], out["drop"] = st.get("early_drop"), st.get("drop")
     out["rss_kb"] = rss_kb(a.pid) if a.pid else None
