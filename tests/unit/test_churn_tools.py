@@ -1,5 +1,6 @@
-"""The connection holder's `churn` loop against a real local TCP server: held and new
-connections counted right, and each kind of break (another server, reset, silence) caught."""
+"""The churn bench's lab tools without a lab: the connection holder's `churn` loop against a
+real local TCP server (held and new connections counted right, each kind of break caught:
+another server, reset, silence) and pinwatch's scrape of a real metrics endpoint."""
 
 from __future__ import annotations
 
@@ -75,3 +76,20 @@ def test_churn_catches_each_break(server: Server, mode: str, reason: str) -> Non
     assert r["broken_held"] == 4 and r["held_alive"] == 0, r
     assert r["broken_new"] >= 4 and r["broken_by"] == {reason: 4 + r["broken_new"]}, r
     assert h.broken == 4
+
+
+def test_pinwatch_reads_the_agents_metrics() -> None:
+    """pinwatch's scrape of a real metrics endpoint: evictions, failed pins, slow pins."""
+    from dfagent.agent.metrics import Metrics, serve_metrics
+    from dfagent.core.ports import PinStats
+    from dfagent.lab.pinwatch import scrape
+
+    m = Metrics(mode="map")
+    m.pin_batch(PinStats(pinned=5, failed=2, evicted=3), received=[0.0, 0.95], now=1.0)
+    server = serve_metrics(m, "127.0.0.1:0")
+    try:
+        got = scrape(f"http://127.0.0.1:{server.port}/metrics")
+    finally:
+        server.close()
+    assert got == {"evicted": 3, "failed": 2, "slow_pins": 1}
+    assert scrape("http://127.0.0.1:1/metrics") == dict.fromkeys(got)
