@@ -206,7 +206,7 @@ def _running(cfg: DatapathConfig, metrics_address: str | None = None) -> Iterato
     """Lock the state dir, build and start the agent (and its metrics endpoint), close it;
     every failure is one line."""
     from dfagent.agent.linux import build
-    from dfagent.agent.metrics import MetricsServer, serve_metrics
+    from dfagent.agent.metrics import Metrics, MetricsServer, serve_metrics
     from dfagent.backends.linux.datapath import MarkConflict
     from dfagent.backends.linux.nft import NftError
     from dfagent.backends.linux.state import AgentLock, AgentRunning
@@ -219,17 +219,18 @@ def _running(cfg: DatapathConfig, metrics_address: str | None = None) -> Iterato
         _fail(str(exc))
     agent: Agent | None = None
     server: MetricsServer | None = None
+    metrics = Metrics(backend="linux", mode=cfg.mode)
     try:
+        if metrics_address:  # bound first: a taken port fails before anything is installed
+            try:
+                server = serve_metrics(metrics, metrics_address)
+            except (OSError, ValueError, OverflowError) as exc:
+                _fail(f"--metrics {metrics_address}: {exc}")
         try:
-            agent = build(cfg)
+            agent = build(cfg, metrics)
         except (MarkConflict, NftError, MarksExhausted, OSError) as exc:
             _fail(str(exc))
         assert agent is not None
-        if metrics_address:
-            try:
-                server = serve_metrics(agent.metrics, metrics_address)
-            except (OSError, ValueError) as exc:
-                _fail(f"--metrics {metrics_address}: {exc}")
         yield agent
     finally:
         if server is not None:
