@@ -225,3 +225,13 @@ def test_full_map_without_marks_refuses() -> None:
     p = MapPinner(nft, resolver_from({(4, "10.0.1.2"): M1}), timeout=60, clock=clock, capacity=4)
     st = p.pin(flows(6))
     assert st.pinned == 4 and st.failed == 2 and st.evicted == 0
+
+
+def test_batch_history_stays_bounded_without_count() -> None:
+    """The per-batch history behind count() is trimmed by pinning itself: an agent that never
+    asks for the count (the mirror path) must not grow with every batch."""
+    _, p, clock = make()
+    for i in range(1000):
+        clock.t = i
+        p.pin([PinItem("10.0.0.2", "1.1.1.1", 1000 + i % 60000, 80, "10.0.1.2")])
+    assert len(p._written) <= 61
