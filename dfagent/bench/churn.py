@@ -9,9 +9,9 @@ On the resilient-ecmp lab, per mode on a fresh lab, for ``seconds``:
   before it closes (``dfagent.lab.conns`` ``churn``);
 * a spoofed SYN flood (``dfagent.lab.synflood``: sources in 100.64.0.0/10, bounded in
   count and time) at the VIP from the client. In map mode every spoofed SYN is mirrored and
-  pinned, so the agent runs with a small pin map (``--size``) that the flood fills: the
-  oldest pins are evicted while the connections keep their conntrack marks. In kernel mode
-  every spoofed SYN gets a marked conntrack entry.
+  pinned, so the agent runs with a small pin map (``--size``) that the flood fills, and
+  ``--evict``: the oldest pins are evicted while the connections keep their conntrack
+  marks. In kernel mode every spoofed SYN gets a marked conntrack entry.
 
 Broken = an established connection (held or new) reset, silent for 2 s or answered by
 another server; a new connection that never got its first answer is a failed open. Every
@@ -72,7 +72,7 @@ class ChurnBench(PccBench):
     def _agent_argv(self, mode: str) -> list[str]:
         argv = super()._agent_argv(mode) + ["--metrics", METRICS]
         if mode == "map":
-            argv += ["--size", str(self.capacity)]
+            argv += ["--size", str(self.capacity), "--evict"]
         return argv + (["--record"] if self.mode == "map-record" else [])
 
     def _event(self, name: str) -> None:

@@ -369,6 +369,11 @@ def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
 )
 @click.option("--size", "map_size", default=DEFAULT_PIN_MAP_SIZE, show_default=True, type=int,
               help="Capacity of each pin map (flows).")  # fmt: skip
+@click.option("--evict", "pin_evict", is_flag=True,
+              help="When a pin map is full, evict its oldest pins instead of refusing new "
+              "ones (their connections keep their conntrack mark). The agent then keeps every "
+              "pin's key: ~200 B per pin, so pick a --size you can afford. Not with "
+              "--one-direction.")  # fmt: skip
 @click.option("--timeout", "pin_timeout", default=DEFAULT_PIN_TIMEOUT, show_default=True,
               type=int,
               help="Seconds a pin lives in the map (its connection keeps the mark).")  # fmt: skip
@@ -384,6 +389,7 @@ def map_cmd(
     synack: bool,
     record_fallback: bool,
     map_size: int,
+    pin_evict: bool,
     pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
@@ -411,10 +417,16 @@ def map_cmd(
             raise click.BadParameter("must be more than 0", param_hint=name)
     if record_fallback and opts.get("one_direction"):
         raise click.UsageError("--record needs both directions (not with --one-direction)")
+    if pin_evict and opts.get("one_direction"):
+        raise click.UsageError(
+            "--evict needs conntrack behind the pins (not with --one-direction: an evicted "
+            "flow would move)"
+        )
     cfg = _config(
         record=record_fallback,
         pin_maps=True,
         pin_map_size=map_size,
+        pin_evict=pin_evict,
         pin_timeout=pin_timeout,
         **opts,
     )
