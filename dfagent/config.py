@@ -145,6 +145,8 @@ class MirrorConfig:
     # Linux, both directions: a flow without a pin from a mirror is recorded where the route
     # sent it (kernel mode's record rule), the fallback when both mirror copies are lost
     record: bool = False
+    # Linux, both directions: a full pin map evicts its oldest pins (~200 B a pin in the agent)
+    evict: bool = False
 
     @property
     def any_source(self) -> bool:
@@ -560,7 +562,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
 
 MIRROR_KEYS = (
     "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
-    "record",
+    "record", "evict",
 )  # fmt: skip
 
 
@@ -639,6 +641,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
         ),
         synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
         record=_bool(err, "mirror.record", d.get("record"), dflt.record),
+        evict=_bool(err, "mirror.evict", d.get("evict"), dflt.evict),
     )  # fmt: skip
 
 
@@ -987,6 +990,11 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
             err.add("mirror.record", "needs backend linux (the record is a Linux router's)")
         elif cfg.linux.one_direction:
             err.add("mirror.record", "needs both directions (not with linux.one_direction)")
+    if cfg.mirror.evict and "mirror" in modes:
+        if cfg.backend.type == "eos":
+            err.add("mirror.evict", "needs backend linux (EOS has its own pin table)")
+        elif cfg.linux.one_direction:
+            err.add("mirror.evict", "needs both directions (not with linux.one_direction)")
     for i, v in enumerate(cfg.vips):
         if "udp" not in v.protocols:
             continue
@@ -1125,6 +1133,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "batch": dataclasses.asdict(cfg.mirror.batch),
             "synack": cfg.mirror.synack,
             "record": cfg.mirror.record,
+            "evict": cfg.mirror.evict,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)
