@@ -9,16 +9,21 @@ for both families."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from dfagent.bench.pcc import Holder
+from dfagent.lab import runner
 from dfagent.lab.state import LabState
 from tests.eos.test_eapi_linux_datapath import CLIENT, VIP, ask, on
-from tests.lab.lb_agent import lab_up
+from tests.lab.lb_agent import VIP4, LbAgent, lab_up, tmp, wait_for
 
 pytestmark = pytest.mark.lab
-__all__ = ["lab_up"]
+__all__ = ["lab_up", "tmp"]
 PORTS = range(31000, 31060)
 BY_DEV = {f"eth{n + 1}": f"s{n}" for n in (1, 2, 3, 4)}
 
@@ -61,3 +66,42 @@ def test_query_egress_agrees_with_forwarding_for_ipv4_and_declines_ipv6(
     assert agreed[4] == total
     servers = {got[f"4:{p}"] for p in PORTS}
     assert len(servers) == 3, servers  # the ports spread: a constant answer would not pass
+
+
+def test_map_mode_pins_ipv4_flows_by_query_when_the_mirror_names_no_member(
+    lab_up: LabState, tmp: Path
+) -> None:
+    """The agent (map mode, `mirror.egress: query`) gets mirrors whose session it does not
+    know: IPv4 flows are pinned to the kernel's answer and survive s4 joining the ECMP set;
+    IPv6 ones are counted as SYNs of no known session, not pinned."""
+    agent = LbAgent(lab_up, tmp, "mirror")
+    agent.cfg["mirror"] = {"sources": ["127.0.0.1"], "egress": "query"}  # no sessions
+    agent.write(agent.cfg)
+    holder = Holder(lab_up)
+    try:
+        agent.start()
+        opened = holder.ask("open", addrs=[VIP4], port=80, count=60)
+        assert opened["opened"] == 60, opened
+        wait_for(lambda: map_size(lab_up, "pin4") >= 60, "60 IPv4 pins")
+        v6 = ask(lab_up, [(6, p) for p in range(32000, 32010)])
+        assert None not in v6.values()
+        assert map_size(lab_up, "pin6") == 0
+        on = [*runner.exec_argv(lab_up, "s4", ["vtysh"]), "-c", "configure terminal", "-c",
+              "router bgp 65104", "-c", "address-family ipv4 unicast", "-c",
+              f"network {VIP4}/32"]  # fmt: skip
+        subprocess.run(on, check=True, capture_output=True)
+        wait_for(lambda: "s4" in holder.ask("fresh", count=40)["answers"], "s4 in the ECMP set")
+        chk = holder.ask("check")
+        assert chk["broken"] == 0 and chk["alive"] == 60, chk
+        agent.stop()  # its last report: the IPv6 SYNs counted, not pinned
+        m = re.findall(r"map-pins pinned=(\d+) .* unknown_session=(\d+)", agent.log())
+        assert m and int(m[-1][0]) >= 60 and int(m[-1][1]) >= 10, m[-1:]
+    finally:
+        holder.close()
+        agent.close()
+
+
+def map_size(state: LabState, name: str) -> int:
+    argv = runner.exec_argv(state, "lb", ["nft", "-j", "list", "map", "inet", "dfagent", name])
+    out = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    return sum(len(o["map"].get("elem", [])) for o in out["nftables"] if "map" in o)
