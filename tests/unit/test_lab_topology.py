@@ -1,6 +1,7 @@
 """Topology validation: every problem reported at once, each with its path."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -165,7 +166,8 @@ def test_containerlab_topologies_validate(path):
 
 
 def test_ceos_runs_with_a_startup_config_and_an_frr_config(tmp_path):
-    doc = {"name": "t", "topology": {"nodes": {"sw1": {"kind": "arista_ceos"}}}}
+    node: dict[str, Any] = {"kind": "arista_ceos"}
+    doc = {"name": "t", "topology": {"nodes": {"sw1": node}}}
     assert topology.parse(doc, tmp_path / "t.clab.yml", runnable=False).nodes["sw1"]
     with pytest.raises(TopologyError) as err:
         topology.parse(doc, tmp_path / "t.clab.yml")
@@ -174,7 +176,6 @@ def test_ceos_runs_with_a_startup_config_and_an_frr_config(tmp_path):
         "topology.nodes.sw1.startup-config",
         "topology.nodes.sw1.labels.dfagent.frr-conf",
     }, err.value.problems
-    node = doc["topology"]["nodes"]["sw1"]
     node["startup-config"] = "sw1.cfg"
     node["labels"] = {"dfagent.frr-conf": "frr.conf"}
     with pytest.raises(TopologyError, match="'sw1.cfg' does not exist"):
