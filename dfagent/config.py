@@ -1131,6 +1131,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "batch": dataclasses.asdict(cfg.mirror.batch),
             "synack": cfg.mirror.synack,
             "record": cfg.mirror.record,
+            "egress": cfg.mirror.egress,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)
