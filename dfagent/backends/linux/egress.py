@@ -14,7 +14,7 @@ answer is what forwarding picks **for IPv4 only**:
   → `rt6_multipath_custom_hash_fl6`), while forwarding hashes the packet
   (`rt6_multipath_custom_hash_skb` = `jhash_2words(outer, inner, 0)`): the same fields, a
   different final mix. Not the flow label (fields 0x37 leave it out). Measured on kernel
-  6.18: IPv4 agreed for every flow, IPv6 for about a third (tests/lab/test_linux_query_egress).
+  6.18: IPv4 60 of 60 flows agreed, IPv6 17 of 60 (chance: tests/lab/test_linux_query_egress).
 
 So :meth:`KernelEgress.nexthop` answers IPv4 flows and declines IPv6 ones (None): an IPv6
 flow keeps the *observed* egress of its mirror session (one session per member) or is
