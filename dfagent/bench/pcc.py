@@ -504,6 +504,8 @@ class PccBench:
             "lab": self.base_lab,
             "modes": results,
         }
+        if set(modes) & set(EOS_MODES):
+            out["eos_lab"] = EOS_LAB
         if self.rates:
             out["new_connection_rate"] = {
                 "without_pinning": round(self.rates["without"], 1),
