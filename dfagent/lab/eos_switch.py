@@ -42,6 +42,14 @@ def check(node: Node) -> ceos.CeosConfig:
         )
     if not cfg.users:
         raise ceos.CeosConfigError(f"{where}: no `username NAME … secret 0 PASSWORD` for eAPI")
+    # the switch's own parser, before anything is made: a refused line fails the preflight
+    from dfagent.lab.eapi.switch import EapiSwitch
+    from dfagent.lab.eapi.tokens import CommandError
+
+    try:
+        EapiSwitch(password="preflight").configure(cfg.switch_lines)
+    except CommandError as exc:
+        raise ceos.CeosConfigError(f"{where}: {exc.error}") from None
     return cfg
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dfagent.lab import ceos
+from dfagent.lab import ceos, eos_switch
 from dfagent.lab.eapi import EapiSwitch
 from dfagent.lab.eapi.tokens import CommandError
+from dfagent.lab.topology import Node
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_CONFIG = REPO / "labs" / "resilient-ecmp-eos" / "lb" / "startup-config.cfg"
@@ -66,3 +67,22 @@ def test_https_and_a_port() -> None:
     cfg = ceos.parse("management api http-commands\n   protocol https port 8443\n   no shutdown\n")
     assert (cfg.eapi.protocol, cfg.eapi.port, cfg.eapi.enabled) == ("https", 8443, True)
     assert ceos.parse("management api http-commands\n   protocol https\n").eapi.port == 443
+
+
+def _node(tmp_path: Path, text: str) -> Node:
+    cfg = tmp_path / "sw.cfg"
+    cfg.write_text(text)
+    return Node("sw", "arista_ceos", startup_config=cfg)
+
+
+def test_the_runner_checks_a_startup_config_before_making_anything(tmp_path: Path) -> None:
+    ok = LAB_CONFIG.read_text()
+    assert eos_switch.check(_node(tmp_path, ok)).users == {"dfagent": "dfagent-lab"}
+    for text, says in [
+        (ok.replace("   protocol http\n", ""), "eAPI is off"),
+        (ok.replace("username dfagent", "! username dfagent"), "no `username"),
+        (ok + "monitor session m source Ethernet2 sideways\n", "'monitor session m source "),
+    ]:
+        with pytest.raises(ceos.CeosConfigError, match=says) as err:
+            eos_switch.check(_node(tmp_path, text))
+        assert "\n" not in str(err.value)
