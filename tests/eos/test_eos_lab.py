@@ -15,10 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from dfagent.lab import checks, eos_switch, netns, runner, spec
+from dfagent.lab import eos_switch, netns, runner
 from dfagent.lab.errors import LabError
 from dfagent.lab.state import LabState, load_state
 from tests.eos.test_eapi_linux_datapath import ask
+from tests.lab.lb_agent import converged
 
 pytestmark = pytest.mark.lab
 LAB = "resilient-ecmp-eos"
@@ -45,16 +46,8 @@ while True:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LabState]:
-    the_lab = spec.load(LAB)
-    runner.down(LAB)
-    state = runner.up(the_lab, log=False)
-    try:
-        results = checks.run_checks(state, the_lab)
-        assert all(r.ok for r in results), [r for r in results if not r.ok]
+    with converged(LAB) as state:
         yield state
-    finally:
-        runner.down(LAB)
-    assert load_state(LAB) is None
 
 
 def mirrored(state: LabState, conns: list[tuple[int, int]]) -> tuple[dict[str, str | None], list]:
