@@ -147,6 +147,9 @@ class MirrorConfig:
     record: bool = False
     # Linux, both directions: a full pin map evicts its oldest pins (~200 B a pin in the agent)
     evict: bool = False
+    # Linux (linux-nftables profile): "query" asks the kernel for an IPv4 flow's egress
+    # when its mirror names no known session (backends/linux/egress.py); IPv6 stays observed
+    egress: str = "observed"
 
     @property
     def any_source(self) -> bool:
@@ -562,7 +565,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
 
 MIRROR_KEYS = (
     "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
-    "record", "evict",
+    "record", "evict", "egress",
 )  # fmt: skip
 
 
@@ -642,6 +645,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
         synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
         record=_bool(err, "mirror.record", d.get("record"), dflt.record),
         evict=_bool(err, "mirror.evict", d.get("evict"), dflt.evict),
+        egress=_choice(err, "mirror.egress", d.get("egress"), ("observed", "query"), dflt.egress),
     )  # fmt: skip
 
 
@@ -963,6 +967,8 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
     """Rules between sections (each error still names the key to change); ``at[i]`` is the
     index in the file of ``cfg.vips[i]``."""
     modes = cfg.modes()
+    if cfg.mirror.egress == "query" and cfg.backend.type != "linux":
+        err.add("mirror.egress", "query is the Linux backend's: on EOS set backend.eos.egress")
     # unless the sources (or the whole mirror section) were already wrong
     mirror_read = not err.under("mirror.sources") and not any(
         e.startswith("mirror: ") for e in err.items
@@ -1134,6 +1140,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "synack": cfg.mirror.synack,
             "record": cfg.mirror.record,
             "evict": cfg.mirror.evict,
+            "egress": cfg.mirror.egress,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)

@@ -9,7 +9,6 @@ on the helpers of :mod:`dfagent.backends.linux.rtnl`.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import socket
 import struct
@@ -32,16 +31,14 @@ from dfagent.backends.linux.rtnl import (
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
-    RTA_DST,
-    RTA_OIF,
     RTM_DELRULE,
-    RTM_GETROUTE,
     RTM_NEWLINK,
     RTM_NEWRULE,
     _attr,
     _attrs,
     _messages,
     _socket,
+    route_get,
 )
 
 RTM_GETLINK, RTM_GETNEIGH, RTM_GETRULE = 18, 30, 34
@@ -220,14 +217,5 @@ def del_rule(
 # ── one lookup ──────────────────────────────────────────────────────────────────────
 def route_oif(addr: str) -> int | None:
     """The output interface index of ``ip route get ADDR`` (None: no route)."""
-    ip = ipaddress.ip_address(addr)
-    bits = 32 if ip.version == 4 else 128
-    body = _RTM.pack(AF[ip.version], bits, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, ip.packed)
-    got = _get(RTM_GETROUTE, body)
-    if got is None:
-        return None
-    data, off, length = got
-    for atype, s, _e in _attrs(data, off + _NLH.size + _RTM.size, off + length):
-        if atype == RTA_OIF:
-            return int(_U32.unpack_from(data, s)[0])
-    return None
+    got = route_get(addr)
+    return None if got is None else got[0]
