@@ -52,7 +52,9 @@ def test_bench_churn_small(tmp_path: Path) -> None:
     # (the SYN→pin window: milliseconds, seconds on a starved machine); a held one cannot
     m = modes["map"]
     assert m["broken_held"] == 0 and m["held_alive"] == HELD, m["breaks"]
-    assert all(b["kind"] == "new" and b["age"] <= 1.5 for b in m["breaks"]), m["breaks"]
+    # (600 s on a loaded machine: 82 and 554 of 12,000 new ones, the pin up to 1.9 s late)
+    assert all(b["kind"] == "new" for b in m["breaks"]), m["breaks"]
+    assert m["broken_new"] <= m["made"] // 10, m["breaks"]
     png = tmp_path / "churn.png"
     assert write_chart(result, str(png)).startswith("chart written")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
