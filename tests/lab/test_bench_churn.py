@@ -15,7 +15,7 @@ import pytest
 from dfagent.bench.churn import ChurnBench, format_table
 from dfagent.bench.churn_chart import write_chart
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 HELD, CAPACITY = 60, 300
 
 
