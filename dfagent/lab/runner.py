@@ -151,8 +151,11 @@ def _build(lab: Lab, state: LabState, log: bool) -> None:
         argv = python_argv(svc.cmd)
         proc = Process(svc.node, svc.name, argv)
         state.processes.append(proc)
+        # a service that keeps files (a config, a lock, a socket) keeps them in its node's
+        # run folder: removed by `down`, never shared with another run
+        env = {**topo.nodes[svc.node].env, "DFAGENT_LAB_NODE_DIR": str(node_dir)}
         proc.pid = start_service(
-            state.namespaces[svc.node], argv, node_dir / f"{svc.name}.log", topo.nodes[svc.node].env
+            state.namespaces[svc.node], argv, node_dir / f"{svc.name}.log", env
         )
         state.save()
     _say(log, f"{topo.name}: up ({len(state.processes)} processes)")
