@@ -26,9 +26,7 @@ PORT = 3780
 
 
 def config(run_dir: Path, local: str, peer: str, iface: str, vips: list[str]) -> str:
-    accept = "\n".join(
-        f"        IPv{ipaddress.ip_address(v).version}_address {v}" for v in vips
-    )
+    accept = "\n".join(f"        IPv{ipaddress.ip_address(v).version}_address {v}" for v in vips)
     return f"""# written by dfagent.lab.ctsync
 Sync {{
     Mode FTFW {{
@@ -58,7 +56,7 @@ General {{
     NetlinkBufferSize 2097152
     NetlinkBufferSizeMaxGrowth 8388608
     NetlinkOverrunResync On
-    Filter From Kernelspace {{
+    Filter From Userspace {{
         Protocol Accept {{
             TCP
         }}

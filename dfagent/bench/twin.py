@@ -1,0 +1,347 @@
+"""Two routers, one set of pins: do connections survive moving between two pinning routers?
+
+On the twin-lb lab (client → up, ECMP over lb1 and lb2 → servers s1..s4), for each mode on a
+fresh lab: hold N connections (v4 and v6) with a request on each every 100 ms, then
+(a) lb1 dies (every port down: the upstream moves all its flows to lb2) while s1 drains, and
+(b) lb1 comes back (the upstream's set of routers changes again, moving flows back) while
+s4 starts announcing. Broken = reset, silence (1 s) or an answer from another server, at any
+round trip during an event or in the seconds after it converged.
+
+Modes:
+* ``ecmp``: no agent, no conntrackd (the lab's conntrackd services are stopped);
+* ``kernel``: dfagent kernel mode on lb1 and lb2, their conntrack entries (marks included)
+  shared by the lab's conntrackd (FTFW, entries injected straight into the peer's table);
+* ``kernel-nosync``: the agents without conntrackd (the control: what the sync buys).
+
+A mark names a next-hop slot on each router, so both agents must give each server the same
+slot: they start from the same mark table (state file ``marks``, the servers in order,
+v4 then v6, s4 included although it announces nothing yet). lb1's outage stays shorter
+than the agents' ``--dead-hold``: a next hop forgotten by one agent would come back on a
+new slot there, and the two tables would disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dfagent.backends.frr.drain import FrrDrain
+from dfagent.bench.pcc import VIP4, VIP6, Holder, PccBench, _dfagent
+from dfagent.core.marks import SLOT_BASE, MarkSpace
+from dfagent.lab import runner
+from dfagent.lab.errors import LabError
+from dfagent.lab.retry import wait_until
+
+LAB = "twin-lb"
+MODES = ("ecmp", "kernel", "kernel-nosync")
+DEFAULT_MODES = ("ecmp", "kernel")
+LBS = {"lb1": 2, "lb2": 3}  # lb → second octet of its server links (10.<n>.<s>.0/24)
+UPLINK = {"eth2": "lb1", "eth3": "lb2"}  # up's port → lb
+SERVERS = ("s1", "s2", "s3", "s4")
+INITIAL = frozenset({"s1", "s2", "s3"})
+CHUNK = 2.0  # seconds of traffic between convergence checks
+SETTLE = 3.0  # seconds of traffic after an event converged
+_STAT = re.compile(r"^(cache internal|external inject):\s*$")
+_CREATED = re.compile(r"connections created:\s*(\d+)")
+
+
+def server_addrs(lb: str, server: str) -> tuple[str, str]:
+    """The v4 and v6 next hop ``lb`` has for ``server``."""
+    n, s = LBS[lb], int(server[1:])
+    return f"10.{n}.{s}.2", f"fd00:{n}:{s}::2"
+
+
+def seed_marks(lb: str) -> dict[str, int]:
+    """The mark table both agents start from: sN's v4 next hop on slot 2N-1, v6 on 2N."""
+    marks = {}
+    for i, server in enumerate(SERVERS):
+        v4, v6 = server_addrs(lb, server)
+        port = f"eth{int(server[1:]) + 1}"
+        marks[f"4 {port} {v4}"] = SLOT_BASE | (2 * i + 1)
+        marks[f"6 {port} {v6}"] = SLOT_BASE | (2 * i + 2)
+    return marks
+
+
+class TwinBench(PccBench):
+    def __init__(self, connections: int, log: Callable[[str], None] = print) -> None:
+        super().__init__(connections, fresh=0, log=log, rates=False)
+        self.lab_name = LAB
+        self.agents: dict[str, subprocess.Popen[bytes]] = {}
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _lab_down(self) -> None:
+        for proc in self.agents.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.agents = {}
+        super()._lab_down()
+
+    def _agent_dir(self, lb: str) -> Path:
+        assert self.state is not None
+        return Path(self.state.run_dir) / f"agent-{lb}"
+
+    def _start_agents(self) -> None:
+        assert self.state is not None
+        for lb in LBS:
+            d = self._agent_dir(lb)
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "linux-datapath.json").write_text(json.dumps({"marks": seed_marks(lb)}))
+            argv = _dfagent(
+                "linux", "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128",
+                "--state-dir", str(d),
+            )  # fmt: skip
+            with open(Path(self.state.run_dir) / f"agent-{lb}.log", "ab") as log:
+                self.agents[lb] = subprocess.Popen(
+                    runner.exec_argv(self.state, lb, argv), stdout=log, stderr=subprocess.STDOUT
+                )
+        for lb in LBS:
+            self._wait_marks(lb, INITIAL)
+
+    def _wait_marks(self, lb: str, servers: frozenset[str], timeout: float = 60) -> None:
+        """Until ``lb``'s agent has the seeded slot and a rule for each server's next hops."""
+        want = {}
+        for key, slot in seed_marks(lb).items():
+            fam, _, gw = key.split()
+            if any(gw in server_addrs(lb, s) for s in servers):
+                want[(int(fam), gw)] = slot
+        status = _dfagent(
+            "linux", "status", "--json", "--no-count", "--state-dir", str(self._agent_dir(lb))
+        )
+        agent = self.agents[lb]
+
+        def slots() -> dict[tuple[int, str], int]:
+            if agent.poll() is not None:
+                raise LabError(f"{lb}'s agent exited ({agent.returncode}): see its log")
+            try:
+                data = json.loads(self._on(lb, status, check=False) or "{}")
+            except json.JSONDecodeError:
+                return {}
+            return {  # a next hop's table id is its slot
+                (int(nh["family"]), str(nh["gateway"])): int(nh["table"])
+                for nh in data.get("nexthops", [])
+                if nh.get("table") is not None and nh.get("rule")
+            }
+
+        def ok(got: dict[tuple[int, str], int]) -> bool:
+            return all(got.get(k) == v for k, v in want.items())
+
+        wait_until(slots, timeout, 0.2, f"{lb}'s agent marks {want}", until=ok)
+
+    def _stop_sync(self) -> None:
+        assert self.state is not None
+        for lb in LBS:
+            runner.stop_daemon(self.state, lb, "conntrackd")
+
+    def _ctd_stats(self, lb: str) -> dict[str, int]:
+        """conntrackd -s: entries this lb sent (its own) and received (injected)."""
+        assert self.state is not None
+        conf = Path(self.state.run_dir) / lb / "conntrackd.conf"
+        out = self._on(lb, ["conntrackd", "-C", str(conf), "-s"])
+        got: dict[str, int] = {}
+        section = ""
+        for line in out.splitlines():
+            m = _STAT.match(line.strip())
+            if m:
+                section = m.group(1)
+                continue
+            c = _CREATED.search(line)
+            if c and section and section not in got:
+                got[section] = int(c.group(1))
+        return {"sent": got.get("cache internal", 0), "injected": got.get("external inject", 0)}
+
+    def _marked_entries(self, lb: str) -> int:
+        """Established VIP connections in ``lb``'s conntrack table that carry a dfagent mark."""
+        space = MarkSpace()
+        n = 0
+        for fam in ("ipv4", "ipv6"):
+            out = self._on(
+                lb,
+                ["conntrack", "-L", "-f", fam, "-p", "tcp", "--dport", "80", "--state",
+                 "ESTABLISHED"],
+                check=False,
+            )  # fmt: skip
+            for m in re.finditer(r"mark=(\d+)", out):
+                n += space.slot(int(m.group(1))) is not None
+        return n
+
+    def _wait_entries(self, lb: str, want: int) -> None:
+        def count() -> int:
+            return self._marked_entries(lb)
+
+        wait_until(count, 30, 0.5, f"{want} marked entries on {lb}", until=want.__le__)
+
+    # --- routes -----------------------------------------------------------------------
+    def _routes(self, node: str) -> tuple[frozenset[str], frozenset[str]]:
+        """The VIP routes' members on ``node``: lbs (on up, by port) or servers (by gateway)."""
+        out = []
+        for fam, vip in (("-4", VIP4), ("-6", VIP6)):
+            routes = json.loads(self._on(node, ["ip", "-j", fam, "route", "show", vip]) or "[]")
+            found: set[str] = set()
+            for r in routes:
+                if r.get("protocol") != "bgp":
+                    continue
+                for nh in r.get("nexthops", [r]):
+                    if node == "up":
+                        if nh.get("dev") in UPLINK and "linkdown" not in nh.get("flags", []):
+                            found.add(UPLINK[nh["dev"]])
+                    else:
+                        for s in SERVERS:
+                            if nh.get("gateway") in server_addrs(node, s):
+                                found.add(s)
+            out.append(frozenset(found))
+        return out[0], out[1]
+
+    def _converged(self, lbs: frozenset[str], servers: frozenset[str]) -> bool:
+        if self._routes("up") != (lbs, lbs):
+            return False
+        return all(self._routes(lb) == (servers, servers) for lb in lbs)
+
+    # --- events -----------------------------------------------------------------------
+    def _links(self, node: str, state: str) -> None:
+        assert self.lab is not None and self.state is not None
+        ports = [lk.a.iface for lk in self.lab.topology.links if lk.a.node == node]
+        ports += [lk.b.iface for lk in self.lab.topology.links if lk.b.node == node]
+        for port in ports:
+            self._on(node, ["ip", "link", "set", port, state])
+
+    def _event(
+        self,
+        holder: Holder,
+        action: Callable[[], None],
+        done: Callable[[], bool],
+        timeout: float = 60,
+    ) -> dict[str, Any]:
+        """Traffic on every connection while ``action`` runs and until ``done()`` holds,
+        then for SETTLE seconds more; broken connections over all of it."""
+        broken = rounds = 0
+        broken_from: Counter[str] = Counter()
+        t0 = time.monotonic()
+        first = True
+        converged_s: float | None = None
+        while True:
+            holder.send("traffic", seconds=CHUNK, interval=0.1)
+            if first:
+                time.sleep(0.3)
+                action()
+                first = False
+            end = time.monotonic() + CHUNK - 0.3
+            while converged_s is None and time.monotonic() < end:
+                if done():
+                    converged_s = time.monotonic() - t0
+                time.sleep(0.1)
+            res = holder.reply("traffic")
+            broken += res["broken_now"]
+            rounds += res["rounds"]
+            broken_from.update(res.get("broken_from", {}))
+            if converged_s is not None:
+                break
+            if time.monotonic() - t0 > timeout:
+                raise LabError(f"{self.lab_name} did not converge within {timeout:g} s")
+        res = holder.ask("traffic", seconds=SETTLE, interval=0.1)
+        broken_from.update(res.get("broken_from", {}))
+        return {
+            "broken": broken + res["broken_now"],
+            "rounds": rounds + res["rounds"],
+            "alive": res["alive"],
+            "converged_s": round(converged_s, 2),
+            "by_server": res["by_server"],
+            "broken_from": dict(sorted(broken_from.items())),
+        }
+
+    def _drain_s1(self) -> None:
+        assert self.state is not None
+        for lb in LBS:
+            FrrDrain(runner.exec_argv(self.state, lb, ["vtysh"])).drain(server_addrs(lb, "s1"))
+
+    def twin_mode(self, mode: str) -> dict[str, Any]:
+        self._lab_up()
+        assert self.state is not None
+        holder = Holder(self.state)
+        out: dict[str, Any] = {}
+        try:
+            if mode != "kernel":
+                self._stop_sync()
+            if mode != "ecmp":
+                self._start_agents()
+            before = {lb: self._ctd_stats(lb) for lb in LBS} if mode == "kernel" else {}
+            opened = holder.ask("open", addrs=[VIP4, VIP6], port=80, count=self.n)
+            out["opened"], out["open_failed"] = opened["opened"], opened["failed"]
+            self.log(f"{mode}: {out['opened']} connections open {opened['by_server']}")
+            if mode == "kernel":
+                # every connection's entry, with its mark, on both lbs before anything moves
+                for lb in LBS:
+                    self._wait_entries(lb, out["opened"])
+                sync = {}
+                for lb in LBS:
+                    now = self._ctd_stats(lb)
+                    sync[lb] = {k: now[k] - before[lb][k] for k in now}
+                    sync[lb]["marked_entries"] = self._marked_entries(lb)
+                out["sync"] = sync
+                self.log(f"{mode}: conntrackd {sync}")
+            both, servers_a = frozenset(LBS), frozenset({"s2", "s3"})
+            servers_b = frozenset({"s2", "s3", "s4"})
+
+            def lb1_dies() -> None:
+                self._drain_s1()
+                self._links("lb1", "down")
+
+            def lb1_back() -> None:
+                self._links("lb1", "up")
+                self._announce_s4(True)
+
+            events = []
+            ev = self._event(holder, lb1_dies, lambda: self._converged(both - {"lb1"}, servers_a))
+            events.append({"event": "lb1 dies while s1 drains", **ev})
+            ev = self._event(holder, lb1_back, lambda: self._converged(both, servers_b))
+            events.append({"event": "lb1 back while s4 is added", **ev})
+            for e in events:
+                self.log(
+                    f"{mode}: {e['event']:28} broken {e['broken']:5}  alive {e['alive']:5}  "
+                    f"converged {e['converged_s']} s  broken from {e['broken_from']}"
+                )
+            out["events"] = events
+            out["broken_total"] = sum(e["broken"] for e in events)
+            if mode == "kernel":
+                out["marked_entries_end"] = {lb: self._marked_entries(lb) for lb in LBS}
+        finally:
+            holder.close()
+            self._lab_down()
+        return out
+
+    def run(self, modes: list[str]) -> dict[str, Any]:
+        return {
+            "connections": self.n,
+            "lab": LAB,
+            "modes": self.per_mode(modes, MODES, self.twin_mode),
+        }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['connections']} connections through twin-lb (up → lb1/lb2 → s1..s4), a "
+        "request on each every 100 ms; broken per event",
+        f"{'mode':14} {'lb1 dies + s1 drains':>21} {'lb1 back + s4 added':>20} {'total':>6}  sync",
+    ]
+    for mode, r in result["modes"].items():
+        ev = r["events"]
+        sync = r.get("sync")
+        synced = (
+            " ".join(f"{lb}: sent {s['sent']} got {s['injected']}" for lb, s in sync.items())
+            if sync
+            else "-"
+        )
+        lines.append(
+            f"{mode:14} {ev[0]['broken']:21} {ev[1]['broken']:20} {r['broken_total']:6}  {synced}"
+        )
+    return "\n".join(lines)
