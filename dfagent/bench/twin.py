@@ -23,9 +23,11 @@ new slot there, and the two tables would disagree.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.backends.frr.drain import FrrDrain
+from dfagent.backends.linux.state import STATE_FILE
 from dfagent.bench.pcc import VIP4, VIP6, Holder, PccBench, _dfagent
 from dfagent.core.marks import SLOT_BASE, MarkSpace
 from dfagent.lab import runner
@@ -49,7 +52,7 @@ INITIAL = frozenset({"s1", "s2", "s3"})
 CHUNK = 2.0  # seconds of traffic between convergence checks
 SETTLE = 3.0  # seconds of traffic after an event converged
 _STAT = re.compile(r"^(cache internal|external inject):\s*$")
-_CREATED = re.compile(r"connections created:\s*(\d+)")
+_COUNT = re.compile(r"connections (created|updated):\s*(\d+)")
 
 
 def server_addrs(lb: str, server: str) -> tuple[str, str]:
@@ -91,22 +94,22 @@ class TwinBench(PccBench):
         assert self.state is not None
         return Path(self.state.run_dir) / f"agent-{lb}"
 
-    def _start_agents(self) -> None:
+    def _start_agent(self, lb: str, seed: bool = True) -> None:
+        """``lb``'s agent; ``seed``: from the shared mark table (else from its own state
+        file, as a rebooted router's agent starts)."""
         assert self.state is not None
-        for lb in LBS:
-            d = self._agent_dir(lb)
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "linux-datapath.json").write_text(json.dumps({"marks": seed_marks(lb)}))
-            argv = _dfagent(
-                "linux", "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128",
-                "--state-dir", str(d),
-            )  # fmt: skip
-            with open(Path(self.state.run_dir) / f"agent-{lb}.log", "ab") as log:
-                self.agents[lb] = subprocess.Popen(
-                    runner.exec_argv(self.state, lb, argv), stdout=log, stderr=subprocess.STDOUT
-                )
-        for lb in LBS:
-            self._wait_marks(lb, INITIAL)
+        d = self._agent_dir(lb)
+        d.mkdir(parents=True, exist_ok=True)
+        if seed:
+            (d / STATE_FILE).write_text(json.dumps({"marks": seed_marks(lb)}))
+        argv = _dfagent(
+            "linux", "kernel", "--vip", f"{VIP4}/32", "--vip", f"{VIP6}/128",
+            "--state-dir", str(d),
+        )  # fmt: skip
+        with open(Path(self.state.run_dir) / f"agent-{lb}.log", "ab") as log:
+            self.agents[lb] = subprocess.Popen(
+                runner.exec_argv(self.state, lb, argv), stdout=log, stderr=subprocess.STDOUT
+            )
 
     def _wait_marks(self, lb: str, servers: frozenset[str], timeout: float = 60) -> None:
         """Until ``lb``'s agent has the seeded slot and a rule for each server's next hops."""
@@ -144,7 +147,7 @@ class TwinBench(PccBench):
             runner.stop_daemon(self.state, lb, "conntrackd")
 
     def _ctd_stats(self, lb: str) -> dict[str, int]:
-        """conntrackd -s: entries this lb sent (its own) and received (injected)."""
+        """conntrackd -s: entries this lb sent (its own events) and injected (the peer's)."""
         assert self.state is not None
         conf = Path(self.state.run_dir) / lb / "conntrackd.conf"
         out = self._on(lb, ["conntrackd", "-C", str(conf), "-s"])
@@ -153,12 +156,12 @@ class TwinBench(PccBench):
         for line in out.splitlines():
             m = _STAT.match(line.strip())
             if m:
-                section = m.group(1)
+                section = "sent" if m.group(1) == "cache internal" else "injected"
                 continue
-            c = _CREATED.search(line)
-            if c and section and section not in got:
-                got[section] = int(c.group(1))
-        return {"sent": got.get("cache internal", 0), "injected": got.get("external inject", 0)}
+            c = _COUNT.search(line)
+            if c and section:
+                got[f"{section}_{c.group(1)}"] = int(c.group(2))
+        return got
 
     def _marked_entries(self, lb: str) -> int:
         """Established VIP connections in ``lb``'s conntrack table that carry a dfagent mark."""
@@ -220,30 +223,40 @@ class TwinBench(PccBench):
         holder: Holder,
         action: Callable[[], None],
         done: Callable[[], bool],
-        timeout: float = 60,
+        timeout: float = 120,
     ) -> dict[str, Any]:
-        """Traffic on every connection while ``action`` runs and until ``done()`` holds,
-        then for SETTLE seconds more; broken connections over all of it."""
+        """Traffic on every connection while ``action`` runs (in a thread) and until
+        ``done()`` holds, then for SETTLE seconds more; broken connections over all of it."""
         broken = rounds = 0
         broken_from: Counter[str] = Counter()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                action()
+            except BaseException as exc:  # re-raised below, in the bench's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=run, daemon=True)
         t0 = time.monotonic()
-        first = True
         converged_s: float | None = None
         while True:
             holder.send("traffic", seconds=CHUNK, interval=0.1)
-            if first:
+            if not worker.ident:
                 time.sleep(0.3)
-                action()
-                first = False
+                worker.start()
             end = time.monotonic() + CHUNK - 0.3
             while converged_s is None and time.monotonic() < end:
-                if done():
+                if not worker.is_alive() and not failed and done():
                     converged_s = time.monotonic() - t0
                 time.sleep(0.1)
             res = holder.reply("traffic")
             broken += res["broken_now"]
             rounds += res["rounds"]
             broken_from.update(res.get("broken_from", {}))
+            if failed:
+                worker.join()
+                raise failed[0]
             if converged_s is not None:
                 break
             if time.monotonic() - t0 > timeout:
@@ -264,6 +277,74 @@ class TwinBench(PccBench):
         for lb in LBS:
             FrrDrain(runner.exec_argv(self.state, lb, ["vtysh"])).drain(server_addrs(lb, "s1"))
 
+    def _uplink(self, lb: str, up: bool) -> None:
+        """``lb``'s BGP sessions to the upstream: a booting router holds them down until its
+        state is back (synced entries, the agent's tables), so it attracts no flow before."""
+        no = "no " if up else ""
+        n = lb[-1]
+        self._vtysh(
+            lb, "configure terminal", f"router bgp 6500{n}",
+            f"{no}neighbor 10.0.{n}.1 shutdown", f"{no}neighbor fd00:0:{n}::1 shutdown",
+        )  # fmt: skip
+
+    def _lb1_dies(self, mode: str) -> None:
+        """s1 drains on both lbs; once their ECMP sets have left s1, lb1 dies: its agent and
+        conntrackd are killed and every port goes down (the upstream moves its flows to lb2,
+        where only the synced marks keep the drained s1's connections on s1)."""
+        assert self.state is not None
+        self._drain_s1()
+        wait_until(
+            lambda: all(self._routes(lb) == (INITIAL - {"s1"},) * 2 for lb in LBS),
+            30, 0.1, "both lbs' VIP routes without s1",
+        )  # fmt: skip
+        agent = self.agents.pop("lb1", None)
+        if agent is not None:
+            agent.kill()
+            agent.wait()
+        if mode == "kernel":
+            proc = self.state.process("lb1", "conntrackd")
+            if proc is not None and proc.pid:
+                os.kill(proc.pid, signal.SIGKILL)
+        self._links("lb1", "down")
+        if mode == "kernel":
+            # lb2 takes over lb1's entries, as a fail-over hook does on losing the peer: its
+            # conntrackd re-reads its kernel table, so the entries lb1 had sent (injected
+            # straight into that table, outside conntrackd's own cache) become lb2's and are
+            # in the resync lb1 asks for when it boots
+            conf = Path(self.state.run_dir) / "lb2" / "conntrackd.conf"
+            self._on("lb2", ["conntrackd", "-C", str(conf), "-R"])
+
+    def _lb1_back(self, mode: str, out: dict[str, Any]) -> None:
+        """lb1 boots: an empty conntrack table and no dfagent rules (its agent's state file
+        survives, as /var/lib/dfagent does), ports up with its uplink sessions held down;
+        conntrackd resyncs from lb2 (kernel mode), the agent starts; then s4 announces and lb1
+        rejoins the upstream's set."""
+        assert self.state is not None and self.lab is not None
+        self._uplink("lb1", up=False)
+        for fam in ("ipv4", "ipv6"):
+            self._on("lb1", ["conntrack", "-F", "-f", fam], check=False)
+        if mode != "ecmp":
+            state = self._agent_dir("lb1") / STATE_FILE
+            kept = state.read_text()
+            self._on("lb1", _dfagent("linux", "cleanup", "--state-dir", str(state.parent)))
+            state.write_text(kept)
+        self._links("lb1", "up")
+        if mode == "kernel":
+            runner.restart_service(self.state, self.lab, "lb1", "conntrackd")
+            t0 = time.monotonic()
+            want = self._marked_entries("lb2")
+            self._wait_entries("lb1", want)
+            out["resync"] = {
+                "entries": self._marked_entries("lb1"),
+                "seconds": round(time.monotonic() - t0, 2),
+                **self._ctd_stats("lb1"),
+            }
+        if mode != "ecmp":
+            self._start_agent("lb1", seed=False)
+            self._wait_marks("lb1", INITIAL - {"s1"})
+        self._announce_s4(True)
+        self._uplink("lb1", up=True)
+
     def twin_mode(self, mode: str) -> dict[str, Any]:
         self._lab_up()
         assert self.state is not None
@@ -273,7 +354,10 @@ class TwinBench(PccBench):
             if mode != "kernel":
                 self._stop_sync()
             if mode != "ecmp":
-                self._start_agents()
+                for lb in LBS:
+                    self._start_agent(lb)
+                for lb in LBS:
+                    self._wait_marks(lb, INITIAL)
             before = {lb: self._ctd_stats(lb) for lb in LBS} if mode == "kernel" else {}
             opened = holder.ask("open", addrs=[VIP4, VIP6], port=80, count=self.n)
             out["opened"], out["open_failed"] = opened["opened"], opened["failed"]
@@ -285,26 +369,26 @@ class TwinBench(PccBench):
                 sync = {}
                 for lb in LBS:
                     now = self._ctd_stats(lb)
-                    sync[lb] = {k: now[k] - before[lb][k] for k in now}
+                    sync[lb] = {k: v - before[lb].get(k, 0) for k, v in now.items()}
                     sync[lb]["marked_entries"] = self._marked_entries(lb)
                 out["sync"] = sync
                 self.log(f"{mode}: conntrackd {sync}")
-            both, servers_a = frozenset(LBS), frozenset({"s2", "s3"})
-            servers_b = frozenset({"s2", "s3", "s4"})
-
-            def lb1_dies() -> None:
-                self._drain_s1()
-                self._links("lb1", "down")
-
-            def lb1_back() -> None:
-                self._links("lb1", "up")
-                self._announce_s4(True)
-
+            both = frozenset(LBS)
             events = []
-            ev = self._event(holder, lb1_dies, lambda: self._converged(both - {"lb1"}, servers_a))
+            ev = self._event(
+                holder,
+                lambda: self._lb1_dies(mode),
+                lambda: self._converged(both - {"lb1"}, INITIAL - {"s1"}),
+            )
             events.append({"event": "lb1 dies while s1 drains", **ev})
-            ev = self._event(holder, lb1_back, lambda: self._converged(both, servers_b))
+            ev = self._event(
+                holder,
+                lambda: self._lb1_back(mode, out),
+                lambda: self._converged(both, frozenset({"s2", "s3", "s4"})),
+            )
             events.append({"event": "lb1 back while s4 is added", **ev})
+            if "resync" in out:
+                self.log(f"{mode}: lb1's conntrackd resynced {out['resync']}")
             for e in events:
                 self.log(
                     f"{mode}: {e['event']:28} broken {e['broken']:5}  alive {e['alive']:5}  "
@@ -312,8 +396,6 @@ class TwinBench(PccBench):
                 )
             out["events"] = events
             out["broken_total"] = sum(e["broken"] for e in events)
-            if mode == "kernel":
-                out["marked_entries_end"] = {lb: self._marked_entries(lb) for lb in LBS}
         finally:
             holder.close()
             self._lab_down()
@@ -331,17 +413,23 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['connections']} connections through twin-lb (up → lb1/lb2 → s1..s4), a "
         "request on each every 100 ms; broken per event",
-        f"{'mode':14} {'lb1 dies + s1 drains':>21} {'lb1 back + s4 added':>20} {'total':>6}  sync",
+        f"{'mode':14} {'lb1 dies + s1 drains':>21} {'lb1 back + s4 added':>20} {'total':>6}",
     ]
+    notes = []
     for mode, r in result["modes"].items():
         ev = r["events"]
-        sync = r.get("sync")
-        synced = (
-            " ".join(f"{lb}: sent {s['sent']} got {s['injected']}" for lb, s in sync.items())
-            if sync
-            else "-"
-        )
-        lines.append(
-            f"{mode:14} {ev[0]['broken']:21} {ev[1]['broken']:20} {r['broken_total']:6}  {synced}"
-        )
-    return "\n".join(lines)
+        lines.append(f"{mode:14} {ev[0]['broken']:21} {ev[1]['broken']:20} {r['broken_total']:6}")
+        for lb, s in (r.get("sync") or {}).items():
+            notes.append(
+                f"{mode}: {lb} holds {s['marked_entries']} marked entries; its conntrackd "
+                f"sent {s.get('sent_created', 0)} new + {s.get('sent_updated', 0)} updates, "
+                f"injected {s.get('injected_created', 0)} new + "
+                f"{s.get('injected_updated', 0)} updates from the peer"
+            )
+        if "resync" in r:
+            rs = r["resync"]
+            notes.append(
+                f"{mode}: lb1 rebooted, resynced {rs['entries']} marked entries from lb2 in "
+                f"{rs['seconds']} s"
+            )
+    return "\n".join(lines + notes)
