@@ -212,11 +212,14 @@ class TwinBench(PccBench):
 
     # --- events -----------------------------------------------------------------------
     def _links(self, node: str, state: str) -> None:
+        """Every port of ``node`` down or up at once (one `ip -batch`), the uplink first: a
+        router that dies loses all its ports together; one whose server ports went first
+        would, for a moment, send its pinned flows by the ECMP left to it."""
         assert self.lab is not None and self.state is not None
-        ports = [lk.a.iface for lk in self.lab.topology.links if lk.a.node == node]
-        ports += [lk.b.iface for lk in self.lab.topology.links if lk.b.node == node]
-        for port in ports:
-            self._on(node, ["ip", "link", "set", port, state])
+        ports = [lk.b.iface for lk in self.lab.topology.links if lk.b.node == node]
+        ports += [lk.a.iface for lk in self.lab.topology.links if lk.a.node == node]
+        batch = "".join(f"link set {port} {state}\n" for port in ports)
+        self._on(node, ["ip", "-batch", "-"], stdin=batch)
 
     def _event(
         self,
