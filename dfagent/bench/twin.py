@@ -77,6 +77,20 @@ class TwinBench(PccBench):
         super().__init__(connections, fresh=0, log=log, rates=False)
         self.lab_name = LAB
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
+        self.namespaces: list[str] = []  # every namespace a mode's lab made
+        self.conntrackd_pids: list[int] = []  # every conntrackd the labs started
+
+    def _lab_up(self) -> None:
+        super()._lab_up()
+        assert self.state is not None
+        self.namespaces += self.state.namespaces.values()
+        self._note_conntrackd()
+
+    def _note_conntrackd(self) -> None:
+        assert self.state is not None
+        self.conntrackd_pids += [
+            p.pid for p in self.state.processes if p.name == "conntrackd" and p.pid
+        ]
 
     # --- plumbing ---------------------------------------------------------------------
     def _lab_down(self) -> None:
@@ -327,13 +341,12 @@ class TwinBench(PccBench):
         for fam in ("ipv4", "ipv6"):
             self._on("lb1", ["conntrack", "-F", "-f", fam], check=False)
         if mode != "ecmp":
-            state = self._agent_dir("lb1") / STATE_FILE
-            kept = state.read_text()
-            self._on("lb1", _dfagent("linux", "cleanup", "--state-dir", str(state.parent)))
-            state.write_text(kept)
+            state_dir = str(self._agent_dir("lb1"))
+            self._on("lb1", _dfagent("linux", "cleanup", "--keep-state", "--state-dir", state_dir))
         self._links("lb1", "up")
         if mode == "kernel":
             runner.restart_service(self.state, self.lab, "lb1", "conntrackd")
+            self._note_conntrackd()
             t0 = time.monotonic()
             want = self._marked_entries("lb2")
             self._wait_entries("lb1", want)
