@@ -78,7 +78,7 @@ class TwinBench(PccBench):
         self.lab_name = LAB
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.namespaces: list[str] = []  # every namespace a mode's lab made
-        self.conntrackd_pids: list[int] = []  # every conntrackd the labs started
+        self.conntrackd_pids: set[int] = set()  # every conntrackd the labs started
 
     def _lab_up(self) -> None:
         super()._lab_up()
@@ -88,9 +88,9 @@ class TwinBench(PccBench):
 
     def _note_conntrackd(self) -> None:
         assert self.state is not None
-        self.conntrackd_pids += [
+        self.conntrackd_pids |= {
             p.pid for p in self.state.processes if p.name == "conntrackd" and p.pid
-        ]
+        }
 
     # --- plumbing ---------------------------------------------------------------------
     def _lab_down(self) -> None:

@@ -30,8 +30,8 @@ def test_bench_twin_small() -> None:
         result = bench.run(["ecmp", "kernel"])
     finally:
         assert bench.namespaces and not set(bench.namespaces) & set(list_netns())
-        # two at the start, lb1's again after its reboot: none outlives the lab
-        assert len(bench.conntrackd_pids) == 3
+        # two per lab (ecmp stops its pair), lb1's again after its reboot: none outlives
+        assert len(bench.conntrackd_pids) == 5
         assert not [p for p in bench.conntrackd_pids if alive(p)]
     modes = result["modes"]
     print(json.dumps(modes))
