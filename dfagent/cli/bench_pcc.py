@@ -79,7 +79,8 @@ def pcc(
 def format_table(result: dict) -> str:
     lines = [
         f"{result['connections']} connections per mode, {result.get('topology', 'symmetric')}"
-        f" topology ({result.get('lab', 'resilient-ecmp')})"
+        f" topology ({result.get('lab', 'resilient-ecmp')}"
+        + (f"; eos modes on {result['eos_lab']})" if result.get("eos_lab") else ")")
     ]
     lines.append(f"{'mode':10} {'event':14} {'alive':>7} {'broken':>7}  fresh connections went to")
     for mode, r in result["modes"].items():

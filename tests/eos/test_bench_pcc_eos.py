@@ -1,7 +1,8 @@
-"""`dfagent bench pcc --modes ecmp,eos` at CI size: lb plays an Arista switch (the eAPI test
-switch's DirectFlow flows steer its forwarding), an agent with the EOS backend on each
-server receives the SYNs lb mirrors to the VIP and pins over eAPI. Plain ECMP breaks
-connections in the same run; eos breaks none, and every connection has its flow."""
+"""`dfagent bench pcc --modes ecmp,eos` at CI size: eos runs on the resilient-ecmp-eos lab,
+whose lb (kind arista_ceos) is the eAPI test switch: its DirectFlow flows steer lb's
+forwarding and its monitor sessions send the SYNs each member carries in GRE to the VIP; an
+agent with the EOS backend on each server receives them and pins over eAPI. Plain ECMP
+breaks connections in the same run; eos breaks none, and every connection has its flow."""
 
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ def test_bench_pcc_eos_breaks_nothing_where_ecmp_breaks_connections() -> None:
     print(r.stderr)
     result = json.loads(r.stdout)
     ecmp, eos = result["modes"]["ecmp"], result["modes"]["eos"]
+    assert (result["lab"], result["eos_lab"]) == ("resilient-ecmp", "resilient-ecmp-eos")
     assert ecmp["opened"] == eos["opened"] == N
     assert ecmp["broken_total"] > 0, "plain ECMP broke nothing: the benchmark measures nothing"
     assert eos["broken_total"] == 0, eos["events"]
     assert eos["events"][-1]["alive"] == N
-    # a DirectFlow flow steers lb for every held and every fresh connection (the shim may
-    # lose a SYN or two on a loaded machine)
+    # a DirectFlow flow steers lb for every held and every fresh connection (the switch's
+    # mirror may lose a SYN or two on a loaded machine)
     assert N + 4 * FRESH - 4 <= eos["pins"] <= N + 4 * FRESH
     by_agent = eos["pinned_by_agent"]
     assert set(by_agent) == {"s1", "s2", "s3", "s4"}
