@@ -75,7 +75,7 @@ def seed_marks(lb: str) -> dict[str, int]:
 class TwinBench(PccBench):
     def __init__(self, connections: int, log: Callable[[str], None] = print) -> None:
         super().__init__(connections, fresh=0, log=log, rates=False)
-        self.lab_name = LAB
+        self.lab_name = self.base_lab = LAB
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.namespaces: list[str] = []  # every namespace a mode's lab made
         self.conntrackd_pids: set[int] = set()  # every conntrackd the labs started
