@@ -7,6 +7,7 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
     {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
     {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
                                 traffic while the caller changes things, then the totals
+                                (broken_from: the servers of the connections it broke)
     {"cmd": "close", "server": "s1"}  → closes the held connections to s1 (all without server)
     {"cmd": "ports"}          → {"flows": [[VIP, client port, server], …]} of the alive ones
     {"cmd": "big", "size": 20000}  → a reply of `size` bytes on every connection (larger
@@ -173,7 +174,7 @@ class Holder:
         """A request on every live connection every ``interval`` seconds for ``seconds``:
         a connection moved for even one round trip is caught (reset, silence, or another
         server), not only those still moved at the end."""
-        before = self.broken
+        before, from_before = self.broken, Counter(self.broken_from)
         rounds = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -182,7 +183,8 @@ class Holder:
             rounds += 1
             time.sleep(max(0.0, interval - (time.monotonic() - t0)))
         return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
-                "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
+                "broken": self.broken, "by_server": self._by_server(),
+                "broken_from": dict(sorted((self.broken_from - from_before).items()))}  # fmt: skip
 
     def ports(self) -> dict[str, Any]:
         """Each alive connection's VIP, local port and server (for lab tools that forge
