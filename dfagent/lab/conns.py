@@ -3,10 +3,15 @@
 Runs inside a client namespace, driven over stdin/stdout with one JSON object per line:
     {"cmd": "open", "addrs": ["1.1.1.1", "2001:db8::1"], "port": 80, "count": 1000}
     {"cmd": "check"}          → {"alive": a, "broken": b, "by_server": {…}, "broken_from": {…}}
-    {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}
+    {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}; with
+                                "keep": true, "group": "after" the answered ones are held
     {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
     {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
-                                traffic while the caller changes things, then the totals
+                                traffic while the caller changes things, then the totals;
+                                without "seconds" it runs until a {"cmd": "stop"} line, and
+                                meanwhile {"cmd": "grow", "rate": 50, "group": "during"} opens
+                                new connections at that rate (kept and checked with the rest)
+                                until {"cmd": "grow_stop"}: connections born mid-change
     {"cmd": "close", "server": "s1"}  → closes the held connections to s1 (all without server)
     {"cmd": "ports"}          → {"flows": [[VIP, client port, server], …]} of the alive ones
     {"cmd": "big", "size": 20000}  → a reply of `size` bytes on every connection (larger
@@ -29,7 +34,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import resource
+import select
 import selectors
 import socket
 import struct
@@ -47,6 +54,115 @@ class Conn:
     sock: socket.socket
     server: str = ""
     buf: bytes = b""
+    group: str = "initial"
+
+
+class Lines:
+    """Command lines from a file descriptor, readable without blocking between traffic
+    rounds (a buffered `sys.stdin` would hide a second line already read into its buffer)."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+
+    def get(self, timeout: float | None) -> str | None:
+        """The next line; None when none came within ``timeout`` (None: wait) or at EOF."""
+        while b"\n" not in self.buf and not self.eof:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return None
+            data = os.read(self.fd, 65536)
+            self.eof = not data
+            self.buf += data
+        if b"\n" not in self.buf:
+            return None
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+
+class Opener:
+    """New connections at a steady rate, non-blocking (a slow handshake, e.g. a retransmitted
+    SYN, does not delay the next one); each asks once and is kept with the server that answered.
+    Driven by `poll` from the traffic loop, so its connections join the traffic at once."""
+
+    def __init__(self, addrs: list[str], port: int, rate: float, group: str, timeout: float = 5):
+        self.addrs, self.port, self.rate, self.group = itertools.cycle(addrs), port, rate, group
+        self.timeout = timeout
+        self.sel = selectors.DefaultSelector()
+        self.started: dict[socket.socket, float] = {}
+        self.t0 = time.monotonic()
+        self.attempted = self.failed = 0
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.started) or not self.stopped
+
+    def poll(self, timeout: float) -> list[Conn]:
+        """Start the connections due, and work on the pending ones for up to ``timeout``."""
+        done: list[Conn] = []
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            while not self.stopped and self.attempted < int((now - self.t0) * self.rate) + 1:
+                addr = next(self.addrs)
+                s = socket.socket(_family(addr), socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex((addr, self.port))
+                self.started[s] = now
+                self.sel.register(s, selectors.EVENT_WRITE, Conn(s, group=self.group))
+                self.attempted += 1
+            next_start = self.t0 + (self.attempted) / self.rate if not self.stopped else end
+            wait = max(0.0, min(end, next_start) - now)
+            for key, ev in self.sel.select(timeout=wait) if self.started else []:
+                self._event(key.data, ev, done)
+            if not self.started and wait > 0:
+                time.sleep(wait)
+            for s in [s for s, t in self.started.items() if time.monotonic() - t > self.timeout]:
+                self._end(s, None, done)
+            if time.monotonic() >= end:
+                return done
+
+    def _event(self, c: Conn, ev: int, done: list[Conn]) -> None:
+        s = c.sock
+        if ev & selectors.EVENT_WRITE:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                return self._end(s, None, done)
+            try:
+                s.send(REQUEST)
+            except OSError:
+                return self._end(s, None, done)
+            self.sel.modify(s, selectors.EVENT_READ, c)
+            return None
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            return self._end(s, None, done)
+        c.buf += data
+        if c.buf.endswith(b"\n"):
+            c.server, c.buf = c.buf.decode(errors="replace").strip(), b""
+            self._end(s, c, done)
+        return None
+
+    def _end(self, s: socket.socket, kept: Conn | None, done: list[Conn]) -> None:
+        del self.started[s]
+        self.sel.unregister(s)
+        if kept is None:
+            self.failed += 1
+            s.close()
+        else:
+            done.append(kept)
+
+    def close(self) -> None:
+        for s in list(self.started):
+            self._end(s, None, [])
+        self.sel.close()
 
 
 def _family(addr: str) -> int:
@@ -120,14 +236,18 @@ def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> li
 
 
 class Holder:
-    def __init__(self) -> None:
+    def __init__(self, lines: Lines | None = None) -> None:
         self.alive: list[Conn] = []
         self.broken = 0
         self.broken_from: Counter[str] = Counter()
+        self.broken_by_group: Counter[str] = Counter()
         self.opened = 0
         self.target: tuple[list[str], int] = ([], 0)
+        self.lines = lines  # the command stream, for `traffic` without a duration
 
-    def open(self, addrs: list[str], port: int, count: int) -> dict[str, Any]:
+    def open(
+        self, addrs: list[str], port: int, count: int, group: str = "initial"
+    ) -> dict[str, Any]:
         self.target = (addrs, port)
         conns: list[Conn] = []
         failed = 0
@@ -137,7 +257,7 @@ class Holder:
             answers = _ask_all(batch, timeout=5)
             for i, c in enumerate(batch):
                 if answers[i]:
-                    c.server = str(answers[i])
+                    c.server, c.group = str(answers[i]), group
                     conns.append(c)
                 else:
                     failed += 1
@@ -149,6 +269,9 @@ class Holder:
     def _by_server(self) -> dict[str, int]:
         return dict(sorted(Counter(c.server for c in self.alive).items()))
 
+    def _by_group(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.group for c in self.alive).items()))
+
     def check(self, timeout: float = 3.0) -> dict[str, Any]:
         answers = _ask_all(self.alive, timeout)
         still, broken_now = [], Counter[str]()
@@ -157,6 +280,7 @@ class Holder:
                 still.append(c)
             else:
                 broken_now[c.server] += 1
+                self.broken_by_group[c.group] += 1
                 c.sock.close()
         self.alive = still
         self.broken += sum(broken_now.values())
@@ -167,22 +291,62 @@ class Holder:
             "broken_now": sum(broken_now.values()),
             "by_server": self._by_server(),
             "broken_from": dict(sorted(broken_now.items())),
+            "by_group": self._by_group(),
+            "broken_by_group": dict(sorted(self.broken_by_group.items())),
+            "broken_from_total": dict(sorted(self.broken_from.items())),
         }
 
-    def traffic(self, seconds: float, interval: float = 0.1) -> dict[str, Any]:
-        """A request on every live connection every ``interval`` seconds for ``seconds``:
-        a connection moved for even one round trip is caught (reset, silence, or another
-        server), not only those still moved at the end."""
+    def traffic(self, seconds: float | None = None, interval: float = 0.1) -> dict[str, Any]:
+        """A request on every live connection every ``interval`` seconds for ``seconds`` (or
+        until a ``stop`` line): a connection moved for even one round trip is caught (reset,
+        silence, or another server), not only those still moved at the end. A ``grow`` line
+        starts opening connections at a rate (`Opener`), ``grow_stop`` ends it; each joins
+        the traffic as soon as it has answered once."""
+        if seconds is None and self.lines is None:
+            raise ValueError("traffic without seconds needs the command stream")
         before = self.broken
         rounds = 0
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        t_start = time.monotonic()
+        end = t_start + seconds if seconds is not None else float("inf")
+        opener: Opener | None = None
+        grown: Counter[str] = Counter()
+        stop = False
+        while time.monotonic() < end and not stop:
             t0 = time.monotonic()
             self.check(timeout=max(interval * 10, 1.0))
             rounds += 1
-            time.sleep(max(0.0, interval - (time.monotonic() - t0)))
-        return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
-                "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
+            gap = max(0.0, interval - (time.monotonic() - t0))
+            if opener is not None and opener.busy:
+                born = opener.poll(gap)
+                self.alive += born
+                self.opened += len(born)
+                grown.update(c.server for c in born)
+                gap = 0.0
+            line = None
+            if self.lines is None:
+                time.sleep(gap)
+            else:
+                line = self.lines.get(gap)
+            if line:
+                req = json.loads(line)
+                if req["cmd"] == "grow":
+                    addrs, port = self.target
+                    opener = Opener(addrs, port, float(req["rate"]), str(req["group"]))
+                elif req["cmd"] == "grow_stop" and opener is not None:
+                    opener.stop()
+                elif req["cmd"] in ("stop", "quit"):
+                    stop = True
+        out = {"rounds": rounds, "seconds": round(time.monotonic() - t_start, 2),
+               "broken_now": self.broken - before, "alive": len(self.alive),
+               "broken": self.broken, "by_server": self._by_server(),
+               "by_group": self._by_group(),
+               "broken_by_group": dict(sorted(self.broken_by_group.items())),
+               "broken_from_total": dict(sorted(self.broken_from.items()))}  # fmt: skip
+        if opener is not None:
+            opener.close()  # still connecting at the end: failed
+            out["grown"] = {"attempted": opener.attempted, "failed": opener.failed,
+                            "by_server": dict(sorted(grown.items()))}  # fmt: skip
+        return out
 
     def ports(self) -> dict[str, Any]:
         """Each alive connection's VIP, local port and server (for lab tools that forge
@@ -235,12 +399,17 @@ class Holder:
         self.alive = keep
         return {"closed": closed, "alive": len(self.alive), "by_server": self._by_server()}
 
-    def fresh(self, count: int) -> dict[str, Any]:
+    def fresh(self, count: int, keep: bool = False, group: str = "after") -> dict[str, Any]:
         addrs, port = self.target
         conns = _connect_many(addrs, port, count, timeout=5)
         answers = _ask_all(conns, timeout=3)
-        for c in conns:
-            c.sock.close()
+        for i, c in enumerate(conns):
+            if keep and answers[i]:
+                c.server, c.group = str(answers[i]), group
+                self.alive.append(c)
+                self.opened += 1
+            else:
+                c.sock.close()
         got = Counter(a for a in answers.values() if a)
         return {"answers": dict(sorted(got.items())), "errors": count - sum(got.values())}
 
@@ -329,8 +498,11 @@ class Holder:
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    holder = Holder()
-    for line in sys.stdin:
+    lines = Lines(sys.stdin.fileno())
+    holder = Holder(lines)
+    while (line := lines.get(None)) is not None:
+        if not line.strip():
+            continue
         req = json.loads(line)
         cmd = req.pop("cmd")
         if cmd == "quit":
