@@ -101,7 +101,7 @@ def format_table(result: dict) -> str:
         "held through the later ones; during = opened while each change was applied",
     ]
     head = "  ".join(f"{g + ' alive/broken':>20}" for g in GROUPS)
-    lines.append(f"{'mode':20} {'event':14} {head}  new connections went to (after | during)")
+    lines.append(f"{'mode':20} {'event':21} {head}  new connections went to (after | during)")
     for mode, r in result["modes"].items():
         label = r.get("label", mode)
         for ev in r["events"]:
@@ -111,12 +111,12 @@ def format_table(result: dict) -> str:
             )
             went = " ".join(f"{k}:{v}" for k, v in ev["fresh"].items())
             during = " ".join(f"{k}:{v}" for k, v in ev["during"].items())
-            lines.append(f"{label:20} {ev['event']:14} {cells}  {went} | {during}")
+            lines.append(f"{label:20} {ev['event']:21} {cells}  {went} | {during}")
         totals = "  ".join(
             f"{str(x['opened']) + '/' + str(x['broken']):>20}" for x in r["groups"].values()
         )
         lines.append(
-            f"{label:20} {'total opened/broken':>14} {totals}  = {r['broken_total']} broken"
+            f"{label:20} {'total opened/broken':21} {totals}  = {r['broken_total']} broken"
         )
     if any(m == "resilient" for m in result["modes"]):
         lines.append(
