@@ -21,6 +21,7 @@ def write_chart(result: dict[str, Any], path: str) -> str:
     events = [e["event"] for e in result["modes"][modes[0]]["events"]] if modes else []
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / max(1, len(modes))
+    top = 0
     for i, mode in enumerate(modes):
         r = result["modes"][mode]
         color = f"C{i}"
@@ -34,9 +35,9 @@ def write_chart(result: dict[str, Any], path: str) -> str:
             ax.bar(xs, heights, width, bottom=bottom, color=color, alpha=alpha, hatch=hatch,
                    label=label, edgecolor="white")  # fmt: skip
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        top = max([top, *bottom])
         for x, total in zip(xs, bottom, strict=True):
             ax.annotate(str(total), (x, total), ha="center", va="bottom", fontsize=7)
-    top = max((p.get_height() + p.get_y() for p in ax.patches), default=1)
     ax.set_ylim(0, max(1, top) * 1.4)  # room for the legends above the bars
     ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(events))], events)
     ax.set_ylabel("connections broken (under live traffic)")
