@@ -98,10 +98,13 @@ def format_table(result: dict) -> str:
         f" topology ({result.get('lab', 'resilient-ecmp')}); a request every 100 ms on every "
         "held connection through each event",
         "groups: initial = opened before the first event; after = opened after each event, "
-        "held through the later ones; during = opened while each change was applied",
+        "held through the later ones; during = opened while each change was applied; "
+        "ms/req: how often each held connection was asked, on average",
     ]
     head = "  ".join(f"{g + ' alive/broken':>20}" for g in GROUPS)
-    lines.append(f"{'mode':20} {'event':21} {head}  new connections went to (after | during)")
+    lines.append(
+        f"{'mode':20} {'event':21} {head}  {'ms/req':>6}  new connections went to (after | during)"
+    )
     for mode, r in result["modes"].items():
         label = r.get("label", mode)
         for ev in r["events"]:
@@ -111,7 +114,8 @@ def format_table(result: dict) -> str:
             )
             went = " ".join(f"{k}:{v}" for k, v in ev["fresh"].items())
             during = " ".join(f"{k}:{v}" for k, v in ev["during"].items())
-            lines.append(f"{label:20} {ev['event']:21} {cells}  {went} | {during}")
+            every = 1000 * ev["seconds"] / max(1, ev["rounds"])  # 100 unless the holder lags
+            lines.append(f"{label:20} {ev['event']:21} {cells}  {every:6.0f}  {went} | {during}")
         totals = "  ".join(
             f"{str(x['opened']) + '/' + str(x['broken']):>20}" for x in r["groups"].values()
         )
