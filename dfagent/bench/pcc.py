@@ -443,7 +443,8 @@ class PccBench:
                     f"{g} {ev['groups'][g]['alive']}/{ev['groups'][g]['broken']}" for g in GROUPS
                 )
                 self.log(
-                    f"{mode}: {event:14} broken {ev['broken']:5}  (alive/broken: {groups}; "
+                    f"{mode}: {event:14} broken {ev['broken']:5} {ev['broken_how']} "
+                    f"(alive/broken: {groups}; "
                     f"{ev['rounds']} rounds in {ev['seconds']} s)  during {ev['during']}  "
                     f"after {ev['fresh']}"
                 )
@@ -504,6 +505,11 @@ class PccBench:
                 k: v - before["broken_from_total"].get(k, 0)
                 for k, v in tr["broken_from_total"].items()
                 if v - before["broken_from_total"].get(k, 0)
+            },
+            "broken_how": {  # reset, no answer in time, or another server answered
+                k: v - before["broken_how"].get(k, 0)
+                for k, v in tr["broken_how"].items()
+                if v - before["broken_how"].get(k, 0)
             },
             "rounds": tr["rounds"],
             "seconds": tr["seconds"],

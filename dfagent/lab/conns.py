@@ -209,8 +209,8 @@ def _gather(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dict
 
 
 def _round(conns: list[Conn], ep: select.epoll, timeout: float) -> dict[int, str | None]:
-    """As `_ask_all`, on sockets that stay registered in ``ep`` (level-triggered, EPOLLIN);
-    a connection that failed or did not answer in time is None."""
+    """As `_gather`, on sockets that stay registered in ``ep`` (level-triggered, EPOLLIN):
+    a connection that failed is None, one that did not answer in time is missing."""
     index = {c.sock.fileno(): i for i, c in enumerate(conns)}
     result: dict[int, str | None] = {}
     pending = set()
@@ -240,8 +240,6 @@ def _round(conns: list[Conn], ep: select.epoll, timeout: float) -> dict[int, str
             if c.buf.endswith(b"\n"):
                 result[index[fd]] = c.buf.decode(errors="replace").strip()
                 pending.discard(fd)
-    for fd in pending:
-        result[index[fd]] = None
     return result
 
 
@@ -278,6 +276,7 @@ class Holder:
         self.broken = 0
         self.broken_from: Counter[str] = Counter()
         self.broken_by_group: Counter[str] = Counter()
+        self.broken_how: Counter[str] = Counter()  # reset | timeout | moved (another server)
         self.opened = 0
         self.target: tuple[list[str], int] = ([], 0)
         self.lines = lines  # the command stream, for `traffic` without a duration
@@ -312,12 +311,14 @@ class Holder:
     def check(self, timeout: float = 3.0, ep: select.epoll | None = None) -> dict[str, Any]:
         """One request on every alive connection (``ep``: traffic's epoll, every alive
         socket already registered), and judge the answers."""
-        answers = _ask_all(self.alive, timeout) if ep is None else _round(self.alive, ep, timeout)
+        answers = _gather(self.alive, timeout) if ep is None else _round(self.alive, ep, timeout)
         still, broken_now = [], Counter[str]()
         for i, c in enumerate(self.alive):
-            if answers[i] == c.server:
+            if answers.get(i, "") == c.server:
                 still.append(c)
             else:
+                how = "timeout" if i not in answers else "reset" if answers[i] is None else "moved"
+                self.broken_how[how] += 1
                 broken_now[c.server] += 1
                 self.broken_by_group[c.group] += 1
                 c.sock.close()
@@ -333,6 +334,7 @@ class Holder:
             "by_group": self._by_group(),
             "broken_by_group": dict(sorted(self.broken_by_group.items())),
             "broken_from_total": dict(sorted(self.broken_from.items())),
+            "broken_how": dict(sorted(self.broken_how.items())),
         }
 
     def traffic(self, seconds: float | None = None, interval: float = 0.1) -> dict[str, Any]:
@@ -388,7 +390,8 @@ class Holder:
                "broken": self.broken, "by_server": self._by_server(),
                "by_group": self._by_group(),
                "broken_by_group": dict(sorted(self.broken_by_group.items())),
-               "broken_from_total": dict(sorted(self.broken_from.items()))}  # fmt: skip
+               "broken_from_total": dict(sorted(self.broken_from.items())),
+               "broken_how": dict(sorted(self.broken_how.items()))}  # fmt: skip
         if opener is not None:
             opener.close()  # still connecting at the end: failed
             out["grown"] = {"attempted": opener.attempted, "failed": opener.failed,

@@ -228,6 +228,7 @@ def test_bench_pcc_asymmetric_small() -> None:
     )
     modes = result["modes"]
     print(json.dumps({m: r["broken_total"] for m, r in modes.items()}))
+    print("\n".join(logs))
     assert all(r["opened"] == 90 for r in modes.values()), logs
     assert modes["ecmp"]["broken_total"] > 0, logs
     assert modes["kernel"]["broken_total"] == 0, logs
