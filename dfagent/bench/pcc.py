@@ -109,7 +109,17 @@ class ModeResult:
             "during": sum(sum(e["during"].values()) for e in self.events),
         }
         broken = {g: sum(e["groups"][g]["broken"] for e in self.events) for g in GROUPS}
-        return {g: {"opened": opened[g], "broken": broken[g]} for g in GROUPS}
+        # attempts that never answered once (reset or no answer): never held, so not broken;
+        # during a change that is the SYN→pin race's other face (see docs/kernel-mode.md)
+        failed = {
+            "initial": self.open_failed,
+            "after": sum(e["fresh_errors"] for e in self.events),
+            "during": sum(e["during_failed"] for e in self.events),
+        }
+        return {
+            g: {"opened": opened[g], "broken": broken[g], "failed_to_open": failed[g]}
+            for g in GROUPS
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -119,8 +119,10 @@ def format_table(result: dict) -> str:
         totals = "  ".join(
             f"{str(x['opened']) + '/' + str(x['broken']):>20}" for x in r["groups"].values()
         )
+        failed = {g: x["failed_to_open"] for g, x in r["groups"].items() if x["failed_to_open"]}
         lines.append(
             f"{label:20} {'total opened/broken':21} {totals}  = {r['broken_total']} broken"
+            + (f"; failed to open: {failed}" if failed else "")
         )
     if any(m == "resilient" for m in result["modes"]):
         lines.append(
