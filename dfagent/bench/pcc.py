@@ -525,6 +525,7 @@ class PccBench:
             "seconds": tr["seconds"],
             "during": grown["by_server"],
             "during_failed": grown["failed"],
+            "during_failed_how": grown.get("failed_how", {}),
             "fresh": fresh["answers"],
             "fresh_errors": fresh["errors"],
         }, tr

@@ -93,6 +93,7 @@ class Opener:
         self.started: dict[socket.socket, float] = {}
         self.t0 = time.monotonic()
         self.attempted = self.failed = 0
+        self.failed_how: Counter[str] = Counter()  # handshake | reset | timeout
         self.stopped = False
 
     def stop(self) -> None:
@@ -123,7 +124,7 @@ class Opener:
             if not self.started and wait > 0:
                 time.sleep(wait)
             for s in [s for s, t in self.started.items() if time.monotonic() - t > self.timeout]:
-                self._end(s, None, done)
+                self._end(s, None, done, "timeout")
             if time.monotonic() >= end:
                 return done
 
@@ -131,11 +132,11 @@ class Opener:
         s = c.sock
         if ev & selectors.EVENT_WRITE:
             if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                return self._end(s, None, done)
+                return self._end(s, None, done, "handshake")
             try:
                 s.send(REQUEST)
             except OSError:
-                return self._end(s, None, done)
+                return self._end(s, None, done, "reset")
             self.sel.modify(s, selectors.EVENT_READ, c)
             return None
         try:
@@ -143,25 +144,26 @@ class Opener:
         except OSError:
             data = b""
         if not data:
-            return self._end(s, None, done)
+            return self._end(s, None, done, "reset")
         c.buf += data
         if c.buf.endswith(b"\n"):
             c.server, c.buf = c.buf.decode(errors="replace").strip(), b""
             self._end(s, c, done)
         return None
 
-    def _end(self, s: socket.socket, kept: Conn | None, done: list[Conn]) -> None:
+    def _end(self, s: socket.socket, kept: Conn | None, done: list[Conn], how: str = "") -> None:
         del self.started[s]
         self.sel.unregister(s)
         if kept is None:
             self.failed += 1
+            self.failed_how[how] += 1
             s.close()
         else:
             done.append(kept)
 
     def close(self) -> None:
         for s in list(self.started):
-            self._end(s, None, [])
+            self._end(s, None, [], "unfinished")
         self.sel.close()
 
 
@@ -395,6 +397,7 @@ class Holder:
         if opener is not None:
             opener.close()  # still connecting at the end: failed
             out["grown"] = {"attempted": opener.attempted, "failed": opener.failed,
+                            "failed_how": dict(opener.failed_how),
                             "by_server": dict(sorted(grown.items()))}  # fmt: skip
         return out
 
