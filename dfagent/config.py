@@ -145,6 +145,9 @@ class MirrorConfig:
     # Linux, both directions: a flow without a pin from a mirror is recorded where the route
     # sent it (kernel mode's record rule), the fallback when both mirror copies are lost
     record: bool = False
+    # Linux (linux-nftables profile): "query" asks the kernel for an IPv4 flow's egress
+    # when its mirror names no known session (backends/linux/egress.py); IPv6 stays observed
+    egress: str = "observed"
 
     @property
     def any_source(self) -> bool:
@@ -560,7 +563,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
 
 MIRROR_KEYS = (
     "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
-    "record",
+    "record", "egress",
 )  # fmt: skip
 
 
@@ -639,6 +642,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
         ),
         synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
         record=_bool(err, "mirror.record", d.get("record"), dflt.record),
+        egress=_choice(err, "mirror.egress", d.get("egress"), ("observed", "query"), dflt.egress),
     )  # fmt: skip
 
 
@@ -960,6 +964,8 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
     """Rules between sections (each error still names the key to change); ``at[i]`` is the
     index in the file of ``cfg.vips[i]``."""
     modes = cfg.modes()
+    if cfg.mirror.egress == "query" and cfg.backend.type != "linux":
+        err.add("mirror.egress", "query is the Linux backend's: on EOS set backend.eos.egress")
     # unless the sources (or the whole mirror section) were already wrong
     mirror_read = not err.under("mirror.sources") and not any(
         e.startswith("mirror: ") for e in err.items
@@ -1125,6 +1131,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "batch": dataclasses.asdict(cfg.mirror.batch),
             "synack": cfg.mirror.synack,
             "record": cfg.mirror.record,
+            "egress": cfg.mirror.egress,
         },
         "nexthops": {
             name: addrs[0] if len(addrs) == 1 else list(addrs)

@@ -130,11 +130,13 @@ class Agent:
             t0 = time.monotonic()
             self._pass(periodic=True)
             # where a start's time goes: the process (interpreter, imports, build) and the
-            # first pass (check and repair, observe, apply); the API answers after it
+            # first pass (check and repair, observe, apply); the API answers after it. The
+            # CPU the process used so far says what a busy machine's wall time cannot.
             log.info(
-                "ready first_pass_ms=%.1f since_process_start_ms=%s",
+                "ready first_pass_ms=%.1f since_process_start_ms=%s cpu_ms=%.0f",
                 (time.monotonic() - t0) * 1000,
                 _process_age_ms(),
+                time.process_time() * 1000,
             )
             next_periodic = self.clock() + self.opt.reconcile_interval
             more = False

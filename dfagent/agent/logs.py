@@ -39,4 +39,3 @@ def setup(level: int, fmt: str = "kv") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +137,8 @@ class MirrorPath:
         self.receiver.synack = self.feed.egress.second_chance = cfg.mirror.synack
         self.feed.egress.sessions = mirror_sessions(cfg)
         self.feed.egress.by_family = session_families(cfg)
+        if (cfg.mirror.egress == "query") != (self.feed.egress.query is not None):
+            self.feed.egress.query = kernel_query(cfg)
         self.feed.set_batch(cfg.mirror.batch.max_items, cfg.mirror.batch.max_delay_ms / 1000)
 
     def close(self) -> None:
@@ -146,11 +148,25 @@ class MirrorPath:
         self.receiver.close()
 
 
+def kernel_query(cfg: Config) -> Callable[[str, str, int, int], str | None] | None:
+    """Linux `mirror.egress: query`: the kernel's answer for IPv4 flows (None: observed)."""
+    if cfg.mirror.egress != "query":
+        return None
+    from dfagent.backends.linux.egress import KernelEgress
+
+    return KernelEgress().nexthop
+
+
 def open_mirror(
-    cfg: Config, agent: Agent, stop: threading.Event, query: bool = False
+    cfg: Config,
+    agent: Agent,
+    stop: threading.Event,
+    query: bool = False,
+    kernel_query: Callable[[str, str, int, int], str | None] | None = None,
 ) -> MirrorPath:
     """The mirror path of a config (raises OSError when the receiver cannot bind).
-    ``query``: a SYN of no known session is pinned with the next hop the switch says ("")."""
+    ``query``: a SYN of no known session is pinned with the next hop the switch says ("");
+    ``kernel_query``: … with the next hop this returns (Linux `mirror.egress: query`)."""
     vips = tuple(v.prefix for v in cfg.vips)
     egress = EgressResolver(
         mirror_sessions(cfg),
@@ -158,6 +174,7 @@ def open_mirror(
         vips=vips,
         counters=agent.metrics.mirror,
         default="" if query else None,
+        query=kernel_query,
         second_chance=cfg.mirror.synack,
     )
     sources = None if cfg.mirror.any_source else list(cfg.mirror.sources)

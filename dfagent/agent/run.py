@@ -22,7 +22,7 @@ from dfagent.agent.agent import Agent
 from dfagent.agent.control import LinuxControl
 from dfagent.agent.linux import build
 from dfagent.agent.metrics import ErrorCounter, Metrics, MetricsServer, serve_metrics
-from dfagent.agent.mirror import MirrorPath, open_mirror
+from dfagent.agent.mirror import MirrorPath, kernel_query, open_mirror
 from dfagent.agent.reload import Reloader
 from dfagent.api.server import TcpConfig, serve
 from dfagent.backends.frr.drain import FrrDrain
@@ -130,7 +130,7 @@ def _serve(cfg: Config, config_file: str, agent: Agent, fixed_log_level: bool) -
     stop = threading.Event()
     mirror: MirrorPath | None = None
     if "mirror" in cfg.modes():  # bound before the API answers: whoever sees it may mirror
-        mirror = open_mirror(cfg, agent, stop)
+        mirror = open_mirror(cfg, agent, stop, kernel_query=kernel_query(cfg))
     try:
         server = serve_api(cfg, control)
     except BaseException:

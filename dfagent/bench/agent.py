@@ -373,6 +373,9 @@ class AgentBench:
                 # before it (interpreter, imports, build: adopt the datapath)
                 "first_pass_ms": parts[0],
                 "before_first_pass_ms": parts[1],
+                # the CPU the new process had used when ready: what a busy machine's wall
+                # time cannot say (another session's load stretches the wall clock only)
+                "ready_cpu_ms": parts[2],
                 "counted_s": round(counted, 3),
                 "pins_before": before,
                 "pins_after": after,
@@ -413,13 +416,15 @@ def format_table(r: dict[str, Any]) -> str:
 def _restart_line(x: dict[str, Any]) -> str:
     return (
         f"ready {x['ready_s']} s (process {x['before_first_pass_ms']} ms, first pass "
-        f"{x['first_pass_ms']} ms; empty start {x['empty_start_ready_s']} s), own count "
+        f"{x['first_pass_ms']} ms, CPU {x['ready_cpu_ms']} ms; empty start "
+        f"{x['empty_start_ready_s']} s), own count "
         f"{x['counted_s']} s, lost {x['lost']}"
     )
 
 
 _READY = re.compile(
     r"ts=(\S+ \S+) \S+ \S+ event=ready first_pass_ms=([\d.]+) since_process_start_ms=(\d+)"
+    r"(?: cpu_ms=(\d+))?"
 )
 
 
@@ -429,18 +434,22 @@ class ReadyLine(NamedTuple):
     at: float  # wall clock of the line
     first_pass_ms: float
     before_first_pass_ms: float  # the process before the first pass
+    cpu_ms: float | None  # CPU the process had used when ready (all threads)
 
 
 def ready_lines(log: str) -> list[ReadyLine]:
     """Every ``ready`` line of an agent log, in order."""
     out = []
-    for stamp, first, age in _READY.findall(log):
+    for stamp, first, age, cpu in _READY.findall(log):
         at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        out.append(ReadyLine(at, float(first), round(float(age) - float(first), 1)))
+        before = round(float(age) - float(first), 1)
+        out.append(ReadyLine(at, float(first), before, float(cpu) if cpu else None))
     return out
 
 
-def _ready_parts(log: str) -> tuple[float | None, float | None]:
-    """(first pass, process before it) in ms, from the agent's last 'ready' line."""
+def _ready_parts(log: str) -> tuple[float | None, float | None, float | None]:
+    """(first pass, process before it, CPU used) in ms, from the agent's last 'ready' line."""
     lines = ready_lines(log)
-    return (lines[-1].first_pass_ms, lines[-1].before_first_pass_ms) if lines else (None, None)
+    if not lines:
+        return None, None, None
+    return lines[-1].first_pass_ms, lines[-1].before_first_pass_ms, lines[-1].cpu_ms

@@ -17,9 +17,9 @@ itself at each event (no routing daemon here does).
 Modes: `ecmp` (plain Linux multipath, no dfagent), `resilient` (a Linux resilient nexthop
 group, the events applied to its members), `kernel` (dfagent kernel mode on lb), `map`
 (dfagent map mode fed by a mirror shim on its own node, linked to lb by a veth: see
-lab/mirror_node.py), `eos` (lb plays an Arista switch: the eAPI
-test switch's DirectFlow flows steer its forwarding, agents with the EOS backend pin over
-eAPI from mirrored SYNs; see bench/pcc_eos.py).
+lab/mirror_node.py), `eos` (on the lab's EOS flavour, resilient-ecmp-eos: lb is an Arista
+switch, the eAPI test switch's DirectFlow flows steer its forwarding and its monitor sessions
+mirror the SYNs, agents with the EOS backend pin over eAPI; see bench/pcc_eos.py).
 
 Topologies: `symmetric` (the resilient-ecmp lab: lb sees both directions) and `asymmetric`
 (the resilient-ecmp-dsr lab: the servers answer the client directly, lb sees only the
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.backends.frr.drain import FrrDrain
+from dfagent.bench.pcc_eos import LAB as EOS_LAB
 from dfagent.bench.pcc_eos import EosLab
 from dfagent.lab import checks, mirror_node, runner, spec
 from dfagent.lab.errors import LabError
@@ -182,6 +183,7 @@ class PccBench:
     ):
         self.topology = topology
         self.lab_name, self.agent_opts = TOPOLOGIES[topology]
+        self.base_lab = self.lab_name  # eos modes run on its EOS flavour (pcc_eos.LAB)
         # the new-connection rate is measured on the symmetric lab only, unless asked
         self.measure_rates = topology == "symmetric" if rates is None else rates
         self.n = connections
@@ -426,6 +428,7 @@ class PccBench:
 
     def run_mode(self, mode: str) -> ModeResult:
         res = ModeResult(mode)
+        self.lab_name = EOS_LAB if mode in EOS_MODES else self.base_lab
         self._lab_up()
         assert self.state is not None
         holder = Holder(self.state)
@@ -575,9 +578,11 @@ class PccBench:
         out: dict[str, Any] = {
             "connections": self.n,
             "topology": self.topology,
-            "lab": self.lab_name,
+            "lab": self.base_lab,
             "modes": results,
         }
+        if set(modes) & set(EOS_MODES):
+            out["eos_lab"] = EOS_LAB
         if self.rates:
             out["new_connection_rate"] = {
                 "without_pinning": round(self.rates["without"], 1),

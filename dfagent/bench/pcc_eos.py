@@ -1,11 +1,15 @@
-"""`bench pcc --modes eos`: the resilient-ecmp lab with its router playing an Arista switch.
+"""`bench pcc --modes eos`: the resilient-ecmp-eos lab, whose router lb is an Arista switch.
 
-On lb: the eAPI test switch in its lab flavour (`dfagent lab eapi-switch --datapath
-linux`: a DirectFlow flow steers lb's real forwarding) and the mirror shim (one ERSPAN
-session per ECMP member interface, as a switch's egress mirror sessions). The agents are
-`dfagent run` with `backend: eos` (profile arista-7050x, DirectFlow pins over one pyeapi
-session each, idle timeout 300 s): the mirrored SYN's session names the server, the flow's
-family picks its v4 or v6 next hop, and the pin goes to the switch in eAPI batches.
+The lab (labs/resilient-ecmp-eos) gives lb kind arista_ceos; the namespace runner plays it
+with the eAPI test switch and its Linux datapath (a DirectFlow flow steers lb's real
+forwarding), and the switch's startup-config has one monitor session per server-facing port
+(`source EthernetN tx`, `destination tunnel mode gre … destination 1.1.1.1`): the switch
+itself sends each SYN leaving a member in GRE + ERSPAN (session id = the member) to the VIP.
+The agents are `dfagent run` with `backend: eos` (profile arista-7050x, DirectFlow pins
+over one pyeapi session each, idle timeout 300 s): the mirrored SYN's session names the
+server, the flow's family picks its v4 or v6 next hop, and the pin goes to the switch in
+eAPI batches. How to reach the switch (port, user, password) is the lab's
+(`<run dir>/lb/eapi.json`).
 
 Where the agents run (``agents``):
 
@@ -13,7 +17,8 @@ Where the agents run (``agents``):
   destination is the VIP, so lb's own ECMP delivers each mirrored SYN to one of the servers
   announcing it; each agent pins with its own flow-name prefix on the one switch (reached at
   lb's address on its link), and none touches another's flows.
-* ``lb``: one agent on the router itself, mirrors to 127.0.0.1.
+* ``lb``: one agent on the router itself; the bench points the monitor sessions at
+  127.0.0.1 over eAPI first, as an operator would for an on-box agent.
 
 The events stay those of the other modes (drain via FRR on lb, BGP on the servers): the
 switch's own drain actuator is tested against the test switch in tests/eos.
@@ -32,21 +37,19 @@ from typing import Any
 
 import yaml
 
-from dfagent.lab import mirror_shim, runner
+from dfagent.lab import eos_switch, runner
 from dfagent.lab.eapi.linux_datapath import TABLE
 from dfagent.lab.errors import LabError
 from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState
 
-EAPI_PORT = 6980
-USER = "dfagent"
+LAB = "resilient-ecmp-eos"
 PASSWORD_ENV = "DFAGENT_BENCH_EAPI_PASSWORD"
-PASSWORD = "bench-pcc-eos"  # a lab switch in a namespace of its own; nothing to protect
 AGENT_PLACES = ("servers", "lb")
 
 
 class EosLab:
-    """The switch, the mirror shim and the agents of one run; :meth:`stop` ends them all."""
+    """The agents of one run on the lab's switch; :meth:`stop` ends them."""
 
     def __init__(
         self,
@@ -62,26 +65,21 @@ class EosLab:
         self.vips = vips
         self.where = agents
         self.run_dir = Path(state.run_dir)
+        self.switch = eos_switch.connection(state, "lb")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.env = {**os.environ, PASSWORD_ENV: PASSWORD, "DFAGENT_EAPI_SWITCH_PASSWORD": PASSWORD}
+        self.env = {**os.environ, PASSWORD_ENV: self.switch["password"]}
 
     # ── start ───────────────────────────────────────────────────────────────────────
     def start(self) -> None:
-        self._start_switch()
+        if self.where == "lb":  # the mirrors come to the agent on the switch itself
+            lines = [f"monitor session {n} destination tunnel mode gre source 127.0.0.1 "
+                     "destination 127.0.0.1" for n in self.servers]  # fmt: skip
+            eos_switch.run_cmds(self.state, "lb", ["configure", *lines, "end"])
         hosts = list(self.servers) if self.where == "servers" else ["lb"]
         for host in hosts:
             self._start_agent(host)
         for host in hosts:
             self._wait_agent(host)
-        collector = self.vips[0] if self.where == "servers" else "127.0.0.1"
-        members = {dev: int(name[1:]) for name, (_, _, dev, _) in self.servers.items()}
-        state = self.state
-        self.procs["shim"] = mirror_shim.spawn(
-            lambda argv: runner.exec_argv(state, "lb", argv),
-            members,
-            self.run_dir / "mirror-shim.log",
-            collector=collector,
-        )
 
     def _spawn(self, node: str, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with open(self.run_dir / f"{name}.log", "ab") as log:
@@ -90,29 +88,14 @@ class EosLab:
         self.procs[name] = proc
         return proc
 
-    def _start_switch(self) -> None:
-        host = "0.0.0.0" if self.where == "servers" else "127.0.0.1"
-        vtysh = f"vtysh --vty_socket {runner.frr_dir_of(self.state, 'lb')}"
-        argv = _dfagent("lab", "eapi-switch", "--host", host, "--port", str(EAPI_PORT),
-                        "--user", USER, "--hostname", "lb", "--datapath", "linux",
-                        "--vtysh", vtysh)  # fmt: skip
-        proc = self._spawn("lb", "eapi-switch", argv)
-        log = self.run_dir / "eapi-switch.log"
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise LabError(f"the eAPI test switch exited ({proc.returncode}): see {log}")
-            return "eAPI test switch" in log.read_text(errors="replace")
-
-        wait_until(listening, 30, 0.1, f"the eAPI test switch's start line in {log}")
-
     def _config(self, host: str) -> dict[str, Any]:
+        port = self.switch["port"]
         if host == "lb":
-            endpoint, sources = f"127.0.0.1:{EAPI_PORT}", ["127.0.0.1"]
+            endpoint, sources = f"127.0.0.1:{port}", ["127.0.0.1"]
         else:
             v4 = self.servers[host][0]
-            endpoint = f"{v4.rsplit('.', 1)[0]}.1:{EAPI_PORT}"  # lb's address on the link
-            sources = [f"{s[0].rsplit('.', 1)[0]}.1" for s in self.servers.values()]
+            endpoint = f"{v4.rsplit('.', 1)[0]}.1:{port}"  # lb's address on the link
+            sources = list(self.switch["addresses"])  # a monitor session's GRE source is one
         return {
             "vips": [{"prefix": f"{self.vips[0]}/32", "mode": "mirror"},
                      {"prefix": f"{self.vips[1]}/128", "mode": "mirror"}],
@@ -120,8 +103,9 @@ class EosLab:
                        "sessions": {int(n[1:]): n for n in self.servers}},
             "nexthops": {n: [s[0], s[1]] for n, s in self.servers.items()},
             "backend": {"type": "eos", "eos": {
-                "profile": "arista-7050x", "transport": "http", "endpoint": endpoint,
-                "username": USER, "password_env": PASSWORD_ENV, "name": "lb",
+                "profile": "arista-7050x", "transport": self.switch["transport"],
+                "endpoint": endpoint, "username": self.switch["username"],
+                "password_env": PASSWORD_ENV, "name": "lb",
                 "flow_prefix": f"dfa_{host}", "reconcile_interval": 5,
             }},
             "drain": {"actuator": "none"},
@@ -206,9 +190,8 @@ class EosLab:
 
     # ── stop ────────────────────────────────────────────────────────────────────────
     def stop(self) -> None:
-        """Agents and shim first, the switch last (its SIGTERM removes its nft table)."""
-        order = [n for n in self.procs if n != "eapi-switch"] + ["eapi-switch"]
-        for name in order:
+        """The agents (the switch is the lab's: `lab down` stops it with lb)."""
+        for name in list(self.procs):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue

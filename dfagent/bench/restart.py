@@ -272,6 +272,7 @@ class RestartBench(PccBench):
             "ready_s": round(ready.at - t_wall, 3),
             "first_pass_ms": ready.first_pass_ms,
             "before_first_pass_ms": ready.before_first_pass_ms,
+            "ready_cpu_ms": ready.cpu_ms,  # the new process's own CPU until ready
             # the whole machine (every session on it) from the launch to the ready line
             "machine_busy_pct": round(100 * (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1), 1),
         }
@@ -414,7 +415,7 @@ def _cpu_times() -> tuple[int, int]:
 
 def _split(r: dict[str, Any]) -> str:
     return (f"{r['ready_s']} s = {r['before_first_pass_ms']} + {r['first_pass_ms']} ms, "
-            f"machine {r['machine_busy_pct']} % busy")  # fmt: skip
+            f"CPU {r['ready_cpu_ms']} ms, machine {r['machine_busy_pct']} % busy")  # fmt: skip
 
 
 def _line(r: dict[str, Any]) -> str:

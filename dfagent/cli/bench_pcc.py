@@ -95,8 +95,9 @@ def pcc(
 def format_table(result: dict) -> str:
     lines = [
         f"{result['connections']} connections per mode, {result.get('topology', 'symmetric')}"
-        f" topology ({result.get('lab', 'resilient-ecmp')}); a request every 100 ms (the "
-        "target) on every held connection through each event",
+        f" topology ({result.get('lab', 'resilient-ecmp')}"
+        + (f"; eos modes on {result['eos_lab']})" if result.get("eos_lab") else ")")
+        + "; a request every 100 ms (the target) on every held connection through each event",
         "groups: initial = opened before the first event; after = opened after each event, "
         "held through the later ones; during = opened while each change was applied; "
         "ms/req: how often each held connection was asked, on average",

@@ -68,6 +68,13 @@ from dfagent.lab.eapi import DEFAULT_CAPACITY, EapiSwitch
     show_default=True,
     help="With --datapath linux: how to reach this host's FRR (IPv6 next hops of BGP routes).",
 )
+@click.option(
+    "--startup-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="An EOS startup-config: its switch sections (hostname, DirectFlow, ACLs, monitor "
+    "sessions, …) become the running config (interfaces, BGP, eAPI and users are the lab "
+    "runner's: docs/eapi-switch.md).",
+)
 def eapi_switch(
     host: str,
     port: int,
@@ -80,6 +87,7 @@ def eapi_switch(
     tls: tuple[str, str] | None,
     datapath: str,
     vtysh: str,
+    startup_config: str | None,
 ) -> None:
     """An Arista EOS stand-in speaking eAPI (POST /command-api) until Ctrl-C.
 
@@ -107,6 +115,13 @@ def eapi_switch(
         except (RuntimeError, OSError, ImportError) as exc:
             click.echo(f"error: the linux datapath cannot start: {exc}", err=True)
             sys.exit(2)
+    if startup_config is not None:
+        problem = _load_startup(switch, startup_config)
+        if problem:
+            if dp is not None:
+                dp.close()
+            click.echo(f"error: {startup_config}: {problem}", err=True)
+            sys.exit(2)
     try:
         switch.start()
     except OSError as exc:
@@ -128,3 +143,20 @@ def eapi_switch(
         if dp is not None:
             dp.close()
     click.echo("stopped")
+
+
+def _load_startup(switch: EapiSwitch, path: str) -> str:
+    """Apply a startup-config's switch lines; the refusal as one line ("" when applied)."""
+    from pathlib import Path
+
+    from dfagent.lab import ceos
+    from dfagent.lab.eapi.tokens import CommandError
+
+    try:
+        cfg = ceos.load(Path(path))
+        switch.configure(cfg.switch_lines)
+    except ceos.CeosConfigError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    except CommandError as exc:
+        return exc.error
+    return ""

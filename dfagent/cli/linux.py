@@ -71,8 +71,6 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s component=%(name)s event=%(message)s",
     )
-    # pyroute2 logs every netlink message at debug: never ours to show
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def _parse_vips(vips: tuple[str, ...]) -> tuple[IPNetwork, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -119,6 +119,9 @@ class EgressResolver:
     by_session: dict[int, int] = field(default_factory=dict)
     # egress by query: a SYN of no known session gets this next hop ("": ask the switch)
     default: str | None = None
+    # or what this returns for (client, VIP, client port, VIP port): the Linux kernel's
+    # answer (None: not known, counted as a SYN of no known session)
+    query: Callable[[str, str, int, int], str | None] | None = None
     # a session naming a server that has a v4 and a v6 address: the flow's family picks
     # (``sessions`` holds the first one, which a flow of the other family cannot use)
     by_family: Mapping[int, Mapping[int, str]] = field(default_factory=dict)
@@ -145,6 +148,10 @@ class EgressResolver:
         if sid is None or nh is None:
             if self.default is not None:
                 return self.default
+            if self.query is not None and getattr(ev, "flow", None) is None:  # a SYN
+                asked = self.query(ev.src, ev.dst, ev.sport, ev.dport)
+                if asked is not None:
+                    return asked
             self.counters[UNKNOWN_SESSION] = self.counters.get(UNKNOWN_SESSION, 0) + 1
             return None
         self.by_session[sid] = self.by_session.get(sid, 0) + 1

@@ -47,6 +47,16 @@ def render(topology_path: Path, out_dir: Path = CONTAINERLAB_DIR) -> str:
     tnodes = doc["topology"]["nodes"]
     for name, node in lab.topology.nodes.items():
         raw = tnodes[name] = dict(tnodes.get(name) or {})
+        if node.kind == topo.CEOS_KIND:  # real cEOS: its startup-config, not our stand-ins
+            if raw.get("startup-config"):
+                raw["startup-config"] = _rel(lab_dir / raw["startup-config"], out_dir)
+            labels = {k: v for k, v in (raw.get("labels") or {}).items()
+                      if k != topo.CEOS_FRR_LABEL}  # fmt: skip
+            raw.pop("labels", None)
+            raw.pop("sysctls", None)  # the runner's Linux ECMP hash; EOS hashes on its own
+            if labels:
+                raw["labels"] = labels
+            continue
         if node.kind != "linux":
             continue
         binds = []

@@ -53,10 +53,12 @@ SO_RCVBUFFORCE = 33
 RCVBUF = 8 << 20
 
 
-def _filter(pkttype: int, flags: int) -> list[tuple[int, int, int, int]]:
+def _filter(
+    pkttype: int, flags: int, mask: int = _TCP_SYN | _TCP_ACK
+) -> list[tuple[int, int, int, int]]:
     """Classic BPF (struct sock_filter: code, jt, jf, k): accept unfragmented TCP segments of
-    packet type ``pkttype`` whose SYN and ACK bits are ``flags``, IPv4 (any IHL) or IPv6 (TCP
-    as first header)."""
+    packet type ``pkttype`` whose TCP flags under ``mask`` are ``flags`` (default: SYN and
+    ACK bits), IPv4 (any IHL) or IPv6 (TCP as first header)."""
     return [
         (0x20, 0, 0, 0xFFFFF004),  # 0  A = skb->pkt_type (SKF_AD_OFF + SKF_AD_PKTTYPE)
         (0x15, 0, 16, pkttype),  # 1  another packet type -> drop
@@ -73,7 +75,7 @@ def _filter(pkttype: int, flags: int) -> list[tuple[int, int, int, int]]:
         (0x30, 0, 0, 20),  # 12 A = IPv6 next header
         (0x15, 0, 4, 6),  # 13 not TCP -> drop
         (0x30, 0, 0, 67),  # 14 A = TCP flags (14 + 40 + 13)
-        (0x54, 0, 0, _TCP_SYN | _TCP_ACK),  # 15
+        (0x54, 0, 0, mask),  # 15
         (0x15, 0, 1, flags),  # 16 the wanted SYN/ACK bits -> accept
         (0x06, 0, 0, 0x40000),  # 17 accept
         (0x06, 0, 0, 0),  # 18 drop
@@ -85,15 +87,44 @@ _SYN_FILTER = _filter(PACKET_OUTGOING, _TCP_SYN)
 _SYNACK_FILTER = _filter(PACKET_HOST, _TCP_SYN | _TCP_ACK)
 
 
-def attach_syn_filter(sock: socket.socket, synack: bool = False) -> None:
-    """Queue only outgoing TCP SYNs (``synack``: incoming SYN-ACKs) on an AF_PACKET socket."""
+def attach_syn_filter(
+    sock: socket.socket,
+    synack: bool = False,
+    insns: list[tuple[int, int, int, int]] | None = None,
+) -> None:
+    """Queue only outgoing TCP SYNs (``synack``: incoming SYN-ACKs; ``insns``: that filter
+    program, see :func:`syn_bit_filter`) on an AF_PACKET socket."""
     import ctypes
 
-    insns = _SYNACK_FILTER if synack else _SYN_FILTER
+    if insns is None:
+        insns = _SYNACK_FILTER if synack else _SYN_FILTER
     prog = b"".join(struct.pack("HBBI", *insn) for insn in insns)
     buf = ctypes.create_string_buffer(prog)
     fprog = struct.pack("HL", len(insns), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def syn_bit_filter(pkttype: int) -> list[tuple[int, int, int, int]]:
+    """TCP segments with the SYN bit set (SYNs and SYN-ACKs, as EOS's ACL keyword ``syn``
+    matches) of one packet type: what a SYN-filtered switch mirror session copies."""
+    return _filter(pkttype, _TCP_SYN, _TCP_SYN)
+
+
+def packet_socket(ifname: str, insns: list[tuple[int, int, int, int]]) -> socket.socket:
+    """An AF_PACKET socket on ``ifname`` queueing only what ``insns`` accepts (the filter is
+    in place before the bind, so nothing else is ever queued), with a large receive buffer."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        attach_syn_filter(s, insns=insns)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.bind((ifname, ETH_P_ALL))  # host order: Python converts it
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 def is_syn(frame: bytes, want: int = _TCP_SYN) -> bool:
@@ -135,14 +166,7 @@ class Loss:
 
 def _packet_socket(ifname: str, synack: bool) -> socket.socket:
     # protocol 0 queues nothing until bind() names one: the filter is in place first
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    attach_syn_filter(s, synack)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-    except PermissionError:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-    s.bind((ifname, ETH_P_ALL))  # host order: Python converts it
-    return s
+    return packet_socket(ifname, _SYNACK_FILTER if synack else _SYN_FILTER)
 
 
 def serve(

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from dfagent.lab import netns
+from dfagent.lab import eos_switch, netns
+from dfagent.lab.ceos import CeosConfigError
 from dfagent.lab.daemons import (
     bird_argv,
     bird_dryrun,
@@ -107,7 +108,9 @@ def _preflight(lab: Lab) -> None:
                 problems += [f"{node.name}: {node.frr_conf}: {b}" for b in bad]
             if node.bird_conf is not None:
                 problems += [f"{node.name}: {b}" for b in bird_dryrun(node.bird_conf)]
-        except LabError as exc:
+            if node.startup_config is not None:
+                eos_switch.check(node)
+        except (LabError, CeosConfigError) as exc:
             problems.append(f"{node.name}: {exc}")
     if shutil.which("ip") is None:
         problems.append("iproute2 ('ip') is not installed")
@@ -141,10 +144,16 @@ def _build(lab: Lab, state: LabState, log: bool) -> None:
                 ["ip", "netns", "exec", ns, "sysctl", "-qw"]
                 + [f"{k}={v}" for k, v in node.sysctls.items()]
             )
+        if node.startup_config is not None:
+            eos_switch.configure_linux(ns, node)
         for command in node.exec:
             netns.ns_exec(ns, command, env=node.env)
     for node in topo.nodes.values():
         _start_daemons(node, state, run_dir / node.name)
+    for node in topo.nodes.values():
+        if node.startup_config is not None:
+            eos_switch.start(state, node, run_dir / node.name, frr_dir_of(state, node.name))
+            _say(log, f"{topo.name}: {node.name}: eAPI test switch up")
     for svc in lab.services:
         node_dir = run_dir / svc.node
         node_dir.mkdir(parents=True, exist_ok=True)

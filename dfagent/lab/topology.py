@@ -25,7 +25,12 @@ SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "cl
 # A copy ships with the package, for installs without the shared folder beside them;
 # tests/unit/test_lab_topology.py keeps it identical to the shared one.
 PACKAGED_SCHEMA = Path(__file__).resolve().parent / "schema" / "clab.schema.json"
-RUNNABLE_KINDS = {"linux", "bridge"}
+RUNNABLE_KINDS = {"linux", "bridge", "arista_ceos"}
+# An arista_ceos node on the namespace runner: a namespace with FRR for its routing (this
+# label names the FRR config, beside containerlab's `startup-config` for real cEOS) and the
+# eAPI test switch for the rest of its startup-config (dfagent/lab/ceos.py).
+CEOS_KIND = "arista_ceos"
+CEOS_FRR_LABEL = "dfagent.frr-conf"
 IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 FRR_CONF = "/etc/frr/frr.conf"
 FRR_DAEMONS = "/etc/frr/daemons"
@@ -56,10 +61,12 @@ class Node:
     binds: dict[str, Path] = field(default_factory=dict)  # container path -> host file
     frr_daemons: tuple[str, ...] = ()  # empty: no FRR on this node
     sysctls: dict[str, str] = field(default_factory=dict)
+    startup_config: Path | None = None  # arista_ceos: the EOS config the runner stands in for
+    ns_frr_conf: Path | None = None  # arista_ceos: FRR playing its routing (CEOS_FRR_LABEL)
 
     @property
     def frr_conf(self) -> Path | None:
-        return self.binds.get(FRR_CONF)
+        return self.binds.get(FRR_CONF) or self.ns_frr_conf
 
     @property
     def bird_conf(self) -> Path | None:
@@ -209,6 +216,10 @@ def parse(doc: Any, path: Path, runnable: bool = True) -> Topology:
         frr: tuple[str, ...] = ()
         if FRR_CONF in binds:
             frr = _frr_daemons(binds.get(FRR_DAEMONS))
+        startup = ns_frr = None
+        if kind == CEOS_KIND and runnable:
+            startup, ns_frr = _ceos_files(where, cfg, path.parent, problems)
+            frr = DEFAULT_FRR_DAEMONS
         nodes[nname] = Node(
             name=nname,
             kind=str(kind),
@@ -219,11 +230,38 @@ def parse(doc: Any, path: Path, runnable: bool = True) -> Topology:
             binds=binds,
             frr_daemons=frr,
             sysctls={str(k): str(v) for k, v in (cfg.get("sysctls") or {}).items()},
+            startup_config=startup,
+            ns_frr_conf=ns_frr,
         )
     links = _parse_links(topo.get("links") or [], raw_nodes, problems)
     if problems:
         raise TopologyError(str(path), problems)
     return Topology(name=str(name), path=path, nodes=nodes, links=links)
+
+
+def _ceos_files(
+    where: str, cfg: dict[str, Any], base: Path, problems: list[tuple[str, str]]
+) -> tuple[Path | None, Path | None]:
+    """The startup-config and the FRR config an arista_ceos node needs on this runner."""
+    out: list[Path | None] = []
+    for key, what in (
+        ("startup-config", "the EOS config the eAPI test switch and the runner play"),
+        (f"labels.{CEOS_FRR_LABEL}", "the FRR config standing in for its routing"),
+    ):
+        raw = cfg.get("startup-config") if key == "startup-config" else None
+        if key != "startup-config":
+            raw = (cfg.get("labels") or {}).get(CEOS_FRR_LABEL)
+        if not raw:
+            problems.append((f"{where}.{key}", f"an arista_ceos node here needs {key}: {what}"))
+            out.append(None)
+            continue
+        file = (base / str(raw)).resolve()
+        if not file.is_file():
+            problems.append((f"{where}.{key}", f"{raw!r} does not exist ({file})"))
+            out.append(None)
+            continue
+        out.append(file)
+    return out[0], out[1]
 
 
 def _parse_links(

@@ -1,7 +1,8 @@
-"""`dfagent bench pcc --modes ecmp,eos` at CI size: lb plays an Arista switch (the eAPI test
-switch's DirectFlow flows steer its forwarding), an agent with the EOS backend on each
-server receives the SYNs lb mirrors to the VIP and pins over eAPI. Plain ECMP breaks
-connections in the same run; eos breaks none, and every connection has its flow."""
+"""`dfagent bench pcc --modes ecmp,eos` at CI size: eos runs on the resilient-ecmp-eos lab,
+whose lb (kind arista_ceos) is the eAPI test switch: its DirectFlow flows steer lb's
+forwarding and its monitor sessions send the SYNs each member carries in GRE to the VIP; an
+agent with the EOS backend on each server receives them and pins over eAPI. Plain ECMP
+breaks connections in the same run; eos breaks none, and every connection has its flow."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def test_bench_pcc_eos_breaks_nothing_where_ecmp_breaks_connections() -> None:
     print(r.stderr)
     result = json.loads(r.stdout)
     ecmp, eos = result["modes"]["ecmp"], result["modes"]["eos"]
+    assert (result["lab"], result["eos_lab"]) == ("resilient-ecmp", "resilient-ecmp-eos")
     assert ecmp["opened"] == eos["opened"] == N
     assert ecmp["broken_total"] > 0, "plain ECMP broke nothing: the benchmark measures nothing"
     assert eos["broken_total"] == 0, eos["events"]
@@ -30,7 +32,7 @@ def test_bench_pcc_eos_breaks_nothing_where_ecmp_breaks_connections() -> None:
     assert eos["groups"]["during"]["opened"] > 0, eos["groups"]
     assert eos["events"][-1]["groups"]["initial"]["alive"] == N
     # a DirectFlow flow steers lb for every connection made, held from the start, opened
-    # during or after a change (the shim may lose a SYN or two on a loaded machine)
+    # during or after a change (the switch's mirror may lose a SYN or two on a loaded machine)
     made = sum(g["opened"] for g in eos["groups"].values())
     assert made - 4 <= eos["pins"] <= made
     by_agent = eos["pinned_by_agent"]

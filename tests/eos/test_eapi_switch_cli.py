@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pyeapi
 
@@ -70,3 +71,41 @@ def test_password_is_required() -> None:
     assert res.returncode == 2
     assert "Missing option '--password'" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_startup_config_becomes_the_running_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "sw.cfg"
+    cfg.write_text(
+        "hostname sw9\ninterface Ethernet1\n   ip address 10.0.0.1/24\n!\n"
+        "monitor session m1 source Ethernet1 tx\n"
+        "monitor session m1 destination tunnel mode gre source 10.0.0.1 destination 1.1.1.1\n"
+        "directflow\n   no shutdown\nrouter bgp 65000\n   bgp listen range 10.0.0.0/8\nend\n"
+    )
+    proc = subprocess.Popen([*CLI, "--password", "p", "--startup-config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        m = re.search(r":(\d+)/command-api", proc.stdout.readline())
+        assert m
+        node = pyeapi.client.connect(transport="http", host="127.0.0.1", port=int(m.group(1)),
+                                     username="admin", password="p", return_node=True)  # fmt: skip
+        text = node.enable("show running-config", encoding="text")[0]["result"]["output"]
+        assert "hostname sw9" in text and "monitor session m1 source Ethernet1 tx" in text
+        assert "directflow\n   no shutdown" in text and "router bgp" not in text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_startup_config_the_switch_refuses_is_one_line_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "sw.cfg"
+    cfg.write_text("hostname sw9\nmonitor session m1 source Ethernet1 sideways\n")
+    res = subprocess.run([*CLI, "--password", "p", "--startup-config", str(cfg)],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"error: {cfg}: 'monitor session m1 source Ethernet1 sideways'")
+    assert res.stderr.count("\n") == 1 and "Invalid input" in res.stderr, res.stderr
+    cfg.write_text("username x secret sha512 $6$abc\n")
+    res = subprocess.run([*CLI, "--password", "p", "--startup-config", str(cfg)],
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "plain text" in res.stderr

@@ -4,6 +4,7 @@ one ERSPAN session per ECMP member interface, eth2..eth5), and its CLI over the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -27,19 +28,26 @@ SERVERS = {f"s{n}": [f"10.2.{n}.2", f"fd00:2:{n}::2"] for n in (1, 2, 3, 4)}
 MEMBERS = {f"eth{n + 1}": n for n in (1, 2, 3, 4)}  # lb's interface to s<n> → session n
 
 
-@pytest.fixture
-def lab_up() -> Iterator[LabState]:
-    """The resilient-ecmp lab, converged, and always removed."""
-    the_lab = spec.load(LAB)
-    runner.down(LAB)
+@contextlib.contextmanager
+def converged(name: str) -> Iterator[LabState]:
+    """Lab ``name`` up with every check passed, and always removed (nothing left behind)."""
+    the_lab = spec.load(name)
+    runner.down(name)
     state = runner.up(the_lab, log=False)
     try:
         results = checks.run_checks(state, the_lab)
         assert all(r.ok for r in results), [r for r in results if not r.ok]
         yield state
     finally:
-        runner.down(LAB)
-    assert load_state(LAB) is None
+        runner.down(name)
+    assert load_state(name) is None
+
+
+@pytest.fixture
+def lab_up() -> Iterator[LabState]:
+    """The resilient-ecmp lab, converged, and always removed."""
+    with converged(LAB) as state:
+        yield state
 
 
 class LbAgent:

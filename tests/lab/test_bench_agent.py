@@ -36,6 +36,8 @@ def test_bench_agent_small() -> None:
         # the agent logged its ready line: the process and the first pass within ready_s
         assert r["first_pass_ms"] > 0 and r["before_first_pass_ms"] > 0, r
         assert (r["first_pass_ms"] + r["before_first_pass_ms"]) / 1000 < r["ready_s"] + 0.05, r
+        # its own CPU until then: some, and no more than two cores' worth of the process's time
+        assert 0 < r["ready_cpu_ms"] <= 2 * (r["first_pass_ms"] + r["before_first_pass_ms"]), r
     (m,) = [r for r in res["restart"] if r["mode"] == "map"]
     assert m["map_elements_before"] == m["map_elements_after"] == 5_000, m
 

@@ -262,3 +262,54 @@ def test_marks_left_on_connections_are_quarantined_not_reused(lab: Lab) -> None:
     log = (lab.tmp / "agent.log").read_text()
     assert log.count("event=mark-quarantined") == len(carried), log
     assert not new & carried, (new, carried)  # no live connection's mark handed out again
+
+
+def _start_log(lab: Lab) -> str:
+    """The last ``event=start`` line of the agent's log."""
+    lines = [x for x in (lab.tmp / "agent.log").read_text().splitlines() if "event=start " in x]
+    assert lines, (lab.tmp / "agent.log").read_text()
+    return lines[-1]
+
+
+def _restart(lab: Lab, *args: str) -> str:
+    assert lab.agent is not None
+    lab.agent.kill()
+    lab.agent.wait(5)
+    lab.agent = None
+    n = (lab.tmp / "agent.log").read_text().count("event=start ")
+    lab.start_agent(*args)
+    wait_until(lambda: (lab.tmp / "agent.log").read_text().count("event=start ") > n,
+               what="the agent's start line")  # fmt: skip
+    wait_until(lambda: table_complete(lab), timeout=15, what="dfagent's table complete")
+    return _start_log(lab)
+
+
+def test_restart_leaves_an_intact_base_alone(lab: Lab) -> None:
+    """A restart that finds its table as it left it does not rewrite the hooked chains (in
+    map mode that rewrite fetches every pin first); a changed rule, a changed config or a
+    missing set makes it rewrite them, and the pins in the maps stay either way."""
+    args = ("map", *VIPS)
+    lab.start_agent(*args)
+    wait_agent(lab, what="agent")
+    pin = f"10.9.9.9 . {VIP4} . 40000 . 80"
+    slot_chain = lab.x("r", "nft -t list table inet dfagent")
+    chain = re.search(r"chain (pin_[0-9a-f]{8})", slot_chain)
+    assert chain is not None, slot_chain
+    lab.x("r", f"nft add element inet dfagent pin4 {{ {pin} : jump {chain.group(1)} }}")
+
+    def pinned() -> bool:
+        return "40000" in lab.x("r", "nft list map inet dfagent pin4")
+
+    assert "base_kept=False" in _start_log(lab)
+    assert "base_kept=True" in _restart(lab, *args) and pinned()
+    # an admin's extra rule in a hooked chain: the base is written again
+    lab.x("r", "nft add rule inet dfagent prerouting meta mark 0x1 counter")
+    assert "base_kept=False" in _restart(lab, *args) and pinned()
+    assert "meta mark 0x00000001" not in lab.x("r", "nft -t list chain inet dfagent prerouting")
+    assert "base_kept=True" in _restart(lab, *args) and pinned()
+    # a VIP set emptied behind the agent's back
+    lab.x("r", "nft flush set inet dfagent vip6")
+    assert "base_kept=False" in _restart(lab, *args) and pinned()
+    # another config (one VIP less): another script
+    assert "base_kept=False" in _restart(lab, "map", "--vip", f"{VIP4}/32") and pinned()
+    assert lab.status()["repairs"] == 0

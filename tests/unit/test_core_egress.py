@@ -96,3 +96,38 @@ def test_a_default_next_hop_stands_for_unknown_sessions_in_query_mode() -> None:
     assert EgressResolver({1: "10.0.0.1"}).pin_items([ev]) == []
     q = EgressResolver({1: "10.0.0.1"}, default="")
     assert q.pin_items([ev]) == [("198.51.100.1", "192.0.2.10", 1, 2, "")] and q.unknown == 0
+
+
+def test_query_answers_a_syn_of_no_known_session_and_is_counted_when_it_cannot() -> None:
+    asked: list[tuple[str, str, int, int]] = []
+
+    def query(src: str, dst: str, sport: int, dport: int) -> str | None:
+        asked.append((src, dst, sport, dport))
+        return None if ":" in dst else "10.2.2.2"
+
+    r = EgressResolver({1: "10.2.1.2"}, query=query)
+    assert r.nexthop(Ev(1, None)) == "10.2.1.2" and asked == []  # observed first
+    assert r.nexthop(Ev(None, None, sport=41000)) == "10.2.2.2"
+    assert asked == [("10.0.0.2", "1.1.1.1", 41000, 80)]
+    assert r.nexthop(Ev(7, None, src="fd00:1::10", dst="2001:db8::1")) is None
+    assert r.unknown == 1  # the IPv6 SYN: counted as a SYN of no known session
+
+
+def test_kernel_egress_asks_for_ipv4_flows_only() -> None:
+    from dfagent.backends.linux.egress import KernelEgress
+
+    calls: list[tuple[object, ...]] = []
+
+    def route_get(*args: object) -> tuple[int, str | None] | None:
+        calls.append(args)
+        if len(args) == 1:  # where the client is: eth1
+            return (2, None)
+        return (4, "10.2.2.2") if args[4] != 9 else None
+
+    k = KernelEgress(route_get)
+    assert k.nexthop("10.1.0.10", "1.1.1.1", 40000, 80) == "10.2.2.2"
+    assert k.nexthop("10.1.0.10", "1.1.1.1", 9, 80) is None and k.no_answer == 1
+    assert calls == [("10.1.0.10",), ("1.1.1.1", "10.1.0.10", 2, 6, 40000, 80),
+                     ("1.1.1.1", "10.1.0.10", 2, 6, 9, 80)]  # fmt: skip
+    assert k.nexthop("fd00:1::10", "2001:db8::1", 40000, 80) is None and k.declined_v6 == 1
+    assert len(calls) == 3  # an IPv6 flow is not asked: the answer would be wrong

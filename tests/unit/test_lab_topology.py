@@ -1,6 +1,7 @@
 """Topology validation: every problem reported at once, each with its path."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -57,7 +58,7 @@ def test_every_problem_is_reported_with_its_path(tmp_path):
         "topology": {
             "nodes": {
                 "a": {"kind": "linux", "binds": ["nope/frr.conf:/etc/frr/frr.conf"]},
-                "b": {"kind": "arista_ceos"},
+                "b": {"kind": "nokia_srlinux"},
                 "c": {},
             },
             "links": [
@@ -164,8 +165,23 @@ def test_containerlab_topologies_validate(path):
     assert topo.links, "a containerlab topology without links"
 
 
-def test_ceos_is_valid_for_containerlab_but_not_runnable(tmp_path):
-    doc = {"name": "t", "topology": {"nodes": {"sw1": {"kind": "arista_ceos"}}}}
+def test_ceos_runs_with_a_startup_config_and_an_frr_config(tmp_path):
+    node: dict[str, Any] = {"kind": "arista_ceos"}
+    doc = {"name": "t", "topology": {"nodes": {"sw1": node}}}
     assert topology.parse(doc, tmp_path / "t.clab.yml", runnable=False).nodes["sw1"]
-    with pytest.raises(TopologyError, match="cannot run"):
+    with pytest.raises(TopologyError) as err:
         topology.parse(doc, tmp_path / "t.clab.yml")
+    paths = {p for p, _ in err.value.problems}
+    assert paths == {
+        "topology.nodes.sw1.startup-config",
+        "topology.nodes.sw1.labels.dfagent.frr-conf",
+    }, err.value.problems
+    node["startup-config"] = "sw1.cfg"
+    node["labels"] = {"dfagent.frr-conf": "frr.conf"}
+    with pytest.raises(TopologyError, match="'sw1.cfg' does not exist"):
+        topology.parse(doc, tmp_path / "t.clab.yml")
+    (tmp_path / "sw1.cfg").write_text("hostname sw1\n")
+    (tmp_path / "frr.conf").write_text("hostname sw1\n")
+    sw1 = topology.parse(doc, tmp_path / "t.clab.yml").nodes["sw1"]
+    assert sw1.startup_config == tmp_path / "sw1.cfg"
+    assert sw1.frr_conf == tmp_path / "frr.conf" and sw1.frr_daemons == topology.DEFAULT_FRR_DAEMONS

@@ -12,7 +12,9 @@ reconcile until stopped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import json
 import logging
 import os
 import resource
@@ -211,6 +213,7 @@ class LinuxDatapath:
         self._saved: dict[str, Any] | None = None
         self._include_text: str | None = None
         self._base_snapshot: dict[str, list[Any]] | None = None
+        self._base_digest: str | None = None  # of the base script last written
         self.repairs = 0
         self.last_repair: dict[str, Any] | None = None
         self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → slot
@@ -280,9 +283,14 @@ class LinuxDatapath:
         self.check_syn_guard()
         self.check_ct_users(at_start=True)
         had_table = self.nft.table_exists()
+        script = render_base(self.cfg.ruleset())
+        kept = False
         try:
-            self.nft.run(render_base(self.cfg.ruleset()))
-            self._base_snapshot = self._list_base_rules()
+            kept = had_table and self._base_intact(_digest(script))
+            if not kept:
+                self.nft.run(script)
+                self._base_snapshot = self._list_base_rules()
+            self._base_digest = _digest(script)
             now = self.clock()
             adopted = self._adopt(now)
         except BaseException:
@@ -294,6 +302,7 @@ class LinuxDatapath:
             "start",
             vips=",".join(map(str, self.cfg.vips)),
             table_existed=had_table,
+            base_kept=kept,
             adopted_nexthops=adopted,
             mode=self.cfg.mode,
             mark_mask=hexmark(self.space.mask),
@@ -301,6 +310,27 @@ class LinuxDatapath:
             syn_untracked=self.cfg.syn_untracked,
             one_direction=self.cfg.one_direction,
         )
+
+    def _base_intact(self, script_digest: str) -> bool:
+        """Whether the table holds the base this script would write, as the last agent left
+        it (same script, same hooked rules as listed then, every map and set, the VIPs): then
+        a restart leaves it alone. Rewriting the rules that hold ``vmap @pin4``/``@pin6``
+        makes libnftables 1.0.6 fetch both maps first (0.25 s per 100,000 pins), and a
+        restart is when pins are waiting."""
+        saved = state.load(self.cfg.state_dir).get("base") or {}
+        if saved.get("script") != script_digest:
+            return False
+        listing = self.nft.table_json()
+        rules = _base_rules_of(listing, self.cfg.ruleset().base_chains)
+        if _digest(rules) != saved.get("rules"):
+            return False
+        names = {str((i.get("map") or i.get("set") or {}).get("name")) for i in listing}
+        if not self.cfg.ruleset().maps <= names:
+            return False
+        if self._kernel_vips() != {str(v) for v in self.cfg.vips}:
+            return False
+        self._base_snapshot = rules
+        return True
 
     def _adopt(self, now: float) -> int:
         st = state.load(self.cfg.state_dir)
@@ -848,13 +878,8 @@ class LinuxDatapath:
         return self._base_snapshot
 
     def _list_base_rules(self) -> dict[str, list[Any]]:
-        chains = self.cfg.ruleset().base_chains
-        out: dict[str, list[Any]] = {c: [] for c in chains}
-        for item in self.nft.table_json():  # not `list chain`: it fetches the pin maps
-            rule = item.get("rule")
-            if rule and rule.get("chain") in out:
-                out[str(rule["chain"])].append(rule.get("expr"))
-        return out
+        # not `list chain`: it fetches the pin maps
+        return _base_rules_of(self.nft.table_json(), self.cfg.ruleset().base_chains)
 
     def _kernel_small_maps(self) -> tuple[dict[tuple[str, str], int], set[int], set[int]]:
         nh: dict[tuple[str, str], int] = {}
@@ -902,6 +927,7 @@ class LinuxDatapath:
                 return False
             self.w = want
             self._base_snapshot = self._list_base_rules()
+            self._base_digest = _digest(render_base(self.cfg.ruleset()))
             self.repairs += 1
             ms = round((time.monotonic() - t0) * 1000, 1)
             self.last_repair = {"at": time.time(), "reason": reason, "ms": ms}
@@ -973,6 +999,11 @@ class LinuxDatapath:
             },
             "status": self.planner.status(),
             "repairs": self.repairs,
+            # what a restart compares before leaving the base alone (see _base_intact)
+            "base": {
+                "script": self._base_digest,
+                "rules": _digest(self._base_snapshot) if self._base_snapshot else None,
+            },
             "last_repair": self.last_repair,
             "include_file": self.cfg.include_file,
         }
@@ -1054,3 +1085,19 @@ def _cpu_seconds() -> float:
     """CPU time of this thread and of the children reaped so far (the conntrack dumps)."""
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.thread_time() + ch.ru_utime + ch.ru_stime
+
+
+def _digest(value: Any) -> str:
+    """A stable digest of a script (text) or a listing (JSON-able)."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _base_rules_of(listing: list[dict[str, Any]], chains: Any) -> dict[str, list[Any]]:
+    """The hooked chains' rules (their expressions) in a terse table listing."""
+    out: dict[str, list[Any]] = {c: [] for c in chains}
+    for item in listing:
+        rule = item.get("rule")
+        if rule and rule.get("chain") in out:
+            out[str(rule["chain"])].append(rule.get("expr"))
+    return out

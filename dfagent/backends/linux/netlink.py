@@ -1,4 +1,4 @@
-"""Routing-table side of the Linux backend (pyroute2): ECMP sets, liveness, rules, tables.
+"""Routing-table side of the Linux backend (raw rtnetlink): ECMP sets, liveness, rules, tables.
 
 Everything here works in the network namespace the process runs in.
 """
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from dfagent.backends.linux import rtnl_objects
 from dfagent.backends.linux.rtnl import (
     RT_TABLE_MAIN,
     RTN_UNICAST,
@@ -66,32 +68,29 @@ class NetlinkHandle(RouteNetlink, Protocol):
 
 
 class Netlink:
-    def __init__(self) -> None:
-        from pyroute2 import IPRoute  # only backends import pyroute2
+    """rtnetlink in the process's namespace, without pyroute2 (see :mod:`.rtnl_objects`)."""
 
-        # strict checking lets the kernel filter dumps by table (a full BGP table is never
-        # dumped just to read dfagent's few per-next-hop tables)
-        self.ipr: Any = IPRoute(strict_check=True)
+    def __init__(self) -> None:
         self._names: dict[int, str] = {}
         self._links: dict[str, tuple[int, int]] = {}  # name → (ifindex, flags)
 
     def close(self) -> None:
-        self.ipr.close()
+        pass  # each request opens and closes its own socket
 
     # ── interfaces ──────────────────────────────────────────────────────────────
     def ifname(self, index: int) -> str:
         name = self._names.get(index)
         if name is None:
-            links = self.ipr.get_links(index)
-            name = links[0].get_attr("IFLA_IFNAME") if links else f"if{index}"
-            self._names[index] = str(name)
-        return str(name)
+            link = rtnl_objects.get_link(index=index)
+            name = link.name if link is not None else f"if{index}"
+            self._names[index] = name
+        return name
 
     def ifindex(self, name: str) -> int | None:
         if name in self._links:
             return self._links[name][0]
-        found = self.ipr.link_lookup(ifname=name)
-        return int(found[0]) if found else None
+        link = rtnl_objects.get_link(name=name)
+        return link.index if link is not None else None
 
     def note_link(self, index: int, name: str, flags: int, deleted: bool) -> None:
         """A link notification: keep names, indexes and flags current between dumps."""
@@ -105,22 +104,15 @@ class Netlink:
     def route_ifname(self, addr: str) -> str | None:
         """The interface the kernel routes ``addr`` out of (None: no route, or no answer)."""
         try:
-            msgs = self.ipr.route("get", dst=addr)
-        except Exception:
+            oif = rtnl_objects.route_oif(addr)
+        except (OSError, ValueError):
             return None
-        for m in msgs:
-            oif = m.get_attr("RTA_OIF")
-            if oif:
-                return self.ifname(int(oif))
-        return None
+        return self.ifname(oif) if oif else None
 
     def refresh_names(self) -> None:
         """One link dump per reconcile: names, indexes and up/down for every link (a
         netlink round trip per next hop cost the agent ~30 ms per reconcile)."""
-        links = {
-            str(link.get_attr("IFLA_IFNAME")): (int(link["index"]), int(link["flags"]))
-            for link in self.ipr.get_links()
-        }
+        links = {link.name: (link.index, link.flags) for link in rtnl_objects.dump_links()}
         self._links = links
         self._names = {idx: name for name, (idx, _) in links.items()}
 
@@ -135,86 +127,49 @@ class Netlink:
         if ifname in self._links:
             flags = self._links[ifname][1]
         else:
-            idx = self.ifindex(ifname)
-            links = self.ipr.get_links(idx) if idx is not None else []
-            if not links:
+            link = rtnl_objects.get_link(name=ifname)
+            if link is None:
                 return False
-            flags = int(links[0]["flags"])
+            flags = link.flags
         return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
 
     def neighbour_states(self) -> dict[tuple[int, str], int]:
         """(ifindex, address) → NUD state for every neighbour entry."""
-        out: dict[tuple[int, str], int] = {}
-        for msg in self.ipr.get_neighbours():
-            dst = msg.get_attr("NDA_DST")
-            if dst is None:
-                continue
-            with contextlib.suppress(ValueError):
-                out[(int(msg["ifindex"]), str(ipaddress.ip_address(dst)))] = int(msg["state"])
-        return out
+        return rtnl_objects.neighbour_states()
 
     # ── what dfagent owns ───────────────────────────────────────────────────────
     def owned_rules(self) -> list[OwnedRule]:
         out = []
         for fam in (4, 6):
-            for r in self.ipr.get_rules(family=AF[fam]):
-                table = r.get_attr("FRA_TABLE") or r.get("table")
-                prio = r.get_attr("FRA_PRIORITY")
-                if table is None or not is_dfagent_table(int(table)):
+            for r in rtnl_objects.dump_rules(fam):
+                if not is_dfagent_table(r.table):
                     continue
-                if prio != RULE_PRIORITY and r.get_attr("FRA_PROTOCOL") != RT_PROTO:
+                if r.priority != RULE_PRIORITY and r.protocol != RT_PROTO:
                     continue
-                mask = r.get_attr("FRA_FWMASK")
-                out.append(
-                    OwnedRule(
-                        fam,
-                        int(r.get_attr("FRA_FWMARK") or 0),
-                        int(table),
-                        int(prio or 0),
-                        0xFFFFFFFF if mask is None else int(mask),
-                    )
-                )
+                mask = 0xFFFFFFFF if r.fwmask is None else r.fwmask
+                out.append(OwnedRule(fam, r.fwmark or 0, r.table, r.priority or 0, mask))
         return out
 
     def fwmark_rules(self) -> list[tuple[int, int, int, int]]:
         """(family, priority, fwmark, fwmask) of every other ``ip rule`` that has a fwmark."""
         out = []
         for fam in (4, 6):
-            for r in self.ipr.get_rules(family=AF[fam]):
-                table = r.get_attr("FRA_TABLE") or r.get("table")
-                if table is not None and is_dfagent_table(int(table)):
+            for r in rtnl_objects.dump_rules(fam):
+                if is_dfagent_table(r.table) or (r.fwmark is None and r.fwmask is None):
                     continue
-                mark = r.get_attr("FRA_FWMARK")
-                mask = r.get_attr("FRA_FWMASK")
-                if mark is None and mask is None:
-                    continue
-                out.append(
-                    (fam, int(r.get_attr("FRA_PRIORITY") or 0), int(mark or 0),
-                     0xFFFFFFFF if mask is None else int(mask))
-                )  # fmt: skip
+                mask = 0xFFFFFFFF if r.fwmask is None else r.fwmask
+                out.append((fam, r.priority or 0, r.fwmark or 0, mask))
         return out
 
     def add_rule(self, fam: int, mark: int, mask: int, table: int) -> None:
         """``fwmark MARK/MASK lookup TABLE``: only dfagent's bits are compared, so another
         tool setting other bits of the same packet does not unpin it."""
-        self.ipr.rule(
-            "add",
-            family=AF[fam],
-            priority=RULE_PRIORITY,
-            fwmark=mark,
-            fwmask=mask,
-            table=table,
-            protocol=RT_PROTO,
-        )
+        rtnl_objects.add_rule(fam, RULE_PRIORITY, mark, mask, table, RT_PROTO)
 
     def del_rule(self, rule: OwnedRule) -> None:
-        kw: dict[str, Any] = {"family": AF[rule.family], "table": rule.table}
-        if rule.priority:
-            kw["priority"] = rule.priority
-        if rule.mark:
-            kw.update(fwmark=rule.mark, fwmask=rule.mask)
-        with contextlib.suppress(Exception):
-            self.ipr.rule("del", **kw)
+        mark, mask = (rule.mark, rule.mask) if rule.mark else (None, None)
+        with contextlib.suppress(OSError):
+            rtnl_objects.del_rule(rule.family, rule.table, rule.priority or None, mark, mask)
 
     def owned_routes(self, tables: Iterable[int] | None = None) -> list[OwnedRoute]:
         """Routes dfagent installed (protocol RT_PROTO, table in dfagent's range).
@@ -248,30 +203,12 @@ class Netlink:
 
     def replace_route(self, table: int, vip: str, nh: NextHop) -> None:
         net = ipaddress.ip_network(vip)
-        oif = self.ifindex(nh.ifname)
-        if oif is None:
-            raise LookupError(f"interface {nh.ifname} is gone")
-        kw: dict[str, Any] = {
-            "family": AF[net.version],
-            "dst": str(net.network_address),
-            "dst_len": net.prefixlen,
-            "table": table,
-            "proto": RT_PROTO,
-            "oif": oif,  # always carry the interface (link-local v6 next hops need it)
-        }
-        if nh.via_v6_for_v4:
-            kw["via"] = {"family": socket.AF_INET6, "addr": nh.gateway}
-        else:
-            kw["gateway"] = nh.gateway
-        self.ipr.route("replace", **kw)
+        failed = apply_routes([self.route_op(table, str(net), nh)])
+        if failed:
+            err = failed[0][1]
+            raise OSError(err, f"{vip} table {table} via {nh}: {os.strerror(err)}")
 
     def del_route(self, route: OwnedRoute) -> None:
         net = ipaddress.ip_network(route.dst)
-        with contextlib.suppress(Exception):
-            self.ipr.route(
-                "del",
-                family=AF[route.family],
-                dst=str(net.network_address),
-                dst_len=net.prefixlen,
-                table=route.table,
-            )
+        fam = 6 if net.version == 6 else 4
+        apply_routes([RouteOp(fam, route.table, str(net), delete=True)])

@@ -335,12 +335,34 @@ def route_get_oif(src: str, dst: str, iif: int, proto: int, sport: int, dport: i
     """The output interface index the kernel picks for a packet of this 5-tuple arriving on
     ``iif`` (RTM_GETROUTE as `ip route get DST from SRC iif I ipproto P sport p dport q`);
     None when it has no route (or refuses the question)."""
-    s_ip, d_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    got = route_get(dst, src, iif, proto, sport, dport)
+    return None if got is None else got[0]
+
+
+def route_get(
+    dst: str,
+    src: str | None = None,
+    iif: int = 0,
+    proto: int = 0,
+    sport: int = 0,
+    dport: int = 0,
+) -> tuple[int, str | None] | None:
+    """(output interface index, gateway or None) the kernel picks for a packet to ``dst``:
+    arriving on ``iif`` from ``src`` with this protocol and ports (0: not given), or sent by
+    this host when ``iif`` is 0. None when it has no route (or refuses the question)."""
+    d_ip = ipaddress.ip_address(dst)
     bits = 32 if d_ip.version == 4 else 128
-    body = _RTM.pack(AF[d_ip.version], bits, bits, 0, 0, 0, 0, 0, 0)
-    body += _attr(RTA_DST, d_ip.packed) + _attr(RTA_SRC, s_ip.packed)
-    body += _attr(RTA_IIF, _U32.pack(iif)) + _attr(RTA_IP_PROTO, bytes([proto]))
-    body += _attr(RTA_SPORT, struct.pack("!H", sport)) + _attr(RTA_DPORT, struct.pack("!H", dport))
+    body = _RTM.pack(AF[d_ip.version], bits, bits if src else 0, 0, 0, 0, 0, 0, 0)
+    body += _attr(RTA_DST, d_ip.packed)
+    if src:
+        body += _attr(RTA_SRC, ipaddress.ip_address(src).packed)
+    if iif:
+        body += _attr(RTA_IIF, _U32.pack(iif))
+    if proto:
+        body += _attr(RTA_IP_PROTO, bytes([proto]))
+    if sport or dport:
+        body += _attr(RTA_SPORT, struct.pack("!H", sport))
+        body += _attr(RTA_DPORT, struct.pack("!H", dport))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
         sock.settimeout(2.0)
         sock.send(_NLH.pack(_NLH.size + len(body), RTM_GETROUTE, NLM_F_REQUEST, 1, 0) + body)
@@ -348,9 +370,13 @@ def route_get_oif(src: str, dst: str, iif: int, proto: int, sport: int, dport: i
     for mtype, _seq, off, length in _messages(data):
         if mtype != RTM_NEWROUTE:  # NLMSG_ERROR: no route (or a refused question)
             return None
-        for atype, s, _e in _attrs(data, off + _NLH.size + _RTM.size, off + length):
+        oif, gateway = None, None
+        for atype, s, e in _attrs(data, off + _NLH.size + _RTM.size, off + length):
             if atype == RTA_OIF:
-                return int(_U32.unpack_from(data, s)[0])
+                oif = int(_U32.unpack_from(data, s)[0])
+            elif atype in (RTA_GATEWAY, RTA_VIA):
+                gateway = _gateway(data, atype, s, e, d_ip.version)
+        return None if oif is None else (oif, gateway)
     return None
 
 

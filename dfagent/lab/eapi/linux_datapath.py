@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from dfagent.lab.eapi.directflow import FlowConfig, FlowEntry, FlowObserver
 
 if TYPE_CHECKING:
+    from dfagent.lab.eapi.linux_mirror import MonitorMirror
     from dfagent.lab.eapi.state import SwitchState
 
 TABLE = "dfagent_eapi"
@@ -122,6 +123,7 @@ class LinuxDatapath(FlowObserver):
         self._dirty: set[Key] = set()
         self._counters: tuple[float, dict[Key, tuple[int, int]]] | None = None
         self.stats = DatapathStats()
+        self.mirror: MonitorMirror | None = None  # set by attach: the monitor sessions
 
     # ── life ────────────────────────────────────────────────────────────────────────
     def start(self) -> LinuxDatapath:
@@ -131,6 +133,9 @@ class LinuxDatapath(FlowObserver):
         return self
 
     def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
+            self.mirror = None
         self.cleanup()
         self.marks.clear()
         self._owners.clear()
@@ -321,11 +326,15 @@ def _elem(key: Key) -> str:
 
 def attach(state: SwitchState, vtysh: Sequence[str] | None = None) -> LinuxDatapath:
     """The lab flavour on ``state``: a started datapath following its flow table and feeding
-    its counters, and routing answers from this host (``vtysh``: FRR, for IPv6 next hops)."""
+    its counters, routing answers from this host (``vtysh``: FRR, for IPv6 next hops), and
+    the monitor sessions' GRE mirrors sent from it (``dp.mirror``; ``close`` stops them)."""
     from dfagent.lab.eapi.lab_providers import LinuxProviders
+    from dfagent.lab.eapi.linux_mirror import MonitorMirror
 
     dp = LinuxDatapath().start()
     state.add_observer(dp)
     state.set_counter_source(dp)
     state.set_providers(LinuxProviders(state.static, vtysh))
+    dp.mirror = MonitorMirror(state)
+    state.add_observer(dp.mirror)
     return dp

@@ -139,6 +139,27 @@ class EapiSwitch:
         while not self._stop_ticking.wait(self.tick_interval):
             self.state.tick()
 
+    def configure(self, lines: list[str]) -> None:
+        """Apply config lines as a startup-config is applied at boot (`configure`, then each
+        line; indentation is not needed: sub-modes are found as the CLI finds them), then
+        save them as the startup-config. Raises CommandError naming the first line the
+        switch refuses; the lines before it stay applied (as on EOS)."""
+        from dfagent.lab.eapi.modes import Session
+        from dfagent.lab.eapi.tokens import CommandError
+
+        with self.state.lock:
+            session = Session(self.state, privilege=15)
+            try:
+                for line in ["enable", "configure", *lines]:
+                    try:
+                        session.run(line.strip())
+                    except CommandError as exc:
+                        raise CommandError(exc.code, f"{line.strip()!r}: {exc.error}") from None
+            finally:
+                session.close()
+                self.state.flows.done()
+            self.state.save_startup()
+
     # -- users and records ---------------------------------------------------------------
 
     def add_user(self, name: str, password: str, privilege: int = 15) -> None:
