@@ -235,7 +235,7 @@ class TwinBench(PccBench):
         batch = "".join(f"link set {port} {state}\n" for port in ports)
         self._on(node, ["ip", "-batch", "-"], stdin=batch)
 
-    def _event(
+    def _twin_event(
         self,
         holder: Holder,
         action: Callable[[], None],
@@ -391,13 +391,13 @@ class TwinBench(PccBench):
                 self.log(f"{mode}: conntrackd {sync}")
             both = frozenset(LBS)
             events = []
-            ev = self._event(
+            ev = self._twin_event(
                 holder,
                 lambda: self._lb1_dies(mode),
                 lambda: self._converged(both - {"lb1"}, INITIAL - {"s1"}),
             )
             events.append({"event": "lb1 dies while s1 drains", **ev})
-            ev = self._event(
+            ev = self._twin_event(
                 holder,
                 lambda: self._lb1_back(mode, out),
                 lambda: self._converged(both, frozenset({"s2", "s3", "s4"})),
