@@ -9,12 +9,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := frr frr-pythontools bird2 nftables libnftables1 conntrack iproute2 \
-                iputils-ping tcpdump procps psmisc prometheus systemd openssl
+                iputils-ping tcpdump procps psmisc prometheus systemd openssl conntrackd
 # prometheus: the metrics lab test starts its own; systemd: systemd-analyze checks the unit;
-# openssl: the eAPI switch tests make a self-signed certificate for https.
-# Installed for the tests (they start their own Prometheus), never to run as a service:
-# Debian starts these at install, so the apt step stops and disables what it just installed.
-NO_SERVICE := prometheus prometheus-node-exporter
+# openssl: the eAPI switch tests make a self-signed certificate for https; conntrackd: the
+# twin-lb lab runs one per lb router, inside its namespace.
+# Installed for the tests (they start their own Prometheus and conntrackds), never to run as
+# a service: Debian starts these at install, so the apt step stops and disables what it just
+# installed (a conntrackd on the host would sync the host's own conntrack table).
+NO_SERVICE := prometheus prometheus-node-exporter conntrackd
 PYTEST_ARGS ?=
 
 .PHONY: setup apt no-service venv demo test lint typecheck unit proto clean
@@ -27,7 +29,7 @@ apt:
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages: $$missing"; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	    case " $$missing " in *" prometheus "*) $(MAKE) --no-print-directory no-service;; esac; \
+	    case " $$missing " in *" prometheus "*|*" conntrackd "*) $(MAKE) --no-print-directory no-service;; esac; \
 	fi
 
 # Stop and disable the services the prometheus package starts (systemd, or SysV init).

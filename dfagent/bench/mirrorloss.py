@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dfagent.bench.pcc import INITIAL, SERVERS, VIP4, VIP6, Holder, PccBench
-from dfagent.lab import mirror_shim, runner
+from dfagent.lab import mirror_node, mirror_shim
 from dfagent.lab.errors import LabError
 
 MODES = ("ecmp", "map", "map-synack", "map-synack-lossy", "map-record")
@@ -65,8 +65,9 @@ class MirrorLossBench(PccBench):
         assert self.state is not None
         state = self.state
         synack = self.mode.startswith("map-synack")
-        self.shim = mirror_shim.spawn(
-            lambda argv: runner.exec_argv(state, "lb", argv),
+        self.shim = mirror_node.spawn(
+            state,
+            "lb",
             {dev: int(name[1:]) for name, (_, _, dev, _) in SERVERS.items()},
             self._shim_log(),
             synack=synack,

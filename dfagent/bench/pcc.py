@@ -2,16 +2,24 @@
 
 For each mode, on a fresh lab: open N long-lived TCP connections (v4 and v6) from the client
 to the VIP, then apply the event sequence — drain s1, s4 starts announcing, s2's BGP session
-goes down while s2 keeps serving, undrain s1 — and after each event ask every connection
-once (broken = reset, no answer, or a different server answered) and open fresh connections
-to see where new flows go.
+goes down while s2 keeps serving, undrain s1. Every held connection carries a request every
+100 ms from just before each event until after it settled (broken = a reset, no answer
+within a second, or a different server answered; a connection counts once, when it breaks).
+Three groups of connections are held and reported apart:
+* ``initial``: the N opened before the first event;
+* ``after``: opened after each event (e.g. landing on s4), then held through the later ones;
+* ``during``: opened at a steady rate *while* each change is applied (from just before the
+  change until the routes and the agent have it): the race between a SYN and its pin.
+
+Resilient mode is the "ideal routing daemon": the bench edits the resilient group's members
+itself at each event (no routing daemon here does).
 
 Modes: `ecmp` (plain Linux multipath, no dfagent), `resilient` (a Linux resilient nexthop
 group, the events applied to its members), `kernel` (dfagent kernel mode on lb), `map`
-(dfagent map mode fed by a mirror shim on lb), `eos` (on the lab's EOS flavour,
-resilient-ecmp-eos: lb is an Arista switch, the eAPI test switch's DirectFlow flows steer its
-forwarding and its monitor sessions mirror the SYNs, agents with the EOS backend pin over
-eAPI; see bench/pcc_eos.py).
+(dfagent map mode fed by a mirror shim on its own node, linked to lb by a veth: see
+lab/mirror_node.py), `eos` (on the lab's EOS flavour, resilient-ecmp-eos: lb is an Arista
+switch, the eAPI test switch's DirectFlow flows steer its forwarding and its monitor sessions
+mirror the SYNs, agents with the EOS backend pin over eAPI; see bench/pcc_eos.py).
 
 Topologies: `symmetric` (the resilient-ecmp lab: lb sees both directions) and `asymmetric`
 (the resilient-ecmp-dsr lab: the servers answer the client directly, lb sees only the
@@ -36,7 +44,7 @@ from typing import Any
 from dfagent.backends.frr.drain import FrrDrain
 from dfagent.bench.pcc_eos import LAB as EOS_LAB
 from dfagent.bench.pcc_eos import EosLab
-from dfagent.lab import checks, mirror_shim, runner, spec
+from dfagent.lab import checks, mirror_node, runner, spec
 from dfagent.lab.errors import LabError
 from dfagent.lab.retry import wait_until
 from dfagent.lab.state import LabState
@@ -66,7 +74,10 @@ EVENTS: tuple[tuple[str, frozenset[str]], ...] = (
     ("undrain s1", frozenset({"s1", "s3", "s4"})),
 )
 INITIAL = frozenset({"s1", "s2", "s3"})
+GROUPS = ("initial", "after", "during")
+LABELS = {"resilient": "ideal routing daemon"}  # the bench edits the group: not a real daemon
 AGENT_SETTLE = 2.0  # seconds
+BEFORE, SETTLE = 0.5, 1.0  # seconds of traffic before each change, and once it is in place
 # The rate baseline most routers already pay: conntrack switched on by one stateful rule.
 CONNTRACK_ONLY = """table inet dfagent_bench_ct {
   chain pre { type filter hook prerouting priority -150; ct state new counter; }
@@ -91,12 +102,34 @@ class ModeResult:
     def broken_total(self) -> int:
         return sum(e["broken"] for e in self.events)
 
+    def groups(self) -> dict[str, dict[str, int]]:
+        """Per group: connections opened (held) and broken over all events."""
+        opened = {
+            "initial": self.opened,
+            "after": sum(sum(e["fresh"].values()) for e in self.events),
+            "during": sum(sum(e["during"].values()) for e in self.events),
+        }
+        broken = {g: sum(e["groups"][g]["broken"] for e in self.events) for g in GROUPS}
+        # attempts that never answered once (reset or no answer): never held, so not broken;
+        # during a change that is the SYN→pin race's other face (see docs/kernel-mode.md)
+        failed = {
+            "initial": self.open_failed,
+            "after": sum(e["fresh_errors"] for e in self.events),
+            "during": sum(e["during_failed"] for e in self.events),
+        }
+        return {
+            g: {"opened": opened[g], "broken": broken[g], "failed_to_open": failed[g]}
+            for g in GROUPS
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "label": LABELS.get(self.mode, self.mode),
             "opened": self.opened,
             "open_failed": self.open_failed,
             "events": self.events,
             "broken_total": self.broken_total,
+            "groups": self.groups(),
             **({"pins": self.pins} if self.pins is not None else {}),
             **({"pinned_by_agent": self.pinned_by_agent} if self.pinned_by_agent else {}),
         }
@@ -146,6 +179,7 @@ class PccBench:
         topology: str = "symmetric",
         rates: bool | None = None,
         eos_agents: str = "servers",
+        during_rate: float = 40.0,
     ):
         self.topology = topology
         self.lab_name, self.agent_opts = TOPOLOGIES[topology]
@@ -154,6 +188,7 @@ class PccBench:
         self.measure_rates = topology == "symmetric" if rates is None else rates
         self.n = connections
         self.fresh = fresh
+        self.during_rate = during_rate  # new connections/s while each change is applied
         self.log = log
         self.state: LabState | None = None
         self.lab: spec.Lab | None = None
@@ -213,7 +248,7 @@ class PccBench:
                 except subprocess.TimeoutExpired:
                     proc.kill()
         self.agent = self.shim = None
-        runner.down(self.lab_name)
+        runner.down(self.lab_name)  # the mirror node with the rest: it is a node of the run
         self.state = None
 
     # --- routes -------------------------------------------------------------------------
@@ -307,7 +342,7 @@ class PccBench:
             # interface, and the flow's family picks that member's v4 or v6 next hop
             for name, (_, _, dev, _) in SERVERS.items():
                 argv += ["--nexthop-map", f"{name[1:]}=%{dev}"]
-            argv += ["--mirror-source", "127.0.0.1"]
+            argv += ["--mirror-source", mirror_node.SOURCE]
         return argv
 
     def _start_agent(self, mode: str) -> None:
@@ -315,12 +350,8 @@ class PccBench:
         self.agent = self._spawn(f"agent-{mode}", self._launch_argv(mode))
         if _base(mode) == "map":
             members = {dev: int(name[1:]) for name, (_, _, dev, _) in SERVERS.items()}
-            state = self.state
-            self.shim = mirror_shim.spawn(
-                lambda argv: runner.exec_argv(state, "lb", argv),
-                members,
-                Path(state.run_dir) / "mirror-shim.log",
-            )
+            log = Path(self.state.run_dir) / "mirror-shim.log"
+            self.shim = mirror_node.spawn(self.state, "lb", members, log)
         self._wait_agent(INITIAL)
 
     def _spawn(
@@ -417,32 +448,20 @@ class PccBench:
                 self.eos.wait_pins(res.opened)
             base = holder.ask("check")
             self.log(f"{mode}: {res.opened} connections open {base['by_server']}")
-            broken_before = base["broken"]
+            prev = base
             for event, members in EVENTS:
-                self._apply(event, mode, members)
-                if mode != "resilient":
-                    self._wait_servers(members)
-                self._wait_agent(members)
-                if self.eos is not None:
-                    self.eos.agents_alive()
-                time.sleep(1.0)  # let the drain/withdraw settle on every path
-                chk = holder.ask("check")
-                fresh = holder.ask("fresh", count=self.fresh)
-                ev = {
-                    "event": event,
-                    "alive": chk["alive"],
-                    "broken": chk["broken"] - broken_before,
-                    "broken_from": chk["broken_from"],
-                    "fresh": fresh["answers"],
-                    "fresh_errors": fresh["errors"],
-                }
-                broken_before = chk["broken"]
+                ev, prev = self._event(holder, prev, event, mode, members)
                 res.events.append(ev)
-                self.log(
-                    f"{mode}: {event:14} alive {ev['alive']:6}  broken {ev['broken']:6}  "
-                    f"fresh {ev['fresh']}"
+                groups = "  ".join(
+                    f"{g} {ev['groups'][g]['alive']}/{ev['groups'][g]['broken']}" for g in GROUPS
                 )
-            made = res.opened + sum(sum(e["fresh"].values()) for e in res.events)
+                self.log(
+                    f"{mode}: {event:14} broken {ev['broken']:5} {ev['broken_how']} "
+                    f"(alive/broken: {groups}; "
+                    f"{ev['rounds']} rounds in {ev['seconds']} s)  during {ev['during']}  "
+                    f"after {ev['fresh']}"
+                )
+            made = sum(g["opened"] for g in res.groups().values())
             if mode == "map" or (mode == "kernel" and "--one-direction" in self.agent_opts):
                 res.pins = self._settled_pins(mode, made)
                 self.log(f"{mode}: {res.pins} flows in the pin maps ({made} connections made)")
@@ -455,6 +474,64 @@ class PccBench:
             holder.close()
             self._lab_down()
         return res
+
+    def _event(
+        self,
+        holder: Holder,
+        before: dict[str, Any],
+        event: str,
+        mode: str,
+        members: frozenset[str],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One event under live traffic on every held connection, new ones opened while it is
+        applied (``during``) and, once it settled, a batch opened and kept (``after``).
+        ``before``: the holder's cumulative counts after the previous event; returns this
+        event's figures and the counts after it."""
+        holder.send("traffic", interval=0.1)
+        try:
+            time.sleep(BEFORE)
+            holder.send("grow", rate=self.during_rate, group="during")
+            self._apply(event, mode, members)
+            if mode != "resilient":
+                self._wait_servers(members)
+            self._wait_agent(members)
+            holder.send("grow_stop")
+            if self.eos is not None:
+                self.eos.agents_alive()
+            time.sleep(SETTLE)  # let the drain/withdraw settle on every path
+        finally:
+            holder.send("stop")
+            tr = holder.reply("traffic")
+        fresh = holder.ask("fresh", count=self.fresh, keep=True, group="after")
+        was = before["broken_by_group"]
+        now = tr["broken_by_group"]
+        grown = tr.get("grown", {"by_server": {}, "failed": 0})
+        return {
+            "event": event,
+            "alive": tr["alive"],  # held at the end of the traffic (this "after" batch not yet)
+            "broken": tr["broken_now"],
+            "groups": {
+                g: {"alive": tr["by_group"].get(g, 0), "broken": now.get(g, 0) - was.get(g, 0)}
+                for g in GROUPS
+            },
+            "broken_from": {
+                k: v - before["broken_from_total"].get(k, 0)
+                for k, v in tr["broken_from_total"].items()
+                if v - before["broken_from_total"].get(k, 0)
+            },
+            "broken_how": {  # reset, no answer in time, or another server answered
+                k: v - before["broken_how"].get(k, 0)
+                for k, v in tr["broken_how"].items()
+                if v - before["broken_how"].get(k, 0)
+            },
+            "rounds": tr["rounds"],
+            "seconds": tr["seconds"],
+            "during": grown["by_server"],
+            "during_failed": grown["failed"],
+            "during_failed_how": grown.get("failed_how", {}),
+            "fresh": fresh["answers"],
+            "fresh_errors": fresh["errors"],
+        }, tr
 
     def _settled_pins(self, mode: str, want: int, quiet: float = 3.0) -> int:
         """The pin count once the agent has caught up: ``want`` pins, or no change for

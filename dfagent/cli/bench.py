@@ -79,4 +79,5 @@ from dfagent.cli import (  # noqa: E402
     bench_restart,  # noqa: F401
     bench_scale,  # noqa: F401
     bench_synflood,  # noqa: F401
+    bench_twin,  # noqa: F401
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dfagent.bench.pcc import ALL_MODES, MODES, TOPOLOGIES, PccBench
+from dfagent.bench.pcc import ALL_MODES, GROUPS, LABELS, MODES, TOPOLOGIES, PccBench
 from dfagent.bench.pcc_chart import write_chart
 from dfagent.cli import bench_egress as egress_cmd
 from dfagent.cli.bench import JSON_OPTION, bench, modes_list, run_lab_bench
@@ -29,7 +29,15 @@ from dfagent.cli.bench import JSON_OPTION, bench, modes_list, run_lab_bench
     help="symmetric: lb sees both directions (resilient-ecmp). asymmetric: the servers "
     "answer the client directly (resilient-ecmp-dsr), the agent runs with --one-direction.",
 )
-@click.option("--fresh", default=60, show_default=True, help="New connections after each event.")
+@click.option(
+    "--fresh", default=60, show_default=True, help="New connections after each event (held)."
+)
+@click.option(
+    "--during-rate",
+    default=40.0,
+    show_default=True,
+    help="New connections per second while each change is applied (held).",
+)
 @click.option("--chart", type=click.Path(dir_okay=False), help="Write a PNG chart here.")
 @JSON_OPTION
 @click.option(
@@ -51,15 +59,18 @@ def pcc(
     modes: str,
     topology: str,
     fresh: int,
+    during_rate: float,
     chart: str | None,
     as_json: bool,
     lab: str,
     eos_agents: str,
 ) -> None:
-    """Open N long-lived TCP connections through the resilient-ecmp lab's router and count
-    how many break when s1 is drained, s4 is added, s2's BGP session drops and s1 is
-    undrained — with plain ECMP, a resilient nexthop group, and dfagent's kernel and map
-    modes. With --lab egress-ecmp: from a host through two NAT gateways, per gateway policy."""
+    """Hold N long-lived TCP connections through the resilient-ecmp lab's router, a request
+    on each every 100 ms, and count how many break while s1 is drained, s4 is added, s2's BGP
+    session drops and s1 is undrained — with plain ECMP, a resilient nexthop group (the
+    "ideal routing daemon": the bench edits it), and dfagent's kernel and map modes. New
+    connections opened during and after each change are held and counted too. With --lab
+    egress-ecmp: from a host through two NAT gateways, per gateway policy."""
     if lab == "egress-ecmp":
         default_modes = modes == ",".join(MODES)
         egress_cmd.run(connections, modes, fresh, as_json, default_modes)
@@ -67,7 +78,12 @@ def pcc(
     wanted = modes_list(modes, ALL_MODES)
     result = run_lab_bench(
         lambda log: PccBench(
-            connections, fresh=fresh, log=log, topology=topology, eos_agents=eos_agents
+            connections,
+            fresh=fresh,
+            log=log,
+            topology=topology,
+            eos_agents=eos_agents,
+            during_rate=during_rate,
         ).run(wanted),
         as_json,
         format_table,
@@ -81,13 +97,39 @@ def format_table(result: dict) -> str:
         f"{result['connections']} connections per mode, {result.get('topology', 'symmetric')}"
         f" topology ({result.get('lab', 'resilient-ecmp')}"
         + (f"; eos modes on {result['eos_lab']})" if result.get("eos_lab") else ")")
+        + "; a request every 100 ms (the target) on every held connection through each event",
+        "groups: initial = opened before the first event; after = opened after each event, "
+        "held through the later ones; during = opened while each change was applied; "
+        "ms/req: how often each held connection was asked, on average",
     ]
-    lines.append(f"{'mode':10} {'event':14} {'alive':>7} {'broken':>7}  fresh connections went to")
+    head = "  ".join(f"{g + ' alive/broken':>20}" for g in GROUPS)
+    lines.append(
+        f"{'mode':20} {'event':21} {head}  {'ms/req':>6}  new connections went to (after | during)"
+    )
     for mode, r in result["modes"].items():
+        label = r.get("label", mode)
         for ev in r["events"]:
-            fresh = " ".join(f"{k}:{v}" for k, v in ev["fresh"].items())
-            lines.append(f"{mode:10} {ev['event']:14} {ev['alive']:7} {ev['broken']:7}  {fresh}")
-        lines.append(f"{mode:10} {'total':14} {'':7} {r['broken_total']:7}")
+            cells = "  ".join(
+                f"{str(ev['groups'][g]['alive']) + '/' + str(ev['groups'][g]['broken']):>20}"
+                for g in GROUPS
+            )
+            went = " ".join(f"{k}:{v}" for k, v in ev["fresh"].items())
+            during = " ".join(f"{k}:{v}" for k, v in ev["during"].items())
+            every = 1000 * ev["seconds"] / max(1, ev["rounds"])  # 100 unless the holder lags
+            lines.append(f"{label:20} {ev['event']:21} {cells}  {every:6.0f}  {went} | {during}")
+        totals = "  ".join(
+            f"{str(x['opened']) + '/' + str(x['broken']):>20}" for x in r["groups"].values()
+        )
+        failed = {g: x["failed_to_open"] for g, x in r["groups"].items() if x["failed_to_open"]}
+        lines.append(
+            f"{label:20} {'total opened/broken':21} {totals}  = {r['broken_total']} broken"
+            + (f"; failed to open: {failed}" if failed else "")
+        )
+    if any(m == "resilient" for m in result["modes"]):
+        lines.append(
+            f"{LABELS['resilient']}: a Linux resilient nexthop group whose members the bench "
+            "itself edits at each event (what a routing daemon would have to do; none here does)"
+        )
     rate = result.get("new_connection_rate")
     if rate:
         lines.append(

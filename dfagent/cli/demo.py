@@ -2,9 +2,11 @@
 
 1. bring up the resilient-ecmp lab (client → lb → anycast servers over BGP), check that it
    converged, show lb's view, take it down;
-2. run the broken-connection benchmark on it: live TCP connections through lb while s1 is
-   drained, s4 added, s2's BGP session dropped and s1 undrained — with plain ECMP, a
-   resilient nexthop group, and dfagent in kernel mode and in map mode.
+2. run the broken-connection benchmark on it: live TCP connections through lb (a request on
+   each every 100 ms) while s1 is drained, s4 added, s2's BGP session dropped and s1
+   undrained — with plain ECMP, a resilient nexthop group (the "ideal routing daemon"), and
+   dfagent in kernel mode and in map mode; connections opened during and after each change
+   are held and counted too.
 """
 
 from __future__ import annotations

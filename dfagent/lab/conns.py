@@ -3,10 +3,16 @@
 Runs inside a client namespace, driven over stdin/stdout with one JSON object per line:
     {"cmd": "open", "addrs": ["1.1.1.1", "2001:db8::1"], "port": 80, "count": 1000}
     {"cmd": "check"}          → {"alive": a, "broken": b, "by_server": {…}, "broken_from": {…}}
-    {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}
+    {"cmd": "fresh", "count": 60}  → {"answers": {"s2": 31, …}, "errors": k}; with
+                                "keep": true, "group": "after" the answered ones are held
     {"cmd": "rate", "seconds": 2}  → {"rate": new connections per second, "errors": k}
     {"cmd": "traffic", "seconds": 5, "interval": 0.1}  → a check every interval: live
                                 traffic while the caller changes things, then the totals
+                                (broken_from: the servers of the connections it broke);
+                                without "seconds" it runs until a {"cmd": "stop"} line, and
+                                meanwhile {"cmd": "grow", "rate": 50, "group": "during"} opens
+                                new connections at that rate (kept and checked with the rest)
+                                until {"cmd": "grow_stop"}: connections born mid-change
     {"cmd": "close", "server": "s1"}  → closes the held connections to s1 (all without server)
     {"cmd": "ports"}          → {"flows": [[VIP, client port, server], …]} of the alive ones
     {"cmd": "big", "size": 20000}  → a reply of `size` bytes on every connection (larger
@@ -34,7 +40,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import resource
+import select
 import selectors
 import socket
 import struct
@@ -52,6 +60,117 @@ class Conn:
     sock: socket.socket
     server: str = ""
     buf: bytes = b""
+    group: str = "initial"
+
+
+class Lines:
+    """Command lines from a file descriptor, readable without blocking between traffic
+    rounds (a buffered `sys.stdin` would hide a second line already read into its buffer)."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.buf = b""
+        self.eof = False
+
+    def get(self, timeout: float | None) -> str | None:
+        """The next line; None when none came within ``timeout`` (None: wait) or at EOF."""
+        while b"\n" not in self.buf and not self.eof:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if not ready:
+                return None
+            data = os.read(self.fd, 65536)
+            self.eof = not data
+            self.buf += data
+        if b"\n" not in self.buf:
+            return None
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+
+class Opener:
+    """New connections at a steady rate, non-blocking (a slow handshake, e.g. a retransmitted
+    SYN, does not delay the next one); each asks once and is kept with the server that answered.
+    Driven by `poll` from the traffic loop, so its connections join the traffic at once."""
+
+    def __init__(self, addrs: list[str], port: int, rate: float, group: str, timeout: float = 5):
+        self.addrs, self.port, self.rate, self.group = itertools.cycle(addrs), port, rate, group
+        self.timeout = timeout
+        self.sel = selectors.DefaultSelector()
+        self.started: dict[socket.socket, float] = {}
+        self.t0 = time.monotonic()
+        self.attempted = self.failed = 0
+        self.failed_how: Counter[str] = Counter()  # handshake | reset | timeout
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.started) or not self.stopped
+
+    def poll(self, timeout: float) -> list[Conn]:
+        """Start the connections due, and work on the pending ones for up to ``timeout``."""
+        done: list[Conn] = []
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            while not self.stopped and self.attempted < int((now - self.t0) * self.rate) + 1:
+                addr = next(self.addrs)
+                s = socket.socket(_family(addr), socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex((addr, self.port))
+                self.started[s] = now
+                self.sel.register(s, selectors.EVENT_WRITE, Conn(s, group=self.group))
+                self.attempted += 1
+            next_start = self.t0 + (self.attempted) / self.rate if not self.stopped else end
+            wait = max(0.0, min(end, next_start) - now)
+            for key, ev in self.sel.select(timeout=wait) if self.started else []:
+                self._event(key.data, ev, done)
+            if not self.started and wait > 0:
+                time.sleep(wait)
+            for s in [s for s, t in self.started.items() if time.monotonic() - t > self.timeout]:
+                self._end(s, None, done, "timeout")
+            if time.monotonic() >= end:
+                return done
+
+    def _event(self, c: Conn, ev: int, done: list[Conn]) -> None:
+        s = c.sock
+        if ev & selectors.EVENT_WRITE:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                return self._end(s, None, done, "handshake")
+            try:
+                s.send(REQUEST)
+            except OSError:
+                return self._end(s, None, done, "reset")
+            self.sel.modify(s, selectors.EVENT_READ, c)
+            return None
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            return self._end(s, None, done, "reset")
+        c.buf += data
+        if c.buf.endswith(b"\n"):
+            c.server, c.buf = c.buf.decode(errors="replace").strip(), b""
+            self._end(s, c, done)
+        return None
+
+    def _end(self, s: socket.socket, kept: Conn | None, done: list[Conn], how: str = "") -> None:
+        del self.started[s]
+        self.sel.unregister(s)
+        if kept is None:
+            self.failed += 1
+            self.failed_how[how] += 1
+            s.close()
+        else:
+            done.append(kept)
+
+    def close(self) -> None:
+        for s in list(self.started):
+            self._end(s, None, [], "unfinished")
+        self.sel.close()
 
 
 @dataclass
@@ -109,6 +228,41 @@ def _gather(conns: list[Conn], timeout: float, request: bytes = REQUEST) -> dict
     return result
 
 
+def _round(conns: list[Conn], ep: select.epoll, timeout: float) -> dict[int, str | None]:
+    """As `_gather`, on sockets that stay registered in ``ep`` (level-triggered, EPOLLIN):
+    a connection that failed is None, one that did not answer in time is missing."""
+    index = {c.sock.fileno(): i for i, c in enumerate(conns)}
+    result: dict[int, str | None] = {}
+    pending = set()
+    for fd, i in index.items():
+        c = conns[i]
+        c.buf = b""
+        try:
+            c.sock.send(REQUEST)
+            pending.add(fd)
+        except OSError:
+            result[i] = None
+    deadline = time.monotonic() + timeout
+    while pending and (left := deadline - time.monotonic()) > 0:
+        for fd, _ in ep.poll(left):
+            if fd not in pending:
+                continue
+            c = conns[index[fd]]
+            try:
+                data = c.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                result[index[fd]] = None
+                pending.discard(fd)
+                continue
+            c.buf += data
+            if c.buf.endswith(b"\n"):
+                result[index[fd]] = c.buf.decode(errors="replace").strip()
+                pending.discard(fd)
+    return result
+
+
 def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> list[Conn]:
     """Open `count` connections (spread over `addrs`) concurrently, non-blocking."""
     sel = selectors.DefaultSelector()
@@ -137,14 +291,19 @@ def _connect_many(addrs: list[str], port: int, count: int, timeout: float) -> li
 
 
 class Holder:
-    def __init__(self) -> None:
+    def __init__(self, lines: Lines | None = None) -> None:
         self.alive: list[Conn] = []
         self.broken = 0
         self.broken_from: Counter[str] = Counter()
+        self.broken_by_group: Counter[str] = Counter()
+        self.broken_how: Counter[str] = Counter()  # reset | timeout | moved (another server)
         self.opened = 0
         self.target: tuple[list[str], int] = ([], 0)
+        self.lines = lines  # the command stream, for `traffic` without a duration
 
-    def open(self, addrs: list[str], port: int, count: int) -> dict[str, Any]:
+    def open(
+        self, addrs: list[str], port: int, count: int, group: str = "initial"
+    ) -> dict[str, Any]:
         self.target = (addrs, port)
         conns: list[Conn] = []
         failed = 0
@@ -154,7 +313,7 @@ class Holder:
             answers = _ask_all(batch, timeout=5)
             for i, c in enumerate(batch):
                 if answers[i]:
-                    c.server = str(answers[i])
+                    c.server, c.group = str(answers[i]), group
                     conns.append(c)
                 else:
                     failed += 1
@@ -166,14 +325,22 @@ class Holder:
     def _by_server(self) -> dict[str, int]:
         return dict(sorted(Counter(c.server for c in self.alive).items()))
 
-    def check(self, timeout: float = 3.0) -> dict[str, Any]:
-        answers = _ask_all(self.alive, timeout)
+    def _by_group(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.group for c in self.alive).items()))
+
+    def check(self, timeout: float = 3.0, ep: select.epoll | None = None) -> dict[str, Any]:
+        """One request on every alive connection (``ep``: traffic's epoll, every alive
+        socket already registered), and judge the answers."""
+        answers = _gather(self.alive, timeout) if ep is None else _round(self.alive, ep, timeout)
         still, broken_now = [], Counter[str]()
         for i, c in enumerate(self.alive):
-            if answers[i] == c.server:
+            if answers.get(i, "") == c.server:
                 still.append(c)
             else:
+                how = "timeout" if i not in answers else "reset" if answers[i] is None else "moved"
+                self.broken_how[how] += 1
                 broken_now[c.server] += 1
+                self.broken_by_group[c.group] += 1
                 c.sock.close()
         self.alive = still
         self.broken += sum(broken_now.values())
@@ -184,22 +351,74 @@ class Holder:
             "broken_now": sum(broken_now.values()),
             "by_server": self._by_server(),
             "broken_from": dict(sorted(broken_now.items())),
+            "by_group": self._by_group(),
+            "broken_by_group": dict(sorted(self.broken_by_group.items())),
+            "broken_from_total": dict(sorted(self.broken_from.items())),
+            "broken_how": dict(sorted(self.broken_how.items())),
         }
 
-    def traffic(self, seconds: float, interval: float = 0.1) -> dict[str, Any]:
-        """A request on every live connection every ``interval`` seconds for ``seconds``:
-        a connection moved for even one round trip is caught (reset, silence, or another
-        server), not only those still moved at the end."""
-        before = self.broken
+    def traffic(self, seconds: float | None = None, interval: float = 0.1) -> dict[str, Any]:
+        """A request on every live connection every ``interval`` seconds for ``seconds`` (or
+        until a ``stop`` line): a connection moved for even one round trip is caught (reset,
+        silence, or another server), not only those still moved at the end. A ``grow`` line
+        starts opening connections at a rate (`Opener`), ``grow_stop`` ends it; each joins
+        the traffic as soon as it has answered once."""
+        if seconds is None and self.lines is None:
+            raise ValueError("traffic without seconds needs the command stream")
+        before, from_before = self.broken, Counter(self.broken_from)
         rounds = 0
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        t_start = time.monotonic()
+        end = t_start + seconds if seconds is not None else float("inf")
+        opener: Opener | None = None
+        grown: Counter[str] = Counter()
+        stop = False
+        # one registration per socket for the whole traffic: two epoll_ctl calls per request
+        # cost more than the request itself (1,000s of connections every 100 ms)
+        ep = select.epoll()
+        for c in self.alive:
+            ep.register(c.sock.fileno(), select.EPOLLIN)
+        while time.monotonic() < end and not stop:
             t0 = time.monotonic()
-            self.check(timeout=max(interval * 10, 1.0))
+            self.check(timeout=max(interval * 10, 1.0), ep=ep)
             rounds += 1
-            time.sleep(max(0.0, interval - (time.monotonic() - t0)))
-        return {"rounds": rounds, "broken_now": self.broken - before, "alive": len(self.alive),
-                "broken": self.broken, "by_server": self._by_server()}  # fmt: skip
+            gap = max(0.0, interval - (time.monotonic() - t0))
+            if opener is not None and opener.busy:
+                born = opener.poll(gap)
+                for c in born:
+                    ep.register(c.sock.fileno(), select.EPOLLIN)
+                self.alive += born
+                self.opened += len(born)
+                grown.update(c.server for c in born)
+                gap = 0.0
+            line = None
+            if self.lines is None:
+                time.sleep(gap)
+            else:
+                line = self.lines.get(gap)
+            if line:
+                req = json.loads(line)
+                if req["cmd"] == "grow":
+                    addrs, port = self.target
+                    opener = Opener(addrs, port, float(req["rate"]), str(req["group"]))
+                elif req["cmd"] == "grow_stop" and opener is not None:
+                    opener.stop()
+                elif req["cmd"] in ("stop", "quit"):
+                    stop = True
+        ep.close()
+        out = {"rounds": rounds, "seconds": round(time.monotonic() - t_start, 2),
+               "broken_now": self.broken - before, "alive": len(self.alive),
+               "broken": self.broken, "by_server": self._by_server(),
+               "by_group": self._by_group(),
+               "broken_by_group": dict(sorted(self.broken_by_group.items())),
+               "broken_from": dict(sorted((self.broken_from - from_before).items())),
+               "broken_from_total": dict(sorted(self.broken_from.items())),
+               "broken_how": dict(sorted(self.broken_how.items()))}  # fmt: skip
+        if opener is not None:
+            opener.close()  # still connecting at the end: failed
+            out["grown"] = {"attempted": opener.attempted, "failed": opener.failed,
+                            "failed_how": dict(opener.failed_how),
+                            "by_server": dict(sorted(grown.items()))}  # fmt: skip
+        return out
 
     def ports(self) -> dict[str, Any]:
         """Each alive connection's VIP, local port and server (for lab tools that forge
@@ -252,12 +471,17 @@ class Holder:
         self.alive = keep
         return {"closed": closed, "alive": len(self.alive), "by_server": self._by_server()}
 
-    def fresh(self, count: int) -> dict[str, Any]:
+    def fresh(self, count: int, keep: bool = False, group: str = "after") -> dict[str, Any]:
         addrs, port = self.target
         conns = _connect_many(addrs, port, count, timeout=5)
         answers = _ask_all(conns, timeout=3)
-        for c in conns:
-            c.sock.close()
+        for i, c in enumerate(conns):
+            if keep and answers[i]:
+                c.server, c.group = str(answers[i]), group
+                self.alive.append(c)
+                self.opened += 1
+            else:
+                c.sock.close()
         got = Counter(a for a in answers.values() if a)
         return {"answers": dict(sorted(got.items())), "errors": count - sum(got.values())}
 
@@ -475,8 +699,11 @@ class Holder:
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    holder = Holder()
-    for line in sys.stdin:
+    lines = Lines(sys.stdin.fileno())
+    holder = Holder(lines)
+    while (line := lines.get(None)) is not None:
+        if not line.strip():
+            continue
         req = json.loads(line)
         cmd = req.pop("cmd")
         if cmd == "quit":

@@ -31,6 +31,7 @@ BIRD_ENTRYPOINT = "bird -d -c /etc/bird/bird.conf"
 DAEMONS_FILE = "frr-daemons"
 SERVICE_BIND = "../dfagent/lab/service.py:/service.py:ro"
 DEL_DEFAULT = "ip route del default"
+RUNNER_ONLY = "dfagent.lab.ctsync"
 _ADDR = re.compile(r"^ip (?:-[46] )?addr(?:ess)? add (\S+)(?: peer (\S+))? dev (\S+)")
 
 
@@ -43,7 +44,10 @@ def render(topology_path: Path, out_dir: Path = CONTAINERLAB_DIR) -> str:
     lab_dir = topology_path.parent
     doc = yaml.safe_load(topology_path.read_text())
     lab = spec.load(str(topology_path))
-    services = {s.node: s for s in lab.services}
+    # runner-only services (conntrackd for twin-lb: not in the FRR image) are named in the
+    # header instead of exported
+    skipped = [s for s in lab.services if s.cmd[1:3] == ["-m", RUNNER_ONLY]]
+    services = {s.node: s for s in lab.services if s not in skipped}
     tnodes = doc["topology"]["nodes"]
     for name, node in lab.topology.nodes.items():
         raw = tnodes[name] = dict(tnodes.get(name) or {})
@@ -95,6 +99,11 @@ def render(topology_path: Path, out_dir: Path = CONTAINERLAB_DIR) -> str:
         head += [
             f"#   sudo ip link add {b} type bridge && sudo ip link set {b} up" for b in bridges
         ]
+    for svc in skipped:
+        head.append(
+            f"# Not exported: {svc.node}'s {svc.name} (`{shlex.join(['python3', *svc.cmd[1:]])}`"
+            " on the runner); the FRR image lacks it: install it and run it by hand."
+        )
     head.append(f"# Deploy: sudo containerlab deploy -t containerlab/{lab.name}.clab.yml")
     body = yamlfmt.dump(doc)
     return "\n".join(head) + "\n" + body

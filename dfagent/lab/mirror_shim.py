@@ -25,6 +25,7 @@ dropped (`STATS` line, JSON).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import select
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from dfagent.lab.mirror_sender import RawGreSender, erspan2_header, gre_header
 from dfagent.lab.retry import wait_until
+from dfagent.lab.veth_pair import in_netns
 
 ETH_P_ALL = 0x0003
 PACKET_HOST = 0
@@ -168,17 +170,24 @@ def _packet_socket(ifname: str, synack: bool) -> socket.socket:
 
 
 def serve(
-    collector: str, members: dict[str, int], synack: bool = False, loss: Loss | None = None
+    collector: str,
+    members: dict[str, int],
+    synack: bool = False,
+    loss: Loss | None = None,
+    capture_netns: str | None = None,
 ) -> None:
+    """``capture_netns``: open the packet sockets in that namespace (the switch's ports), the
+    sender in ours (the mirror copies then cross a link to the collector)."""
     loss = loss or Loss(0.0, 0.0, 0)
     # fd → (socket, session, packet type, SYN/ACK bits, loss kind)
     socks: dict[int, tuple[socket.socket, int, int, int, str]] = {}
-    for ifname, session in members.items():
-        s = _packet_socket(ifname, False)
-        socks[s.fileno()] = (s, session, PACKET_OUTGOING, _TCP_SYN, "syn")
-        if synack:
-            s = _packet_socket(ifname, True)
-            socks[s.fileno()] = (s, session, PACKET_HOST, _TCP_SYN | _TCP_ACK, "synack")
+    with in_netns(capture_netns) if capture_netns else contextlib.nullcontext():
+        for ifname, session in members.items():
+            s = _packet_socket(ifname, False)
+            socks[s.fileno()] = (s, session, PACKET_OUTGOING, _TCP_SYN, "syn")
+            if synack:
+                s = _packet_socket(ifname, True)
+                socks[s.fileno()] = (s, session, PACKET_HOST, _TCP_SYN | _TCP_ACK, "synack")
     out = RawGreSender(collector)
     seq = 0
 
@@ -254,6 +263,7 @@ def main() -> None:
     ap.add_argument("--loss", type=_share, default=0.0, help="share of SYN mirrors to drop")
     ap.add_argument("--synack-loss", type=_share, default=0.0, help="same, SYN-ACK mirrors")
     ap.add_argument("--seed", type=int, default=1, help="seed of the loss's random choices")
+    ap.add_argument("--capture-netns", help="the namespace whose member ports are watched")
     args = ap.parse_args()
     members = {}
     for item in args.member:
@@ -261,7 +271,8 @@ def main() -> None:
         if not sep or not session.isdigit():
             ap.error(f"--member {item!r}: want IFNAME=SESSION")
         members[ifname] = int(session)
-    serve(args.collector, members, args.synack, Loss(args.loss, args.synack_loss, args.seed))
+    loss = Loss(args.loss, args.synack_loss, args.seed)
+    serve(args.collector, members, args.synack, loss, args.capture_netns)
 
 
 def _share(text: str) -> float:

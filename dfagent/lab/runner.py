@@ -160,11 +160,29 @@ def _build(lab: Lab, state: LabState, log: bool) -> None:
         argv = python_argv(svc.cmd)
         proc = Process(svc.node, svc.name, argv)
         state.processes.append(proc)
-        proc.pid = start_service(
-            state.namespaces[svc.node], argv, node_dir / f"{svc.name}.log", topo.nodes[svc.node].env
-        )
-        state.save()
+        _start_recorded(state, lab, proc)
     _say(log, f"{topo.name}: up ({len(state.processes)} processes)")
+
+
+def _start_recorded(state: LabState, lab: Lab, proc: Process) -> None:
+    node_dir = Path(state.run_dir) / proc.node
+    # a service that keeps files (a config, a lock, a socket) keeps them in its node's run
+    # folder: removed by `down`, never shared with another run
+    env = {**lab.topology.nodes[proc.node].env, "DFAGENT_LAB_NODE_DIR": str(node_dir)}
+    proc.pid = start_service(
+        state.namespaces[proc.node], proc.argv, node_dir / f"{proc.name}.log", env
+    )
+    state.save()
+
+
+def restart_service(state: LabState, lab: Lab, node: str, name: str) -> None:
+    """Start a lab service again (after `stop_daemon`, or after it died) as `up` started it."""
+    proc = state.process(node, name)
+    if proc is None:
+        raise LabError(f"{node} runs no service {name}")
+    if proc.pid and netns.alive(proc.pid):
+        stop_daemon(state, node, name)
+    _start_recorded(state, lab, proc)
 
 
 def _make_bridge(ns: str) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dfagent.lab import netns
+from dfagent.lab import mirror_node, netns, runner
+from dfagent.lab.state import LabState, load_state
 
 pytestmark = pytest.mark.lab
 NS = "dfl-shim-test"
@@ -153,3 +154,58 @@ def test_shim_rejects_a_loss_out_of_range(ns: str) -> None:
     out = subprocess.run(netns.ns_argv(ns, argv), capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "'1.5' is not a share between 0 and 1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# Runs in the router's namespace: a GRE collector on the router's end of the mirror node's
+# veth, a SYN leaving the router's lo; prints the mirrored SYNs and their outer source.
+NODE_SCRIPT = r"""
+import json, socket
+from dfagent.wire.syn import decode_mirror
+
+gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+gre.settimeout(1.0)
+c = socket.socket()
+try:
+    c.connect(("127.0.0.1", 9))
+except ConnectionRefusedError:
+    pass
+seen = []
+try:
+    while True:
+        buf, (src, _) = gre.recvfrom(65535)
+        ev = decode_mirror(buf)
+        seen.append([src, ev.session, ev.dport])
+except TimeoutError:
+    pass
+print(json.dumps(seen))
+"""
+
+
+def test_mirror_node_sends_over_a_veth_and_lab_down_removes_it(tmp_path: Path) -> None:
+    """The shim on its own node (map mode's benches): it watches the router's ports, its
+    copies cross the veth to the router, and the node is a node of the lab run — `lab down`
+    removes it with the rest, as after a crash."""
+    state = LabState.new("mirror-node-test", "test")
+    state.run_dir = str(tmp_path / "run")
+    Path(state.run_dir).mkdir()
+    router = state.namespaces["router"] = state.netns_for("router")
+    state.save()
+    try:
+        netns.add_netns(router)
+        shim = mirror_node.spawn(state, "router", {"lo": 3}, tmp_path / "shim.log")
+        try:
+            argv = netns.ns_argv(router, [sys.executable, "-c", NODE_SCRIPT])
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            assert json.loads(out.stdout) == [[mirror_node.SOURCE, 3, 9]]
+        finally:
+            shim.terminate()
+            shim.wait(10)
+        node = state.namespaces[mirror_node.NODE]
+        assert load_state(state.name).namespaces[mirror_node.NODE] == node  # type: ignore[union-attr]
+        assert runner.down(state.name)
+        assert node not in netns.list_netns() and router not in netns.list_netns()
+    finally:
+        runner.down(state.name)
+        for ns in state.namespaces.values():
+            netns.delete_netns(ns)

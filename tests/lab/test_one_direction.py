@@ -228,8 +228,13 @@ def test_bench_pcc_asymmetric_small() -> None:
     )
     modes = result["modes"]
     print(json.dumps({m: r["broken_total"] for m, r in modes.items()}))
+    print("\n".join(logs))
     assert all(r["opened"] == 90 for r in modes.values()), logs
     assert modes["ecmp"]["broken_total"] > 0, logs
     assert modes["kernel"]["broken_total"] == 0, logs
     assert modes["map"]["broken_total"] == 0, logs
+    # the groups opened during and after the changes were held and broke nothing either
+    for m in ("kernel", "map"):
+        assert modes[m]["groups"]["during"]["opened"] > 0, logs
+        assert modes[m]["groups"]["after"]["opened"] == 4 * 15, logs
     assert load_state("resilient-ecmp-dsr") is None
