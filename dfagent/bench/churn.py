@@ -75,7 +75,7 @@ class ChurnBench(PccBench):
             argv += ["--size", str(self.capacity), "--evict"]
         return argv + (["--record"] if self.mode == "map-record" else [])
 
-    def _event(self, name: str) -> None:
+    def _change(self, name: str) -> None:
         if name == "drain s1":
             self._drain().drain(SERVERS["s1"][:2])
         elif name == "undrain s1":
@@ -155,7 +155,7 @@ class ChurnBench(PccBench):
             if due >= t0 + self.seconds:
                 break
             time.sleep(max(0.0, due - time.time()))
-            self._event(name)
+            self._change(name)
             done.append({"t": round(time.time() - t0, 2), "event": name})
         time.sleep(max(0.0, t0 + self.seconds - time.time()))
         return done
