@@ -145,6 +145,8 @@ class MirrorConfig:
     # Linux, both directions: a flow without a pin from a mirror is recorded where the route
     # sent it (kernel mode's record rule), the fallback when both mirror copies are lost
     record: bool = False
+    # Linux, both directions: a full pin map evicts its oldest pins (~200 B a pin in the agent)
+    evict: bool = False
     # Linux (linux-nftables profile): "query" asks the kernel for an IPv4 flow's egress
     # when its mirror names no known session (backends/linux/egress.py); IPv6 stays observed
     egress: str = "observed"
@@ -563,7 +565,7 @@ def _linux(err: _Errors, value: Any) -> LinuxConfig:
 
 MIRROR_KEYS = (
     "listen", "sources", "sessions", "pin_timeout", "pin_map_size", "batch", "synack",
-    "record", "egress",
+    "record", "evict", "egress",
 )  # fmt: skip
 
 
@@ -642,6 +644,7 @@ def _mirror(err: _Errors, value: Any, names: Mapping[str, str]) -> MirrorConfig:
         ),
         synack=_bool(err, "mirror.synack", d.get("synack"), dflt.synack),
         record=_bool(err, "mirror.record", d.get("record"), dflt.record),
+        evict=_bool(err, "mirror.evict", d.get("evict"), dflt.evict),
         egress=_choice(err, "mirror.egress", d.get("egress"), ("observed", "query"), dflt.egress),
     )  # fmt: skip
 
@@ -993,6 +996,11 @@ def _cross_checks(err: _Errors, cfg: Config, at: list[int]) -> None:
             err.add("mirror.record", "needs backend linux (the record is a Linux router's)")
         elif cfg.linux.one_direction:
             err.add("mirror.record", "needs both directions (not with linux.one_direction)")
+    if cfg.mirror.evict and "mirror" in modes:
+        if cfg.backend.type == "eos":
+            err.add("mirror.evict", "needs backend linux (EOS has its own pin table)")
+        elif cfg.linux.one_direction:
+            err.add("mirror.evict", "needs both directions (not with linux.one_direction)")
     for i, v in enumerate(cfg.vips):
         if "udp" not in v.protocols:
             continue
@@ -1131,6 +1139,7 @@ def to_dict(cfg: Config) -> dict[str, Any]:
             "batch": dataclasses.asdict(cfg.mirror.batch),
             "synack": cfg.mirror.synack,
             "record": cfg.mirror.record,
+            "evict": cfg.mirror.evict,
             "egress": cfg.mirror.egress,
         },
         "nexthops": {

@@ -32,6 +32,8 @@ def build(cfg: DatapathConfig, metrics: Metrics | None = None) -> Agent:
             one_direction=cfg.one_direction,
             space=cfg.space,
             marker=None if cfg.one_direction else CtMarker(cfg.space.mask),
+            # a full map evicts its oldest pins (conntrack mode) when asked
+            capacity=cfg.pin_map_size if cfg.pin_evict else None,
         )
     return Agent(
         dp,

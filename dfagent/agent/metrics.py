@@ -90,6 +90,7 @@ class Metrics:
         self.mirror: dict[str, int] = {}
         self.pins = dict.fromkeys(PIN_RESULTS, 0)
         self.pin_batches = 0
+        self.evicted = 0  # map mode: pins removed from a full map to make room
         self.ct_marks = {"marked": 0, "failed": 0}  # map mode: conntrack entries marked at pin
         self.latency = Histogram()
         self.nexthops: tuple[NexthopInfo, ...] = ()
@@ -112,6 +113,7 @@ class Metrics:
         self.pins["replaced"] += replaced
         self.pins["unknown_nexthop"] += int(getattr(result, "unknown_nexthop", 0))
         self.pins["failed"] += int(getattr(result, "failed", 0))
+        self.evicted += int(getattr(result, "evicted", 0))
         self.ct_marks["marked"] += int(getattr(result, "ct_marked", 0))
         self.ct_marks["failed"] += int(getattr(result, "ct_failed", 0))
         if received:
@@ -159,6 +161,12 @@ class Metrics:
             pins.add_metric([self.backend, result], n)
         yield pins
         yield _counter("dfagent_pin_batches", "Pin batches applied.", self.pin_batches)
+        yield _counter(
+            "dfagent_pins_evicted",
+            "Map mode: oldest pins removed from a full pin map to make room (their connections "
+            "keep their conntrack mark).",
+            self.evicted,
+        )
         marks = CounterMetricFamily(
             "dfagent_ct_marks",
             "Map mode: conntrack entries of pinned flows given the pin's mark when pinned "

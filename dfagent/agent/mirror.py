@@ -89,12 +89,13 @@ class MirrorFeed:
         m = self.agent.metrics
         mirror = m.mirror.copy()
         log.info(
-            "map-pins pinned=%d replaced=%d unknown_nexthop=%d failed=%d batches=%d "
+            "map-pins pinned=%d replaced=%d unknown_nexthop=%d failed=%d evicted=%d batches=%d "
             "unknown_session=%d not_vip=%d synack_pinned=%d mirror=%s",
             m.pins["pinned"] + m.pins["replaced"],
             m.pins["replaced"],
             m.pins["unknown_nexthop"],
             m.pins["failed"],
+            m.evicted,
             m.pin_batches,
             mirror.get("drop:unknown-session", 0),
             mirror.get("drop:not-vip", 0),

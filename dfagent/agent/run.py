@@ -47,6 +47,7 @@ def datapath_config(cfg: Config) -> DatapathConfig:
         record=not mirror or cfg.mirror.record,  # the record: map mode's fallback too
         pin_maps=mirror,
         pin_map_size=cfg.mirror.pin_map_size,
+        pin_evict=cfg.mirror.evict,
         pin_timeout=cfg.mirror.pin_timeout,
         space=MarkSpace(lx.mark_mask),
         repair=lx.repair,

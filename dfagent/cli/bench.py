@@ -66,6 +66,7 @@ def run_lab_bench(
 # Benchmarks register themselves on import (one module each, owned by their feature).
 from dfagent.cli import (  # noqa: E402
     bench_agent,  # noqa: F401
+    bench_churn,  # noqa: F401
     bench_ctflush,  # noqa: F401
     bench_decode,  # noqa: F401
     bench_eapi,  # noqa: F401

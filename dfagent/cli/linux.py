@@ -140,6 +140,9 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--no-repair", is_flag=True,
                      help="Do not watch nftables nor reinstall dfagent's table when a firewall "
                      "reload deletes it (pinning then stops until the agent restarts)."),
+        click.option("--metrics", "metrics_address", default=None, metavar="HOST:PORT",
+                     help="Serve Prometheus metrics here (GET /metrics), as `dfagent run`'s "
+                     "metrics.address does."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -199,9 +202,11 @@ def _config(
 
 
 @contextmanager
-def _running(cfg: DatapathConfig) -> Iterator[Agent]:
-    """Lock the state dir, build and start the agent, close it; every failure is one line."""
+def _running(cfg: DatapathConfig, metrics_address: str | None = None) -> Iterator[Agent]:
+    """Lock the state dir, build and start the agent (and its metrics endpoint), close it;
+    every failure is one line."""
     from dfagent.agent.linux import build
+    from dfagent.agent.metrics import Metrics, MetricsServer, serve_metrics
     from dfagent.backends.linux.datapath import MarkConflict
     from dfagent.backends.linux.nft import NftError
     from dfagent.backends.linux.state import AgentLock, AgentRunning
@@ -213,14 +218,23 @@ def _running(cfg: DatapathConfig) -> Iterator[Agent]:
     except (AgentRunning, OSError) as exc:
         _fail(str(exc))
     agent: Agent | None = None
+    server: MetricsServer | None = None
+    metrics = Metrics(backend="linux", mode=cfg.mode)
     try:
+        if metrics_address:  # bound first: a taken port fails before anything is installed
+            try:
+                server = serve_metrics(metrics, metrics_address)
+            except (OSError, ValueError, OverflowError) as exc:
+                _fail(f"--metrics {metrics_address}: {exc}")
         try:
-            agent = build(cfg)
+            agent = build(cfg, metrics)
         except (MarkConflict, NftError, MarksExhausted, OSError) as exc:
             _fail(str(exc))
         assert agent is not None
         yield agent
     finally:
+        if server is not None:
+            server.close()
         if agent is not None:
             agent.close()
         lock.release()
@@ -264,7 +278,12 @@ def linux() -> None:
     "flush').",
 )
 def kernel(
-    verbose: bool, dead_hold: float, protocols: tuple[str, ...], ct_copy: bool, **opts: Any
+    verbose: bool,
+    dead_hold: float,
+    protocols: tuple[str, ...],
+    ct_copy: bool,
+    metrics_address: str | None,
+    **opts: Any,
 ) -> None:
     """Pin connections to VIPs with conntrack marks (runs until SIGTERM/SIGINT).
 
@@ -285,7 +304,7 @@ def kernel(
     cfg = _config(dead_hold=dead_hold, protocols=chosen, ct_copy=ct_copy, **opts)
     _need_root("kernel")
     _setup_logging(verbose)
-    with _running(cfg) as agent:
+    with _running(cfg, metrics_address) as agent:
         _on_signals(agent.stop)
         agent.run()
 
@@ -350,6 +369,11 @@ def _mirror_sources(given: tuple[str, ...]) -> list[str] | None:
 )
 @click.option("--size", "map_size", default=DEFAULT_PIN_MAP_SIZE, show_default=True, type=int,
               help="Capacity of each pin map (flows).")  # fmt: skip
+@click.option("--evict", "pin_evict", is_flag=True,
+              help="When a pin map is full, evict its oldest pins instead of refusing new "
+              "ones (their connections keep their conntrack mark). The agent then keeps every "
+              "pin's key: ~200 B per pin, so pick a --size you can afford. Not with "
+              "--one-direction.")  # fmt: skip
 @click.option("--timeout", "pin_timeout", default=DEFAULT_PIN_TIMEOUT, show_default=True,
               type=int,
               help="Seconds a pin lives in the map (its connection keeps the mark).")  # fmt: skip
@@ -365,9 +389,11 @@ def map_cmd(
     synack: bool,
     record_fallback: bool,
     map_size: int,
+    pin_evict: bool,
     pin_timeout: int,
     max_items: int,
     max_delay_ms: float,
+    metrics_address: str | None,
     **opts: Any,
 ) -> None:
     """Map mode: per-flow pins (5-tuple → next hop) in nft maps, from mirrored SYNs.
@@ -391,17 +417,23 @@ def map_cmd(
             raise click.BadParameter("must be more than 0", param_hint=name)
     if record_fallback and opts.get("one_direction"):
         raise click.UsageError("--record needs both directions (not with --one-direction)")
+    if pin_evict and opts.get("one_direction"):
+        raise click.UsageError(
+            "--evict needs conntrack behind the pins (not with --one-direction: an evicted "
+            "flow would move)"
+        )
     cfg = _config(
         record=record_fallback,
         pin_maps=True,
         pin_map_size=map_size,
+        pin_evict=pin_evict,
         pin_timeout=pin_timeout,
         **opts,
     )
     _need_root("map")
     _setup_logging(verbose)
     log = logging.getLogger("dfagent.linux")
-    with _running(cfg) as agent:
+    with _running(cfg, metrics_address) as agent:
         if not sessions:
             log.info("map-mode receiver=off (pins through the MapPinner API only)")
             _on_signals(agent.stop)

@@ -79,6 +79,7 @@ class PinStats:
     # flow whose packets all passed before its pin is pinned and counted), and failures
     ct_marked: int = 0
     ct_failed: int = 0
+    evicted: int = 0  # Linux map mode: oldest pins removed to make room in a full map
 
 
 class PinSink(Protocol):

@@ -25,6 +25,11 @@ Runs inside a client namespace, driven over stdin/stdout with one JSON object pe
                                 steady rate (connect, one request, close), each given
                                 `timeout`: {"attempted", "ok", "failed", "slow"} (slow: took
                                 over 0.9 s, i.e. needed a SYN retransmission)
+    {"cmd": "churn", "rate": 20, "hold": 3, "seconds": 30, "interval": 0.1}  → while the
+                                held connections carry a request every `interval`, new ones
+                                open at `rate`/s, carry the same requests for `hold` seconds
+                                and close (FIN); a progress line every second
+                                ({"progress": 1, …}), then the totals (see `churn`)
     {"cmd": "quit"}
 A connection is broken when a request on it gets a reset, no answer in time, or an answer
 from a server other than the one that answered first. Broken connections are closed and
@@ -166,6 +171,18 @@ class Opener:
         for s in list(self.started):
             self._end(s, None, [], "unfinished")
         self.sel.close()
+
+
+@dataclass
+class Live:
+    """A connection in `churn`'s loop: ``end`` None = held for the whole run."""
+
+    conn: Conn
+    end: float | None
+    started: float
+    next_send: float = 0.0
+    sent: float | None = None  # when the pending request went out
+    connected: bool = False
 
 
 def _family(addr: str) -> int:
@@ -527,6 +544,135 @@ class Holder:
                 done(s, False)
         sel.close()
         return {"attempted": attempted, "ok": ok, "failed": failed, "slow": slow}
+
+    def churn(
+        self,
+        rate: float,
+        hold: float,
+        seconds: float,
+        interval: float = 0.1,
+        timeout: float = 2.0,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Steady churn beside the held connections, all in one non-blocking loop.
+
+        New connections to the held ones' target open at ``rate`` per second; each that
+        connects and answers within ``timeout`` is *established* (its answer names its
+        server), carries a request every ``interval`` for ``hold`` seconds, then closes (FIN).
+        The held connections carry the same requests all along. Broken = an established
+        connection (held or new) reset, silent for ``timeout``, or answered by another server;
+        a new one that never got its first answer is a failed open. With ``progress``, a line
+        of the totals so far every second."""
+        addrs, port = self.target
+        sel = selectors.DefaultSelector()
+        t0 = time.monotonic()
+        live: dict[socket.socket, Live] = {}
+        for c in self.alive:
+            c.buf = b""  # the last check's answer is still there
+            live[c.sock] = Live(c, None, t0, next_send=t0, connected=True)
+            sel.register(c.sock, selectors.EVENT_READ)
+        tally = Counter[str]()  # made, open_failed, closed, broken_held, broken_new
+        cycle = itertools.cycle(addrs)
+        next_report = t0 + 1.0
+
+        why = Counter[str]()  # broken by: reset, timeout, another server
+        breaks: list[dict[str, Any]] = []  # the first 100, for a look at when and which
+
+        def drop(lv: Live, outcome: str, reason: str = "") -> None:
+            if outcome.startswith("broken") and len(breaks) < 100:
+                now = time.monotonic()
+                breaks.append({"t": round(now - t0, 2), "age": round(now - lv.started, 2),
+                               "kind": outcome[7:], "why": reason, "server": lv.conn.server,
+                               "flow": list(lv.conn.sock.getsockname()[:2])})  # fmt: skip
+            sel.unregister(lv.conn.sock)
+            lv.conn.sock.close()
+            del live[lv.conn.sock]
+            tally[outcome] += 1
+            if outcome.startswith("broken"):
+                self.broken_from[lv.conn.server] += 1
+                why[reason] += 1
+
+        def totals() -> dict[str, Any]:
+            held = sum(1 for lv in live.values() if lv.end is None)
+            return {"t": round(time.monotonic() - t0, 2), "made": tally["made"],
+                    "open_failed": tally["open_failed"], "closed": tally["closed"],
+                    "broken_held": tally["broken_held"], "broken_new": tally["broken_new"],
+                    "held_alive": held, "new_open": len(live) - held,
+                    "broken_by": dict(why)}  # fmt: skip
+
+        while True:
+            now = time.monotonic()
+            if now - t0 < seconds and tally["attempted"] < int((now - t0) * rate) + 1:
+                addr = next(cycle)
+                s = socket.socket(_family(addr), socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex((addr, port))
+                live[s] = Live(Conn(s), now + hold, now)
+                sel.register(s, selectors.EVENT_WRITE)
+                tally["attempted"] += 1
+                continue
+            if now - t0 >= seconds:
+                break
+            for key, _ in sel.select(timeout=0.005):
+                fo = key.fileobj
+                assert isinstance(fo, socket.socket)  # only sockets are registered
+                lv = live.get(fo)
+                if lv is None:
+                    continue
+                if not lv.connected:  # writable: the handshake ended
+                    if lv.conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        drop(lv, "open_failed")
+                        continue
+                    lv.connected = True
+                    sel.modify(lv.conn.sock, selectors.EVENT_READ)
+                    lv.next_send = time.monotonic()
+                    continue
+                try:
+                    data = lv.conn.sock.recv(4096)
+                except OSError:
+                    data = b""
+                kind = "broken_held" if lv.end is None else "broken_new"
+                if not data:  # reset or closed by the server
+                    drop(lv, kind if lv.conn.server else "open_failed", "reset")
+                    continue
+                lv.conn.buf += data
+                if not lv.conn.buf.endswith(b"\n"):
+                    continue
+                answer = lv.conn.buf.decode(errors="replace").strip()
+                lv.conn.buf, lv.sent = b"", None
+                if not lv.conn.server:
+                    lv.conn.server = answer
+                    tally["made"] += 1
+                elif answer != lv.conn.server:
+                    drop(lv, kind, "other server")
+            now = time.monotonic()
+            for lv in list(live.values()):
+                if lv.sent is not None:
+                    if now - lv.sent > timeout:
+                        drop(lv, ("broken_held" if lv.end is None else "broken_new")
+                             if lv.conn.server else "open_failed", "timeout")  # fmt: skip
+                elif not lv.connected:
+                    if now - lv.started > timeout:
+                        drop(lv, "open_failed")
+                elif lv.end is not None and lv.conn.server and now >= lv.end:
+                    drop(lv, "closed")  # a normal end: FIN
+                elif now >= lv.next_send:
+                    try:
+                        lv.conn.sock.send(REQUEST)
+                        lv.sent, lv.next_send = now, now + interval
+                    except OSError:
+                        drop(lv, ("broken_held" if lv.end is None else "broken_new")
+                             if lv.conn.server else "open_failed", "reset")  # fmt: skip
+            if progress and now >= next_report:
+                next_report += 1.0
+                print(json.dumps({"progress": 1, **totals()}), flush=True)
+        # the new connections still open end normally; the held ones stay held
+        for lv in [lv for lv in live.values() if lv.end is not None]:
+            drop(lv, "closed" if lv.conn.server else "open_failed")
+        sel.close()
+        self.alive = [lv.conn for lv in live.values()]
+        self.broken += tally["broken_held"]
+        return {**totals(), "attempted": tally["attempted"], "breaks": breaks}
 
     def rate(self, addrs: list[str], port: int, seconds: float) -> dict[str, Any]:
         """Sequential new connections (connect, one request, close) per second. Closed

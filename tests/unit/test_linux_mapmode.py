@@ -25,9 +25,10 @@ def slot_of(verdict: str) -> int:
 class FakeNft:
     """Transactions are all-or-nothing, like the kernel's."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int | None = None) -> None:
         self.maps: dict[str, dict[str, int]] = {"pin4": {}, "pin6": {}}
         self.transactions = 0
+        self.size = size  # the maps' declared size: a full map refuses new elements
 
     def run(self, script: str) -> str:
         self.transactions += 1
@@ -43,6 +44,8 @@ class FakeNft:
                     if key in new[name] and new[name][key] != slot_of(val):
                         raise NftError(script, 1, "File exists")
                     new[name][key] = slot_of(val)
+                    if self.size is not None and len(new[name]) > self.size:
+                        raise NftError(script, 1, "Too many open files in system")
                 elif verb == "delete":
                     if key not in new[name]:
                         raise NftError(script, 1, "No such file or directory")
@@ -172,3 +175,63 @@ def test_table_json_is_dfagent_table_from_a_terse_ruleset_listing() -> None:
     assert not nft.table_exists()
     with pytest.raises(NftError, match="No such file"):
         nft.table_json()
+
+
+class FakeMarker:
+    """Conntrack marks behind the pins (what makes eviction safe)."""
+
+    def mark(self, flows: Any) -> Any:
+        n = len(list(flows))
+        return type("Out", (), {"updated": n, "failed": 0, "error": None})()
+
+    def close(self) -> None:
+        pass
+
+
+def make_sized(size: int) -> tuple[FakeNft, MapPinner, Clock]:
+    nft, clock = FakeNft(size), Clock()
+    marks = {(4, "10.0.1.2"): M1, (4, "10.0.2.2"): M2}
+    pinner = MapPinner(
+        nft, resolver_from(marks), timeout=60, clock=clock,
+        marker=FakeMarker(), capacity=size,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return nft, pinner, clock
+
+
+def test_full_map_evicts_the_oldest_pins() -> None:
+    nft, p, clock = make_sized(10)
+    p.pin(flows(8))
+    clock.t = 1
+    st = p.pin(flows(12)[8:])  # 4 new, 2 over
+    assert st.pinned == 4 and st.evicted == 2 and st.failed == 0
+    keys = set(nft.maps["pin4"])
+    assert len(keys) == 10
+    # the two written first are gone, the newest are all there
+    assert "10.0.0.2 . 1.1.1.1 . 1000 . 80" not in keys
+    assert "10.0.0.2 . 1.1.1.1 . 1001 . 80" not in keys
+    assert "10.0.0.2 . 1.1.1.1 . 1011 . 80" in keys
+    # pins already in the map take no room; timed-out ones free theirs without eviction
+    assert p.pin(flows(12)[8:]).evicted == 0
+    clock.t = 62
+    nft.maps["pin4"].clear()  # timed out in the kernel
+    st = p.pin([PinItem("10.0.0.3", "1.1.1.1", 7, 80, "10.0.1.2")])
+    assert st.evicted == 0 and st.pinned == 1
+
+
+def test_full_map_without_marks_refuses() -> None:
+    """One direction (no conntrack behind the pin): an evicted element is a moved flow, so a
+    full map refuses new pins instead."""
+    nft, clock = FakeNft(4), Clock()
+    p = MapPinner(nft, resolver_from({(4, "10.0.1.2"): M1}), timeout=60, clock=clock, capacity=4)
+    st = p.pin(flows(6))
+    assert st.pinned == 4 and st.failed == 2 and st.evicted == 0
+
+
+def test_batch_history_stays_bounded_without_count() -> None:
+    """The per-batch history behind count() is trimmed by pinning itself: an agent that never
+    asks for the count (the mirror path) must not grow with every batch."""
+    _, p, clock = make()
+    for i in range(10000):
+        clock.t = i / 10  # ten batches a second: one history entry a second
+        p.pin([PinItem("10.0.0.2", "1.1.1.1", 1000 + i % 60000, 80, "10.0.1.2")])
+    assert len(p._written) <= 61 and 590 <= p.count() <= 610  # the last 60 s, to a second

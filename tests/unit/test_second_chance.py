@@ -242,3 +242,18 @@ def test_config_mirror_record_is_the_linux_datapaths_record_rule() -> None:
     eos = {"type": "eos", "eos": {"profile": "arista-ceos-lab", "endpoint": "sw1"}}
     with pytest.raises(ConfigError, match=r"mirror\.record.*needs backend linux"):
         parse({"vips": vips, "mirror": {**mirror, "record": True}, "backend": eos})
+
+
+def test_config_mirror_evict_reaches_the_datapath() -> None:
+    from dfagent.agent.run import datapath_config
+
+    vips = [{"prefix": "1.1.1.1/32", "mode": "mirror"}]
+    mirror = {"sources": ["5.5.5.5"], "pin_map_size": 5000}
+    assert not datapath_config(parse({"vips": vips, "mirror": mirror})).pin_evict
+    on = datapath_config(parse({"vips": vips, "mirror": {**mirror, "evict": True}}))
+    assert on.pin_evict and on.pin_map_size == 5000
+    with pytest.raises(ConfigError, match=r"mirror\.evict.*needs both directions"):
+        parse({"vips": vips, "mirror": {**mirror, "evict": True},
+               "linux": {"one_direction": True}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"mirror\.evict.*expected true or false"):
+        parse({"vips": vips, "mirror": {**mirror, "evict": "yes"}})

@@ -82,6 +82,9 @@ class DatapathConfig:
     record: bool = True  # kernel mode
     pin_maps: bool = False  # map mode
     pin_map_size: int = config.DEFAULT_PIN_MAP_SIZE
+    # map mode: a full pin map evicts its oldest pins (the agent keeps every pin's key:
+    # ~200 B each, so off unless asked)
+    pin_evict: bool = False
     pin_timeout: int = config.DEFAULT_PIN_TIMEOUT
     space: MarkSpace = field(default_factory=MarkSpace)
     repair: bool = True  # watch nftables and reinstall what was deleted under us

@@ -13,6 +13,12 @@ conntrack entry, so a connection stays pinned after its element has timed out.
 Every batch is one nft transaction through one libnftables handle. A batch that fails (an
 element already pinned to another next hop, or an unpin of an expired element) is split in
 halves until the offending elements are found; a conflicting element is replaced.
+
+A full map refuses new elements (ENFILE), so a spoofed SYN flood would leave later flows
+without a pin. With ``capacity`` (the maps' declared size) and conntrack marks behind the
+pins, the oldest-written elements are evicted to make room: they are the next to time out
+anyway, and their connections keep the mark their first packets wrote into conntrack. In one
+direction the element is the only pin, so nothing is evicted there.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -94,6 +100,7 @@ class MapPinner:
         one_direction: bool = False,
         space: MarkSpace | None = None,
         marker: CtMarker | None = None,
+        capacity: int | None = None,
     ) -> None:
         # one direction: write flow4/flow6 (no conntrack needed) instead of pin4/pin6
         self.one_direction = one_direction
@@ -105,8 +112,11 @@ class MapPinner:
         # conntrack mode: also mark each pinned flow's entry at once, so a connection whose
         # packets all passed before its pin existed is pinned (and counted) anyway
         self.marker = None if one_direction else marker
-        self._written: deque[list[float | int]] = deque()  # [time, live count] per batch
+        self._written: deque[list[float | int]] = deque()  # [time, pins written] per second
         self._live = 0
+        # eviction needs the marks behind the pins (see the module text)
+        self.capacity = capacity if self.marker is not None else None
+        self._keys: dict[str, OrderedDict[str, float]] = {}  # map → key → written, oldest first
 
     # ── writes ──────────────────────────────────────────────────────────────────
     def pin(self, batch: Iterable[PinItem | Sequence[Any]]) -> PinStats:
@@ -127,12 +137,21 @@ class MapPinner:
             by_map.setdefault(mapname, []).append(elem)
             flows.append((*flow, slot))
         for mapname, elems in by_map.items():
+            if self.capacity is not None:
+                self._make_room(mapname, elems, res)
             self._add(mapname, elems, res)
         if self.marker is not None and flows:
             self._mark(self.marker, flows, res)
         if res.pinned:
-            self._written.append([self.clock(), res.pinned])
+            now = self.clock()
+            if self._written and now - float(self._written[-1][0]) < 1.0:
+                self._written[-1][1] = int(self._written[-1][1]) + res.pinned  # one per second
+            else:
+                self._written.append([now, res.pinned])
             self._live += res.pinned
+        # drop what timed out: nothing on the mirror path asks for count(), and one entry per
+        # batch for the whole timeout grew the agent by ~24 kB/s under a flood
+        self.count()
         return res
 
     def _element(
@@ -142,10 +161,40 @@ class MapPinner:
             return flow_element(self.space, src, dst, sport, dport, slot)
         return pin_element(src, dst, sport, dport, slot)
 
+    def _make_room(self, mapname: str, elems: list[str], res: PinStats) -> None:
+        """Evict the oldest-written elements so ``elems`` fit in ``capacity``."""
+        assert self.capacity is not None
+        keys = self._keys.setdefault(mapname, OrderedDict())
+        horizon = self.clock() - self.timeout
+        while keys and next(iter(keys.values())) < horizon:  # timed out in the kernel too
+            keys.popitem(last=False)
+        new = {e.split(" : ")[0] for e in elems} - keys.keys()
+        over = len(keys) + len(new) - self.capacity
+        if over <= 0:
+            return
+        victims = [keys.popitem(last=False)[0] for _ in range(min(over, len(keys)))]
+        self._delete(mapname, victims)  # an element already gone counts as evicted too
+        res.evicted += len(victims)
+        self._live = max(0, self._live - len(victims))
+
+    def _remember(self, mapname: str, elems: list[str], rewritten: bool = False) -> None:
+        """Note when each element was written; adding one already there keeps its kernel
+        timeout, so its first time stays (``rewritten``: deleted and added again)."""
+        if self.capacity is None:
+            return
+        keys = self._keys.setdefault(mapname, OrderedDict())
+        now = self.clock()
+        for e in elems:
+            key = e.split(" : ")[0]
+            if rewritten:
+                keys.pop(key, None)
+            keys.setdefault(key, now)
+
     def _add(self, mapname: str, elems: list[str], res: PinStats) -> None:
         try:
             self.nft.run(render_elements("add", mapname, elems))
             res.pinned += len(elems)
+            self._remember(mapname, elems)
             return
         except NftError:
             pass
@@ -161,6 +210,7 @@ class MapPinner:
             )
             res.pinned += 1
             res.replaced += 1
+            self._remember(mapname, elems, rewritten=True)
         except NftError:
             res.failed += 1
 
@@ -189,6 +239,8 @@ class MapPinner:
             src, dst, sport, dport = it[0], it[1], it[2], it[3]
             mapname, key = self._element(str(src), str(dst), int(sport), int(dport), None)
             by_map.setdefault(mapname, []).append(key)
+            if mapname in self._keys:
+                self._keys[mapname].pop(key, None)
         removed = 0
         for mapname, keys in by_map.items():
             removed += self._delete(mapname, keys)
