@@ -216,7 +216,9 @@ class LinuxDatapath:
         self._saved: dict[str, Any] | None = None
         self._include_text: str | None = None
         self._base_snapshot: dict[str, list[Any]] | None = None
-        self._base_digest: str | None = None  # of the base script last written
+        # digests of the base last written (script) and of its rules as listed then: what
+        # the state file keeps for the next start (_base_intact)
+        self._base_written: dict[str, str] | None = None
         self.repairs = 0
         self.last_repair: dict[str, Any] | None = None
         self.gateway_marks: dict[tuple[int, str], int] = {}  # (family, gateway) → slot
@@ -287,13 +289,14 @@ class LinuxDatapath:
         self.check_ct_users(at_start=True)
         had_table = self.nft.table_exists()
         script = render_base(self.cfg.ruleset())
+        digest = _digest(script)
         kept = False
         try:
-            kept = had_table and self._base_intact(_digest(script))
+            kept = had_table and self._base_intact(digest)
             if not kept:
                 self.nft.run(script)
                 self._base_snapshot = self._list_base_rules()
-            self._base_digest = _digest(script)
+            self._note_base(digest)
             now = self.clock()
             adopted = self._adopt(now)
         except BaseException:
@@ -334,6 +337,12 @@ class LinuxDatapath:
             return False
         self._base_snapshot = rules
         return True
+
+    def _note_base(self, script_digest: str) -> None:
+        """The base as written (or kept) now, for the state file: computed here once, not
+        at every save."""
+        rules = _digest(self._base_snapshot) if self._base_snapshot is not None else ""
+        self._base_written = {"script": script_digest, "rules": rules}
 
     def _adopt(self, now: float) -> int:
         st = state.load(self.cfg.state_dir)
@@ -920,9 +929,9 @@ class LinuxDatapath:
         """Reinstall the table, slot chains and small maps in one transaction."""
         with self._lock:
             t0 = time.monotonic()
-            script = render_base(self.cfg.ruleset())
+            base = render_base(self.cfg.ruleset())
             want = self.w.copy()
-            script += self._nft_script(want, full=True)
+            script = base + self._nft_script(want, full=True)
             try:
                 self.nft.run(script)
             except NftError as exc:
@@ -930,7 +939,7 @@ class LinuxDatapath:
                 return False
             self.w = want
             self._base_snapshot = self._list_base_rules()
-            self._base_digest = _digest(render_base(self.cfg.ruleset()))
+            self._note_base(_digest(base))
             self.repairs += 1
             ms = round((time.monotonic() - t0) * 1000, 1)
             self.last_repair = {"at": time.time(), "reason": reason, "ms": ms}
@@ -1003,10 +1012,7 @@ class LinuxDatapath:
             "status": self.planner.status(),
             "repairs": self.repairs,
             # what a restart compares before leaving the base alone (see _base_intact)
-            "base": {
-                "script": self._base_digest,
-                "rules": _digest(self._base_snapshot) if self._base_snapshot else None,
-            },
+            "base": self._base_written,
             "last_repair": self.last_repair,
             "include_file": self.cfg.include_file,
         }

@@ -168,7 +168,7 @@ class MapPinner:
         horizon = self.clock() - self.timeout
         while keys and next(iter(keys.values())) < horizon:  # timed out in the kernel too
             keys.popitem(last=False)
-        new = {e.split(" : ")[0] for e in elems} - keys.keys()
+        new = {_key(e) for e in elems} - keys.keys()
         over = len(keys) + len(new) - self.capacity
         if over <= 0:
             return
@@ -185,7 +185,7 @@ class MapPinner:
         keys = self._keys.setdefault(mapname, OrderedDict())
         now = self.clock()
         for e in elems:
-            key = e.split(" : ")[0]
+            key = _key(e)
             if rewritten:
                 keys.pop(key, None)
             keys.setdefault(key, now)
@@ -203,7 +203,7 @@ class MapPinner:
             self._add(mapname, elems[:mid], res)
             self._add(mapname, elems[mid:], res)
             return
-        key = elems[0].split(" : ")[0]
+        key = _key(elems[0])
         try:  # pinned to another next hop before (port reuse): replace
             self.nft.run(
                 render_elements("delete", mapname, [key]) + render_elements("add", mapname, elems)
@@ -279,3 +279,8 @@ class MapPinner:
             return int(m.group(1), 16)
         m = _ELEM_MARK.search(out)  # one direction: the element holds the mark bits
         return self.space.slot(int(m.group(1), 16)) if m else None
+
+
+def _key(elem: str) -> str:
+    """An element's key: ``KEY : VERDICT`` → ``KEY``."""
+    return elem.split(" : ")[0]
